@@ -1,0 +1,514 @@
+//! The one configuration schema of both services: embedded defaults (the repository's
+//! `config.toml`) < a file given with `--config` < `MILLIWATT_*` environment variables <
+//! `--set key=value` flags. Unknown keys and impossible values are errors naming the key.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The defaults: the repository's `config.toml`, embedded at build time.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
+
+/// Prefix of environment overrides: `MILLIWATT_SIP__PORT=5070` sets `sip.port`.
+pub const ENV_PREFIX: &str = "MILLIWATT";
+
+/// Keys that take a comma-separated list when given in the environment.
+const LIST_KEYS: &[&str] = &["media.preferred_codecs"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("bad --set argument {0:?}: expected key=value")]
+    BadOverride(String),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub behavior: BehaviorConfig,
+    pub media: MediaConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    pub bind_address: IpAddr,
+    pub port: u16,
+    pub domain: String,
+    pub transport: Transport,
+    pub advertised_address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Both,
+}
+
+impl Transport {
+    pub fn udp(self) -> bool {
+        matches!(self, Transport::Udp | Transport::Both)
+    }
+    pub fn tcp(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Both)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorConfig {
+    pub auto_answer: bool,
+    pub auto_answer_delay_ms: u64,
+    pub tone_duration_seconds: u64,
+    pub tone_frequency: u32,
+    pub tone_level_dbm0: f64,
+    pub max_concurrent_calls: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum CodecName {
+    #[serde(alias = "pcmu", alias = "ulaw", alias = "G711U")]
+    PCMU,
+    #[serde(alias = "pcma", alias = "alaw", alias = "G711A")]
+    PCMA,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub rtp_port_range_start: u16,
+    pub rtp_port_range_end: u16,
+    pub preferred_codecs: Vec<CodecName>,
+    pub enable_dtmf: bool,
+    pub audio_sample_rate: u32,
+    pub bind_address: IpAddr,
+    pub advertised_address: String,
+    pub grpc_listen: SocketAddr,
+    pub endpoint: String,
+    pub pacing_threads: usize,
+    pub lease_seconds: u32,
+    pub session_grace_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Config {
+    /// Loads the layers. `file` is the `--config` path, `overrides` the `--set key=value` flags.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &[String],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
+            .collect();
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment);
+        for o in overrides {
+            let (key, value) = o
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| ConfigError::BadOverride(o.clone()))?;
+            let key = key.trim();
+            if LIST_KEYS.contains(&key) {
+                let list: Vec<String> = value.split(',').map(|s| s.trim().to_string()).collect();
+                builder = builder.set_override(key, list)?;
+            } else {
+                builder = builder.set_override(key, value)?;
+            }
+        }
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what types cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.behavior;
+        let m = &self.media;
+        if self.sip.port == 0 {
+            return Err(invalid("sip.port", "must be 1..65535"));
+        }
+        if self.sip.domain.trim().is_empty() {
+            return Err(invalid("sip.domain", "must not be empty"));
+        }
+        if !self.sip.advertised_address.is_empty() {
+            check_host("sip.advertised_address", &self.sip.advertised_address)?;
+        }
+        if b.tone_frequency == 0 || b.tone_frequency >= 4000 {
+            return Err(invalid(
+                "behavior.tone_frequency",
+                format!(
+                    "{} Hz cannot be carried at 8000 Hz sampling: must be 1..3999",
+                    b.tone_frequency
+                ),
+            ));
+        }
+        if !(-60.0..=3.0).contains(&b.tone_level_dbm0) {
+            return Err(invalid(
+                "behavior.tone_level_dbm0",
+                format!(
+                    "{} dBm0 is out of range -60..3 (G.711 clips above +3.17 dBm0)",
+                    b.tone_level_dbm0
+                ),
+            ));
+        }
+        if b.tone_duration_seconds == 0 || b.tone_duration_seconds > 86_400 {
+            return Err(invalid(
+                "behavior.tone_duration_seconds",
+                "must be 1..86400",
+            ));
+        }
+        if b.auto_answer_delay_ms > 300_000 {
+            return Err(invalid(
+                "behavior.auto_answer_delay_ms",
+                "must be at most 300000 (5 minutes)",
+            ));
+        }
+        if b.max_concurrent_calls == 0 {
+            return Err(invalid(
+                "behavior.max_concurrent_calls",
+                "must be at least 1",
+            ));
+        }
+        if m.audio_sample_rate != 8000 {
+            return Err(invalid(
+                "media.audio_sample_rate",
+                format!(
+                    "{} Hz: G.711 (PCMU/PCMA) runs at 8000 Hz only",
+                    m.audio_sample_rate
+                ),
+            ));
+        }
+        if m.preferred_codecs.is_empty() {
+            return Err(invalid(
+                "media.preferred_codecs",
+                "must name at least one codec",
+            ));
+        }
+        for (i, c) in m.preferred_codecs.iter().enumerate() {
+            if m.preferred_codecs[..i].contains(c) {
+                return Err(invalid(
+                    "media.preferred_codecs",
+                    format!("{c:?} is listed twice"),
+                ));
+            }
+        }
+        if m.rtp_port_range_start < 1024 {
+            return Err(invalid(
+                "media.rtp_port_range_start",
+                "must be at least 1024",
+            ));
+        }
+        if m.rtp_port_range_start >= m.rtp_port_range_end {
+            return Err(invalid(
+                "media.rtp_port_range_end",
+                format!(
+                    "range {}..{} is empty or inverted: the end must be above the start",
+                    m.rtp_port_range_start, m.rtp_port_range_end
+                ),
+            ));
+        }
+        if self.rtp_port_pairs() == 0 {
+            return Err(invalid(
+                "media.rtp_port_range_end",
+                "the range holds no even RTP port with its RTCP port",
+            ));
+        }
+        if !m.advertised_address.is_empty() {
+            check_host("media.advertised_address", &m.advertised_address)?;
+        }
+        if !(m.endpoint.starts_with("http://") || m.endpoint.starts_with("https://")) {
+            return Err(invalid(
+                "media.endpoint",
+                format!("{:?} must be an http:// or https:// URL", m.endpoint),
+            ));
+        }
+        if m.pacing_threads > 64 {
+            return Err(invalid(
+                "media.pacing_threads",
+                "must be 0 (one per core) to 64",
+            ));
+        }
+        if m.lease_seconds < 2 {
+            return Err(invalid("media.lease_seconds", "must be at least 2"));
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a tracing filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of (RTP, RTCP) port pairs in the configured range.
+    pub fn rtp_port_pairs(&self) -> usize {
+        rtp_ports(
+            self.media.rtp_port_range_start,
+            self.media.rtp_port_range_end,
+        )
+        .count()
+    }
+
+    /// The host to put in SIP Contact and Via headers.
+    pub fn sip_advertised_host(&self) -> String {
+        advertised(&self.sip.advertised_address, self.sip.bind_address)
+    }
+
+    /// The address to put in the SDP c= line.
+    pub fn media_advertised_host(&self) -> String {
+        advertised(&self.media.advertised_address, self.media.bind_address)
+    }
+}
+
+/// Even RTP ports of the range whose RTCP port (+1) is inside it too.
+pub fn rtp_ports(start: u16, end: u16) -> impl Iterator<Item = u16> {
+    let first = start + (start % 2);
+    (first..end).step_by(2).filter(move |p| *p < end)
+}
+
+fn check_host(key: &'static str, host: &str) -> Result<(), ConfigError> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{host:?} is neither an IP address nor a host name"),
+        ))
+    }
+}
+
+fn advertised(configured: &str, bind: IpAddr) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    if !bind.is_unspecified() {
+        return bind.to_string();
+    }
+    first_non_loopback_ipv4()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .to_string()
+}
+
+/// This host's first non-loopback IPv4 address, read from the interfaces (nothing is sent).
+pub fn first_non_loopback_ipv4() -> Option<IpAddr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        file: Option<&str>,
+        sets: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "milliwatt-config-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_with_env(file.map(|_| path.as_path()), &sets, env)
+    }
+
+    fn err(r: Result<Config, ConfigError>) -> String {
+        r.expect_err("expected a configuration error").to_string()
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.sip.port, 5060);
+        assert_eq!(c.behavior.tone_frequency, 440);
+        assert_eq!(
+            c.media.preferred_codecs,
+            vec![CodecName::PCMU, CodecName::PCMA]
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file = "[sip]\nport = 5070\n[behavior]\ntone_frequency = 1004\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(c.sip.port, 5070);
+        assert_eq!(c.behavior.tone_frequency, 1004);
+        let c = load(Some(file), &[], &[("MILLIWATT_SIP__PORT", "5080")]).unwrap();
+        assert_eq!(c.sip.port, 5080);
+        let c = load(
+            Some(file),
+            &["sip.port=5090"],
+            &[("MILLIWATT_SIP__PORT", "5080")],
+        )
+        .unwrap();
+        assert_eq!(c.sip.port, 5090);
+        let c = load(
+            None,
+            &[],
+            &[("MILLIWATT_MEDIA__PREFERRED_CODECS", "PCMA,PCMU")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.media.preferred_codecs,
+            vec![CodecName::PCMA, CodecName::PCMU]
+        );
+        let c = load(None, &["media.preferred_codecs=PCMA"], &[]).unwrap();
+        assert_eq!(c.media.preferred_codecs, vec![CodecName::PCMA]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let e = err(load(Some("[sip]\nprot = 5070\n"), &[], &[]));
+        assert!(e.contains("prot"), "{e}");
+        let e = err(load(Some("[sipp]\nport = 5070\n"), &[], &[]));
+        assert!(e.contains("sipp"), "{e}");
+        let e = err(load(None, &[], &[("MILLIWATT_SIP__PROT", "1")]));
+        assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[media]\nrtp_port_range_start = 20000\nrtp_port_range_end = 10000\n",
+                "media.rtp_port_range_end",
+            ),
+            (
+                "[behavior]\ntone_frequency = 4000\n",
+                "behavior.tone_frequency",
+            ),
+            (
+                "[behavior]\ntone_frequency = 0\n",
+                "behavior.tone_frequency",
+            ),
+            (
+                "[media]\naudio_sample_rate = 16000\n",
+                "media.audio_sample_rate",
+            ),
+            ("[media]\npreferred_codecs = []\n", "media.preferred_codecs"),
+            (
+                "[media]\npreferred_codecs = [\"PCMU\", \"PCMU\"]\n",
+                "media.preferred_codecs",
+            ),
+            (
+                "[behavior]\ntone_level_dbm0 = 6.0\n",
+                "behavior.tone_level_dbm0",
+            ),
+            (
+                "[behavior]\nmax_concurrent_calls = 0\n",
+                "behavior.max_concurrent_calls",
+            ),
+            (
+                "[media]\nendpoint = \"127.0.0.1:50051\"\n",
+                "media.endpoint",
+            ),
+            (
+                "[sip]\nadvertised_address = \"bad host!\"\n",
+                "sip.advertised_address",
+            ),
+            ("[log]\nlevel = \"=[\"\n", "log.level"),
+        ];
+        for (file, key) in cases {
+            let e = err(load(Some(file), &[], &[]));
+            assert!(e.contains(key), "{file:?}: {e}");
+        }
+        let e = err(load(
+            Some("[media]\npreferred_codecs = [\"G729\"]\n"),
+            &[],
+            &[],
+        ));
+        assert!(e.contains("G729") && e.contains("preferred_codecs"), "{e}");
+        let e = err(load(Some("[sip]\ntransport = \"sctp\"\n"), &[], &[]));
+        assert!(e.contains("sctp") && e.contains("transport"), "{e}");
+        let e = err(load(Some("[sip]\nport = \"x\"\n"), &[], &[]));
+        assert!(e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn bad_override_syntax() {
+        assert!(err(load(None, &["sip.port"], &[])).contains("key=value"));
+    }
+
+    #[test]
+    fn port_pairs_are_even_with_rtcp_inside() {
+        assert_eq!(
+            rtp_ports(10000, 10004).collect::<Vec<_>>(),
+            vec![10000, 10002]
+        );
+        assert_eq!(
+            rtp_ports(10001, 10006).collect::<Vec<_>>(),
+            vec![10002, 10004]
+        );
+        assert_eq!(rtp_ports(10000, 10001).count(), 1);
+    }
+}

@@ -1,0 +1,181 @@
+//! The pacing scheduler: which sessions are due to send, given the time. No clock, no I/O: the
+//! caller passes `now` and sends what [`Pacer::poll`] reports.
+//!
+//! Every session sends one packet per 20 ms. A session is placed in one of 20 one-millisecond
+//! phase slots (the least loaded), so the sessions' packets spread evenly over the packet time
+//! instead of all leaving at once. A poll walks the slots whose time has come since the previous
+//! poll, at most one full packet time: after a stall each session sends once, never a burst.
+
+use std::time::{Duration, Instant};
+
+use crate::rtp::PTIME_MS;
+
+const SLOTS: usize = PTIME_MS as usize;
+const SLOT: Duration = Duration::from_millis(1);
+
+#[derive(Debug)]
+pub struct Pacer<K> {
+    epoch: Instant,
+    slots: Vec<Vec<K>>,
+    /// The last tick (ms since epoch) whose slot was processed.
+    done_through: Option<u64>,
+    len: usize,
+}
+
+impl<K: Copy + PartialEq> Pacer<K> {
+    pub fn new(epoch: Instant) -> Self {
+        Pacer {
+            epoch,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            done_through: None,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a session in the least loaded phase slot; returns the slot.
+    pub fn insert(&mut self, key: K) -> usize {
+        let slot = (0..SLOTS)
+            .min_by_key(|&s| self.slots[s].len())
+            .expect("SLOTS > 0");
+        self.slots[slot].push(key);
+        self.len += 1;
+        slot
+    }
+
+    pub fn remove(&mut self, key: K) -> bool {
+        for slot in &mut self.slots {
+            if let Some(i) = slot.iter().position(|k| *k == key) {
+                slot.swap_remove(i);
+                self.len -= 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Milliseconds since the epoch (the pacer's clock).
+    pub fn tick_of(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The instant of a tick.
+    pub fn instant_of(&self, tick: u64) -> Instant {
+        self.epoch + SLOT * tick as u32
+    }
+
+    /// Calls `due(key, due_tick)` for every session whose packet time has come since the previous
+    /// poll (each at most once per call), and returns when to poll next.
+    pub fn poll(&mut self, now: Instant, mut due: impl FnMut(K, u64)) -> Instant {
+        let now_tick = self.tick_of(now);
+        let first = match self.done_through {
+            Some(t) if t >= now_tick => return self.instant_of(t + 1),
+            Some(t) => (t + 1).max(now_tick.saturating_sub(SLOTS as u64 - 1)),
+            None => now_tick,
+        };
+        for tick in first..=now_tick {
+            for &key in &self.slots[(tick % SLOTS as u64) as usize] {
+                due(key, tick);
+            }
+        }
+        self.done_through = Some(now_tick);
+        self.instant_of(now_tick + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn phases_spread_evenly() {
+        let mut p = Pacer::new(Instant::now());
+        let slots: Vec<usize> = (0..100).map(|k| p.insert(k)).collect();
+        let mut counts = [0; SLOTS];
+        for s in slots {
+            counts[s] += 1;
+        }
+        assert!(counts.iter().all(|&c| c == 5), "{counts:?}");
+    }
+
+    #[test]
+    fn each_session_sends_every_20ms_in_simulated_time() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        for k in 0..50u32 {
+            p.insert(k);
+        }
+        let mut sends: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(2);
+        while now < end {
+            let next = p.poll(now, |k, tick| sends.entry(k).or_default().push(tick));
+            assert!(next > now);
+            now = next; // a perfect sleeper
+        }
+        for (k, ticks) in &sends {
+            assert!(
+                ticks.len() >= 99 && ticks.len() <= 100,
+                "{k}: {}",
+                ticks.len()
+            );
+            assert!(
+                ticks.windows(2).all(|w| w[1] - w[0] == 20),
+                "{k}: {ticks:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn late_polls_send_with_the_due_tick_and_never_burst() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        for k in 0..40u32 {
+            p.insert(k);
+        }
+        let mut sends: HashMap<u32, Vec<u64>> = HashMap::new();
+        // Jittery wake-ups: 0, 3, 7 ms late, and one stall of 95 ms.
+        let wakes = [0u64, 3, 10, 17, 40, 135, 136, 150, 170, 190];
+        for w in wakes {
+            p.poll(t0 + Duration::from_millis(w), |k, tick| {
+                sends.entry(k).or_default().push(tick)
+            });
+        }
+        for ticks in sends.values() {
+            // No session ever sends twice in one packet time.
+            assert!(ticks.windows(2).all(|w| w[1] - w[0] >= 20), "{ticks:?}");
+            // Due ticks keep the session's phase.
+            assert!(ticks.iter().all(|t| t % 20 == ticks[0] % 20));
+        }
+        // After the 95 ms stall (40 -> 135), each session sent exactly once for ticks 116..=135.
+        let after: usize = sends
+            .values()
+            .map(|t| t.iter().filter(|&&x| (116..=135).contains(&x)).count())
+            .sum();
+        assert_eq!(after, 40);
+    }
+
+    #[test]
+    fn remove_stops_sending() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        p.insert(1u32);
+        p.insert(2u32);
+        assert!(p.remove(1));
+        assert!(!p.remove(1));
+        assert_eq!(p.len(), 1);
+        let mut seen = Vec::new();
+        for ms in 0..40 {
+            p.poll(t0 + Duration::from_millis(ms), |k, _| seen.push(k));
+        }
+        assert!(seen.iter().all(|&k| k == 2) && seen.len() == 2);
+    }
+}
