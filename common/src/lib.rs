@@ -18,3 +18,46 @@ pub fn init_logging(level: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// Flags every Milliwatt binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file; its keys override the built-in defaults.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Override one key, e.g. `--set sip.port=5070` (repeatable; wins over file and environment).
+    #[arg(short = 's', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Check the configuration, print it and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration, or prints the error naming the key and exits with [`EXIT_CONFIG`].
+    pub fn load_or_exit(&self, program: &str) -> Config {
+        match Config::load(self.config.as_deref(), &self.set) {
+            Ok(c) => {
+                if self.check_config {
+                    println!("{program}: configuration is valid\n{c:#?}");
+                    std::process::exit(0);
+                }
+                c
+            }
+            Err(e) => {
+                eprintln!("{program}: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

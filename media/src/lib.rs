@@ -1,6 +1,16 @@
 //! milliwatt-media: RTP endpoints, G.711 tone generation, pacing and the gRPC service.
+//!
+//! Pure parts (no sockets, no clock): [`g711`], [`tone`], [`rtp`], [`pacing`]. Shells:
+//! [`engine`] (pacing threads), [`sessions`] (registry and ports), [`service`] (gRPC edge),
+//! [`server`] (wiring).
 
+pub mod engine;
 pub mod g711;
 pub mod pacing;
 pub mod rtp;
+pub mod server;
+pub mod service;
+pub mod sessions;
 pub mod tone;
+
+pub use server::Media;

@@ -1,1 +1,3 @@
+//! milliwatt-signaling: the SIP user agent server.
 
+pub mod sdp;

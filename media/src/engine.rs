@@ -1,0 +1,265 @@
+//! The sending shell: a few pacing threads (one per core by default) own all sending sessions.
+//! Each thread runs a [`Pacer`], writes due packets with [`RtpSender`] into one reused buffer and
+//! sends them. Commands arrive over a channel whose receive timeout is also the thread's sleep.
+//!
+//! Batching across sessions with sendmmsg does not apply: each session sends from its own socket
+//! (its own source port), one packet per 20 ms, so there is one datagram per socket per wake-up.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::pacing::Pacer;
+use crate::rtp::{RtpSender, PACKET_LEN};
+use crate::tone::ToneTable;
+
+/// Counters of one session, shared with the registry for inspection.
+#[derive(Debug, Default)]
+pub struct SessionCounters {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_skipped: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// Lateness buckets of 100 µs up to 20 ms, then one overflow bucket.
+const LATENESS_BUCKET_US: u64 = 100;
+const LATENESS_BUCKETS: usize = 200;
+
+/// Engine-wide counters.
+#[derive(Debug)]
+pub struct EngineCounters {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub packets_skipped: AtomicU64,
+    pub lateness_max_us: AtomicU64,
+    lateness: Vec<AtomicU64>,
+}
+
+impl Default for EngineCounters {
+    fn default() -> Self {
+        EngineCounters {
+            packets_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            packets_skipped: AtomicU64::new(0),
+            lateness_max_us: AtomicU64::new(0),
+            lateness: (0..=LATENESS_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl EngineCounters {
+    fn record_lateness(&self, late: Duration) {
+        let us = late.as_micros() as u64;
+        let bucket = ((us / LATENESS_BUCKET_US) as usize).min(LATENESS_BUCKETS);
+        self.lateness[bucket].fetch_add(1, Relaxed);
+        self.lateness_max_us.fetch_max(us, Relaxed);
+    }
+
+    /// The lateness below which `q` (0..1) of packets left, rounded up to the 100 µs bucket.
+    pub fn lateness_quantile_us(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self.lateness.iter().map(|c| c.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let target = ((total as f64) * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return if i == LATENESS_BUCKETS {
+                    self.lateness_max_us.load(Relaxed)
+                } else {
+                    (i as u64 + 1) * LATENESS_BUCKET_US
+                };
+            }
+        }
+        self.lateness_max_us.load(Relaxed)
+    }
+}
+
+/// What a pacing thread needs to send one session's tone.
+pub struct Stream {
+    pub socket: Arc<UdpSocket>,
+    pub remote: SocketAddr,
+    pub table: Arc<ToneTable>,
+    pub sender: RtpSender,
+    /// How long to send; `None`: until stopped.
+    pub duration: Option<Duration>,
+    pub counters: Arc<SessionCounters>,
+}
+
+enum Command {
+    Start(u64, Box<Stream>),
+    /// Stops sending; the RTP state goes back through the reply so a resume continues it.
+    Stop(u64, mpsc::Sender<Option<RtpSender>>),
+}
+
+/// A stream that ended by itself (its duration elapsed).
+#[derive(Debug)]
+pub struct Finished {
+    pub key: u64,
+    pub sender: RtpSender,
+}
+
+pub struct Engine {
+    shards: Vec<mpsc::Sender<Command>>,
+    pub counters: Arc<EngineCounters>,
+}
+
+impl Engine {
+    /// Starts `threads` pacing threads. Streams that end by themselves are reported on `finished`.
+    pub fn start(threads: usize, finished: tokio::sync::mpsc::UnboundedSender<Finished>) -> Engine {
+        let counters = Arc::new(EngineCounters::default());
+        let epoch = Instant::now();
+        let shards = (0..threads.max(1))
+            .map(|i| {
+                let (tx, rx) = mpsc::channel();
+                let counters = counters.clone();
+                let finished = finished.clone();
+                thread::Builder::new()
+                    .name(format!("pacer-{i}"))
+                    .spawn(move || run_shard(epoch, rx, counters, finished))
+                    .expect("spawning a pacing thread at startup");
+                tx
+            })
+            .collect();
+        Engine { shards, counters }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, key: u64) -> &mpsc::Sender<Command> {
+        &self.shards[(key % self.shards.len() as u64) as usize]
+    }
+
+    pub fn start_stream(&self, key: u64, stream: Stream) {
+        // A pacing thread only exits when the engine is dropped.
+        let _ = self.shard(key).send(Command::Start(key, Box::new(stream)));
+    }
+
+    /// Stops a stream; returns its RTP state if it was sending.
+    pub fn stop_stream(&self, key: u64) -> Option<RtpSender> {
+        let (tx, rx) = mpsc::channel();
+        self.shard(key).send(Command::Stop(key, tx)).ok()?;
+        rx.recv().ok().flatten()
+    }
+}
+
+struct Active {
+    stream: Box<Stream>,
+    ends_at_tick: Option<u64>,
+}
+
+fn run_shard(
+    epoch: Instant,
+    rx: mpsc::Receiver<Command>,
+    counters: Arc<EngineCounters>,
+    finished: tokio::sync::mpsc::UnboundedSender<Finished>,
+) {
+    let mut pacer: Pacer<u64> = Pacer::new(epoch);
+    let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut buf = [0u8; PACKET_LEN];
+    let mut ended: Vec<u64> = Vec::new();
+    let mut next = Instant::now();
+    loop {
+        // Sleep until the next slot, or until a command arrives; with nothing to send, just wait.
+        let command = if pacer.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(next.saturating_duration_since(Instant::now()))
+        };
+        match command {
+            Ok(Command::Start(key, stream)) => {
+                let now_tick = pacer.tick_of(Instant::now());
+                let ends_at_tick = stream.duration.map(|d| now_tick + d.as_millis() as u64);
+                if let Some(old) = active.insert(key, Active { stream, ends_at_tick }) {
+                    drop(old);
+                } else {
+                    pacer.insert(key);
+                }
+                continue;
+            }
+            Ok(Command::Stop(key, reply)) => {
+                let sender = active.remove(&key).map(|a| {
+                    pacer.remove(key);
+                    a.stream.sender
+                });
+                let _ = reply.send(sender);
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        next = pacer.poll(now, |key, due_tick| {
+            let Some(a) = active.get_mut(&key) else {
+                return;
+            };
+            if a.ends_at_tick.is_some_and(|end| due_tick >= end) {
+                ended.push(key);
+                return;
+            }
+            let s = &mut a.stream;
+            let w = s.sender.write_next(due_tick, &s.table, &mut buf);
+            counters.record_lateness(now.saturating_duration_since(pacer_instant(epoch, due_tick)));
+            if w.skipped > 0 {
+                s.counters.packets_skipped.fetch_add(w.skipped, Relaxed);
+                counters.packets_skipped.fetch_add(w.skipped, Relaxed);
+            }
+            match s.socket.send_to(&buf[..w.len], s.remote) {
+                Ok(n) => {
+                    s.counters.packets_sent.fetch_add(1, Relaxed);
+                    s.counters.bytes_sent.fetch_add(n as u64, Relaxed);
+                    counters.packets_sent.fetch_add(1, Relaxed);
+                    counters.bytes_sent.fetch_add(n as u64, Relaxed);
+                }
+                Err(_) => {
+                    s.counters.send_errors.fetch_add(1, Relaxed);
+                    counters.send_errors.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        for key in ended.drain(..) {
+            pacer.remove(key);
+            if let Some(a) = active.remove(&key) {
+                let _ = finished.send(Finished {
+                    key,
+                    sender: a.stream.sender,
+                });
+            }
+        }
+    }
+}
+
+fn pacer_instant(epoch: Instant, tick: u64) -> Instant {
+    epoch + Duration::from_millis(tick)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_quantiles_come_from_the_buckets() {
+        let c = EngineCounters::default();
+        for _ in 0..98 {
+            c.record_lateness(Duration::from_micros(40));
+        }
+        c.record_lateness(Duration::from_micros(1_450));
+        c.record_lateness(Duration::from_millis(50));
+        assert_eq!(c.lateness_quantile_us(0.5), 100);
+        assert_eq!(c.lateness_quantile_us(0.99), 1_500);
+        assert_eq!(c.lateness_quantile_us(1.0), 50_000);
+        assert_eq!(c.lateness_max_us.load(Relaxed), 50_000);
+    }
+}

@@ -1,0 +1,301 @@
+//! SDP offer/answer (RFC 3264) for a test line that sends a G.711 tone. Pure: text in, decision
+//! and answer text out. Offers are parsed with ezk-sdp-types; the answer is written here and
+//! parsed back by the tests.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytesstr::BytesStr;
+use ezk_sdp_types::{
+    Direction, MediaDescription, MediaType, SessionDescription, TaggedAddress, TransportProtocol,
+};
+use milliwatt_common::CodecName;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SdpError {
+    /// Answer 400: the body is not SDP.
+    #[error("unparseable SDP: {0}")]
+    Unparseable(String),
+    /// Answer 488: SDP, but nothing we can answer.
+    #[error("{0}")]
+    NotAcceptable(String),
+}
+
+/// What we agreed with the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Negotiated {
+    pub codec: CodecName,
+    /// The payload type to send the codec with (the caller's number for it).
+    pub payload_type: u8,
+    /// The caller's payload type for telephone-event, when offered and enabled.
+    pub dtmf_payload_type: Option<u8>,
+    /// Where the caller wants RTP; `None` when it holds (c=0.0.0.0) or the stream is inactive.
+    pub remote: Option<SocketAddr>,
+    /// Our direction in the answer.
+    pub direction: Direction,
+    /// Whether we should send the tone (the caller receives, and told us where).
+    pub send: bool,
+    /// Index of the audio stream we accepted among the offer's m= lines.
+    audio_index: usize,
+    /// The offer's m= lines (type, proto, formats) to mirror as rejected in the answer.
+    rejected: Vec<(usize, String)>,
+    m_lines: usize,
+}
+
+fn codec_of(encoding: &str, clock_rate: u32) -> Option<CodecName> {
+    if clock_rate != 8000 {
+        return None;
+    }
+    if encoding.eq_ignore_ascii_case("PCMU") {
+        Some(CodecName::PCMU)
+    } else if encoding.eq_ignore_ascii_case("PCMA") {
+        Some(CodecName::PCMA)
+    } else {
+        None
+    }
+}
+
+/// The codec a payload type means in this m= line: its rtpmap, or the static assignment.
+fn format_codec(m: &MediaDescription, pt: u8) -> Option<CodecName> {
+    match m.rtpmap.iter().find(|r| r.payload == pt) {
+        Some(r) => codec_of(&r.encoding, r.clock_rate),
+        None => match pt {
+            0 => Some(CodecName::PCMU),
+            8 => Some(CodecName::PCMA),
+            _ => None,
+        },
+    }
+}
+
+fn address_of(a: &TaggedAddress) -> Result<IpAddr, SdpError> {
+    match a {
+        TaggedAddress::IP4(ip) => Ok(IpAddr::V4(*ip)),
+        TaggedAddress::IP6(ip) => Ok(IpAddr::V6(*ip)),
+        TaggedAddress::IP4FQDN(h) | TaggedAddress::IP6FQDN(h) => Err(SdpError::NotAcceptable(
+            format!("c= carries the host name {h:?}; an IP address is required"),
+        )),
+    }
+}
+
+/// Chooses the first of `prefs` that the offer's first usable audio stream contains.
+pub fn negotiate(offer: &str, prefs: &[CodecName], dtmf: bool) -> Result<Negotiated, SdpError> {
+    let sdp = SessionDescription::parse(&BytesStr::from(offer))
+        .map_err(|e| SdpError::Unparseable(e.to_string()))?;
+    if sdp.media_descriptions.is_empty() {
+        return Err(SdpError::NotAcceptable("the offer has no m= line".into()));
+    }
+    let mut reason = String::from("the offer has no audio stream");
+    let mut chosen = None;
+    for (i, m) in sdp.media_descriptions.iter().enumerate() {
+        if m.media.media_type != MediaType::Audio || m.media.port == 0 {
+            continue;
+        }
+        if !matches!(m.media.proto, TransportProtocol::RtpAvp | TransportProtocol::RtpAvpf) {
+            reason = format!("audio over {} is not supported (RTP/AVP only)", m.media.proto);
+            continue;
+        }
+        let pick = prefs.iter().find_map(|want| {
+            m.media
+                .fmts
+                .iter()
+                .find(|&&pt| format_codec(m, pt) == Some(*want))
+                .map(|&pt| (*want, pt))
+        });
+        match pick {
+            Some(p) => {
+                chosen = Some((i, m, p));
+                break;
+            }
+            None => {
+                reason = format!(
+                    "no common codec: offered payload types {:?}, we accept {:?} at 8000 Hz",
+                    m.media.fmts, prefs
+                );
+            }
+        }
+    }
+    let Some((audio_index, m, (codec, payload_type))) = chosen else {
+        return Err(SdpError::NotAcceptable(reason));
+    };
+    let connection = m
+        .connection
+        .as_ref()
+        .or(sdp.connection.as_ref())
+        .ok_or_else(|| SdpError::NotAcceptable("the offer has no c= line".into()))?;
+    let ip = address_of(&connection.address)?;
+    let dtmf_payload_type = dtmf
+        .then(|| {
+            m.rtpmap
+                .iter()
+                .find(|r| r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000)
+                .map(|r| r.payload)
+                .filter(|pt| m.media.fmts.contains(pt))
+        })
+        .flatten();
+    // The stream's direction, else the session's (both default to sendrecv).
+    let offered = if m.direction != Direction::SendRecv {
+        m.direction
+    } else {
+        sdp.direction
+    };
+    let hold_address = ip.is_unspecified();
+    let direction = offered.flipped();
+    let caller_receives = matches!(offered, Direction::SendRecv | Direction::RecvOnly);
+    let remote = (!hold_address).then(|| SocketAddr::new(ip, m.media.port));
+    let rejected = sdp
+        .media_descriptions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != audio_index)
+        .map(|(i, m)| {
+            let fmts: Vec<String> = m.media.fmts.iter().map(u8::to_string).collect();
+            let fmts = if fmts.is_empty() { "0".to_string() } else { fmts.join(" ") };
+            (i, format!("{} 0 {} {}", m.media.media_type, m.media.proto, fmts))
+        })
+        .collect();
+    Ok(Negotiated {
+        codec,
+        payload_type,
+        dtmf_payload_type,
+        remote,
+        direction,
+        send: caller_receives && remote.is_some(),
+        audio_index,
+        rejected,
+        m_lines: sdp.media_descriptions.len(),
+    })
+}
+
+/// Writes the answer: our address and port on the accepted audio stream, the other streams
+/// rejected (port 0) in the offer's order.
+pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u64) -> String {
+    let (net, addr_type) = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => ("IN", "IP6"),
+        _ => ("IN", "IP4"),
+    };
+    let codec_name = match n.codec {
+        CodecName::PCMU => "PCMU",
+        CodecName::PCMA => "PCMA",
+    };
+    let mut out = format!(
+        "v=0\r\no=milliwatt {session_id} {version} {net} {addr_type} {host}\r\ns=milliwatt\r\n\
+         c={net} {addr_type} {host}\r\nt=0 0\r\n"
+    );
+    for i in 0..n.m_lines {
+        if i != n.audio_index {
+            let line = &n.rejected.iter().find(|(j, _)| *j == i).expect("every other m= line").1;
+            out.push_str(&format!("m={line}\r\n"));
+            continue;
+        }
+        let mut fmts = n.payload_type.to_string();
+        if let Some(dtmf) = n.dtmf_payload_type {
+            fmts.push_str(&format!(" {dtmf}"));
+        }
+        out.push_str(&format!("m=audio {port} RTP/AVP {fmts}\r\n"));
+        out.push_str(&format!("a=rtpmap:{} {codec_name}/8000\r\n", n.payload_type));
+        if let Some(dtmf) = n.dtmf_payload_type {
+            out.push_str(&format!("a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-16\r\n"));
+        }
+        out.push_str(&format!("a=ptime:20\r\na={}\r\n", n.direction.as_str()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CodecName::{PCMA, PCMU};
+
+    fn offer(m: &str, extra: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm={m}\r\n{extra}"
+        )
+    }
+
+    #[test]
+    fn our_preference_order_wins() {
+        let o = offer("audio 4000 RTP/AVP 8 0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        let n = negotiate(&o, &[PCMU, PCMA], true).unwrap();
+        assert_eq!((n.codec, n.payload_type), (PCMU, 0));
+        assert_eq!(n.dtmf_payload_type, Some(101));
+        assert_eq!(n.remote, Some("127.0.0.1:4000".parse().unwrap()));
+        assert!(n.send);
+        let n = negotiate(&o, &[PCMA, PCMU], true).unwrap();
+        assert_eq!((n.codec, n.payload_type), (PCMA, 8));
+        let n = negotiate(&offer("audio 4000 RTP/AVP 8", ""), &[PCMU, PCMA], true).unwrap();
+        assert_eq!(n.codec, PCMA);
+    }
+
+    #[test]
+    fn dynamic_payload_types_and_case() {
+        let o = offer("audio 4000 RTP/AVP 96", "a=rtpmap:96 pcmu/8000\r\n");
+        let n = negotiate(&o, &[PCMA, PCMU], false).unwrap();
+        assert_eq!((n.codec, n.payload_type), (PCMU, 96));
+        let o = offer("audio 4000 RTP/AVP 96", "a=rtpmap:96 PCMU/16000\r\n");
+        assert!(matches!(negotiate(&o, &[PCMU], false), Err(SdpError::NotAcceptable(_))));
+    }
+
+    #[test]
+    fn no_common_codec_is_488_material() {
+        let o = offer("audio 4000 RTP/AVP 18 9", "");
+        let e = negotiate(&o, &[PCMU, PCMA], true).unwrap_err();
+        assert!(matches!(&e, SdpError::NotAcceptable(r) if r.contains("no common codec")), "{e}");
+        let o = offer("video 4000 RTP/AVP 96", "a=rtpmap:96 VP8/90000\r\n");
+        assert!(matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(_))));
+        let o = offer("audio 4000 RTP/SAVP 0", "");
+        assert!(matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(r)) if r.contains("RTP/SAVP")));
+    }
+
+    #[test]
+    fn telephone_event_only_when_enabled_and_offered() {
+        let o = offer("audio 4000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        assert_eq!(negotiate(&o, &[PCMU], false).unwrap().dtmf_payload_type, None);
+        let o = offer("audio 4000 RTP/AVP 0", "");
+        assert_eq!(negotiate(&o, &[PCMU], true).unwrap().dtmf_payload_type, None);
+    }
+
+    #[test]
+    fn garbage_is_unparseable() {
+        assert!(matches!(negotiate("hello", &[PCMU], true), Err(SdpError::Unparseable(_))));
+        assert!(matches!(
+            negotiate("v=0\r\nm=audio x RTP/AVP 0\r\n", &[PCMU], true),
+            Err(SdpError::Unparseable(_))
+        ));
+    }
+
+    #[test]
+    fn hold_and_directions() {
+        let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let n = negotiate(hold, &[PCMU], true).unwrap();
+        assert_eq!(n.remote, None);
+        assert!(!n.send);
+        let n = negotiate(&offer("audio 4000 RTP/AVP 0", "a=sendonly\r\n"), &[PCMU], true).unwrap();
+        assert_eq!(n.direction, Direction::RecvOnly);
+        assert!(!n.send);
+        let n = negotiate(&offer("audio 4000 RTP/AVP 0", "a=recvonly\r\n"), &[PCMU], true).unwrap();
+        assert_eq!(n.direction, Direction::SendOnly);
+        assert!(n.send);
+    }
+
+    #[test]
+    fn answer_mirrors_the_offer_streams_and_parses() {
+        let o = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n\
+             m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        let n = negotiate(&o, &[PCMU, PCMA], true).unwrap();
+        let a = answer(&n, "192.0.2.10", 10002, 42, 1);
+        let parsed = SessionDescription::parse(&BytesStr::from(a.as_str())).unwrap();
+        assert_eq!(parsed.media_descriptions.len(), 2);
+        let video = &parsed.media_descriptions[0];
+        assert_eq!((video.media.media_type, video.media.port), (MediaType::Video, 0));
+        let audio = &parsed.media_descriptions[1];
+        assert_eq!(audio.media.port, 10002);
+        assert_eq!(audio.media.fmts, vec![0, 101]);
+        assert_eq!(audio.rtpmap.len(), 2);
+        assert_eq!(audio.fmtp[0].params.as_str(), "0-16");
+        assert_eq!(audio.direction, Direction::SendRecv);
+        assert!(a.contains("c=IN IP4 192.0.2.10\r\n"));
+        assert!(a.contains("a=ptime:20\r\n"));
+    }
+}
