@@ -182,7 +182,13 @@ fn run_shard(
             Ok(Command::Start(key, stream)) => {
                 let now_tick = pacer.tick_of(Instant::now());
                 let ends_at_tick = stream.duration.map(|d| now_tick + d.as_millis() as u64);
-                if let Some(old) = active.insert(key, Active { stream, ends_at_tick }) {
+                if let Some(old) = active.insert(
+                    key,
+                    Active {
+                        stream,
+                        ends_at_tick,
+                    },
+                ) {
                     drop(old);
                 } else {
                     pacer.insert(key);

@@ -3,7 +3,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Milliwatt media service: RTP tone endpoints over gRPC")]
+#[command(
+    version,
+    about = "Milliwatt media service: RTP tone endpoints over gRPC"
+)]
 struct Cli {
     #[command(flatten)]
     config: milliwatt_common::ConfigArgs,

@@ -27,7 +27,9 @@ impl Media {
     pub async fn bind(cfg: &Config) -> anyhow::Result<Media> {
         let m = &cfg.media;
         let threads = match m.pacing_threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         };
         let ports: Vec<u16> =
@@ -63,7 +65,9 @@ impl Media {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn registry(&self) -> Arc<Registry> {

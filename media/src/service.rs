@@ -42,7 +42,10 @@ fn session_id(field: &str, id: &str) -> Result<String, Status> {
     if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(id.to_string())
     } else {
-        Err(bad(field, format!("{id:?} is not a session id (16 hex digits)")))
+        Err(bad(
+            field,
+            format!("{id:?} is not a session id (16 hex digits)"),
+        ))
     }
 }
 
@@ -50,17 +53,24 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
     type Error = Status;
 
     fn try_from(r: pb::StartToneRequest) -> Result<Self, Status> {
-        let ip: IpAddr = r
-            .remote_address
-            .parse()
-            .map_err(|_| bad("remote_address", format!("{:?} is not an IP address", r.remote_address)))?;
+        let ip: IpAddr = r.remote_address.parse().map_err(|_| {
+            bad(
+                "remote_address",
+                format!("{:?} is not an IP address", r.remote_address),
+            )
+        })?;
         if ip.is_unspecified() || ip.is_multicast() {
             return Err(bad("remote_address", format!("{ip} cannot receive RTP")));
         }
         let port = u16::try_from(r.remote_port)
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| bad("remote_port", format!("{} is not a port (1..65535)", r.remote_port)))?;
+            .ok_or_else(|| {
+                bad(
+                    "remote_port",
+                    format!("{} is not a port (1..65535)", r.remote_port),
+                )
+            })?;
         let codec = match pb::Codec::try_from(r.codec) {
             Ok(pb::Codec::Pcmu) => Codec::Pcmu,
             Ok(pb::Codec::Pcma) => Codec::Pcma,
@@ -70,13 +80,25 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             .ok()
             .filter(|pt| *pt < 128 && !(72..=76).contains(pt))
             .ok_or_else(|| {
-                bad("payload_type", format!("{} is not an RTP payload type (0..127, not 72..76)", r.payload_type))
+                bad(
+                    "payload_type",
+                    format!(
+                        "{} is not an RTP payload type (0..127, not 72..76)",
+                        r.payload_type
+                    ),
+                )
             })?;
         if r.frequency_hz == 0 || r.frequency_hz >= 4000 {
-            return Err(bad("frequency_hz", format!("{} Hz is not 1..3999", r.frequency_hz)));
+            return Err(bad(
+                "frequency_hz",
+                format!("{} Hz is not 1..3999", r.frequency_hz),
+            ));
         }
         if !(-60.0..=3.0).contains(&r.level_dbm0) {
-            return Err(bad("level_dbm0", format!("{} dBm0 is not -60..3", r.level_dbm0)));
+            return Err(bad(
+                "level_dbm0",
+                format!("{} dBm0 is not -60..3", r.level_dbm0),
+            ));
         }
         Ok(ToneRequest {
             remote: SocketAddr::new(ip, port),
@@ -143,7 +165,10 @@ impl pb::media_server::Media for MediaService {
             return Err(bad("owner", "must name the signaling instance"));
         }
         if r.lease_seconds > 3600 {
-            return Err(bad("lease_seconds", format!("{} is more than 3600", r.lease_seconds)));
+            return Err(bad(
+                "lease_seconds",
+                format!("{} is more than 3600", r.lease_seconds),
+            ));
         }
         let lease = (r.lease_seconds > 0).then(|| Duration::from_secs(u64::from(r.lease_seconds)));
         let a = self
@@ -183,7 +208,11 @@ impl pb::media_server::Media for MediaService {
     ) -> Result<Response<pb::ReleaseSessionResponse>, Status> {
         let r = req.into_inner();
         let id = session_id("session_id", &r.session_id)?;
-        let reason = if r.reason.is_empty() { "released by owner" } else { &r.reason };
+        let reason = if r.reason.is_empty() {
+            "released by owner"
+        } else {
+            &r.reason
+        };
         let snap = self.registry.release(&id, reason)?;
         Ok(Response::new(pb::ReleaseSessionResponse {
             session: Some(snap.into()),
@@ -241,7 +270,10 @@ impl pb::media_server::Media for MediaService {
                 }))
             }
             Err(BroadcastStreamRecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "a WatchSessions client is too slow; events dropped");
+                tracing::warn!(
+                    missed = n,
+                    "a WatchSessions client is too slow; events dropped"
+                );
                 None
             }
         });
@@ -302,17 +334,83 @@ mod tests {
         let t = ToneRequest::try_from(valid()).unwrap();
         assert_eq!(t.remote, "127.0.0.1:4000".parse().unwrap());
         assert_eq!(t.duration, None);
-        assert_eq!(field_of(pb::StartToneRequest { remote_address: "nope".into(), ..valid() }), "remote_address");
-        assert_eq!(field_of(pb::StartToneRequest { remote_address: "0.0.0.0".into(), ..valid() }), "remote_address");
-        assert_eq!(field_of(pb::StartToneRequest { remote_port: 0, ..valid() }), "remote_port");
-        assert_eq!(field_of(pb::StartToneRequest { remote_port: 70000, ..valid() }), "remote_port");
-        assert_eq!(field_of(pb::StartToneRequest { codec: 0, ..valid() }), "codec");
-        assert_eq!(field_of(pb::StartToneRequest { codec: 9, ..valid() }), "codec");
-        assert_eq!(field_of(pb::StartToneRequest { payload_type: 128, ..valid() }), "payload_type");
-        assert_eq!(field_of(pb::StartToneRequest { payload_type: 72, ..valid() }), "payload_type");
-        assert_eq!(field_of(pb::StartToneRequest { frequency_hz: 4000, ..valid() }), "frequency_hz");
-        assert_eq!(field_of(pb::StartToneRequest { level_dbm0: 10.0, ..valid() }), "level_dbm0");
-        assert_eq!(field_of(pb::StartToneRequest { level_dbm0: f64::NAN, ..valid() }), "level_dbm0");
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                remote_address: "nope".into(),
+                ..valid()
+            }),
+            "remote_address"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                remote_address: "0.0.0.0".into(),
+                ..valid()
+            }),
+            "remote_address"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                remote_port: 0,
+                ..valid()
+            }),
+            "remote_port"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                remote_port: 70000,
+                ..valid()
+            }),
+            "remote_port"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                codec: 0,
+                ..valid()
+            }),
+            "codec"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                codec: 9,
+                ..valid()
+            }),
+            "codec"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                payload_type: 128,
+                ..valid()
+            }),
+            "payload_type"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                payload_type: 72,
+                ..valid()
+            }),
+            "payload_type"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                frequency_hz: 4000,
+                ..valid()
+            }),
+            "frequency_hz"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                level_dbm0: 10.0,
+                ..valid()
+            }),
+            "level_dbm0"
+        );
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                level_dbm0: f64::NAN,
+                ..valid()
+            }),
+            "level_dbm0"
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ impl Registry {
     pub fn new(
         cfg: RegistryConfig,
         pacing_threads: usize,
-    ) -> (Arc<Registry>, tokio::sync::mpsc::UnboundedReceiver<Finished>) {
+    ) -> (
+        Arc<Registry>,
+        tokio::sync::mpsc::UnboundedReceiver<Finished>,
+    ) {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = Engine::start(pacing_threads, finished_tx);
         let (events, _) = broadcast::channel(4096);
@@ -430,9 +433,9 @@ impl Registry {
         // Owners with no sessions and a lapsed lease are forgotten.
         let owners_in_use: std::collections::HashSet<String> =
             inner.sessions.values().map(|s| s.owner.clone()).collect();
-        inner
-            .owners
-            .retain(|o, (at, lease)| owners_in_use.contains(o) || now.saturating_duration_since(*at) <= *lease);
+        inner.owners.retain(|o, (at, lease)| {
+            owners_in_use.contains(o) || now.saturating_duration_since(*at) <= *lease
+        });
         expired.len()
     }
 
@@ -491,7 +494,10 @@ mod tests {
         let lease = Duration::from_secs(30);
         let grace = Duration::from_secs(5);
         let s = Duration::from_secs;
-        assert_eq!(expiry_reason(t0 + s(10), Some((t0, lease)), None, grace), None);
+        assert_eq!(
+            expiry_reason(t0 + s(10), Some((t0, lease)), None, grace),
+            None
+        );
         assert_eq!(
             expiry_reason(t0 + s(31), Some((t0, lease)), None, grace),
             Some("lease expired")
@@ -548,7 +554,10 @@ mod tests {
         assert_ne!(a.port, b.port);
         assert!(ports.contains(&a.port) && ports.contains(&b.port));
         r.release(&a.id, "test").unwrap();
-        assert!(matches!(r.release(&a.id, "again"), Err(MediaError::NotFound(_))));
+        assert!(matches!(
+            r.release(&a.id, "again"),
+            Err(MediaError::NotFound(_))
+        ));
         let c = r.allocate("c3", "o", None, now).unwrap();
         assert_eq!(c.port, a.port);
     }
@@ -557,8 +566,12 @@ mod tests {
     fn lapsed_owner_sessions_are_swept() {
         let r = registry(free_ports(2));
         let t0 = Instant::now();
-        let a = r.allocate("c1", "gone", Some(Duration::from_secs(2)), t0).unwrap();
-        let b = r.allocate("c2", "alive", Some(Duration::from_secs(2)), t0).unwrap();
+        let a = r
+            .allocate("c1", "gone", Some(Duration::from_secs(2)), t0)
+            .unwrap();
+        let b = r
+            .allocate("c2", "alive", Some(Duration::from_secs(2)), t0)
+            .unwrap();
         assert_eq!(r.sweep(t0 + Duration::from_secs(1)), 0);
         assert_eq!(r.renew("alive", t0 + Duration::from_secs(2)), 1);
         assert_eq!(r.sweep(t0 + Duration::from_secs(3)), 1);

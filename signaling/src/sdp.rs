@@ -89,8 +89,14 @@ pub fn negotiate(offer: &str, prefs: &[CodecName], dtmf: bool) -> Result<Negotia
         if m.media.media_type != MediaType::Audio || m.media.port == 0 {
             continue;
         }
-        if !matches!(m.media.proto, TransportProtocol::RtpAvp | TransportProtocol::RtpAvpf) {
-            reason = format!("audio over {} is not supported (RTP/AVP only)", m.media.proto);
+        if !matches!(
+            m.media.proto,
+            TransportProtocol::RtpAvp | TransportProtocol::RtpAvpf
+        ) {
+            reason = format!(
+                "audio over {} is not supported (RTP/AVP only)",
+                m.media.proto
+            );
             continue;
         }
         let pick = prefs.iter().find_map(|want| {
@@ -126,7 +132,9 @@ pub fn negotiate(offer: &str, prefs: &[CodecName], dtmf: bool) -> Result<Negotia
         .then(|| {
             m.rtpmap
                 .iter()
-                .find(|r| r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000)
+                .find(|r| {
+                    r.encoding.eq_ignore_ascii_case("telephone-event") && r.clock_rate == 8000
+                })
                 .map(|r| r.payload)
                 .filter(|pt| m.media.fmts.contains(pt))
         })
@@ -148,8 +156,15 @@ pub fn negotiate(offer: &str, prefs: &[CodecName], dtmf: bool) -> Result<Negotia
         .filter(|(i, _)| *i != audio_index)
         .map(|(i, m)| {
             let fmts: Vec<String> = m.media.fmts.iter().map(u8::to_string).collect();
-            let fmts = if fmts.is_empty() { "0".to_string() } else { fmts.join(" ") };
-            (i, format!("{} 0 {} {}", m.media.media_type, m.media.proto, fmts))
+            let fmts = if fmts.is_empty() {
+                "0".to_string()
+            } else {
+                fmts.join(" ")
+            };
+            (
+                i,
+                format!("{} 0 {} {}", m.media.media_type, m.media.proto, fmts),
+            )
         })
         .collect();
     Ok(Negotiated {
@@ -182,7 +197,12 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
     );
     for i in 0..n.m_lines {
         if i != n.audio_index {
-            let line = &n.rejected.iter().find(|(j, _)| *j == i).expect("every other m= line").1;
+            let line = &n
+                .rejected
+                .iter()
+                .find(|(j, _)| *j == i)
+                .expect("every other m= line")
+                .1;
             out.push_str(&format!("m={line}\r\n"));
             continue;
         }
@@ -191,9 +211,14 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
             fmts.push_str(&format!(" {dtmf}"));
         }
         out.push_str(&format!("m=audio {port} RTP/AVP {fmts}\r\n"));
-        out.push_str(&format!("a=rtpmap:{} {codec_name}/8000\r\n", n.payload_type));
+        out.push_str(&format!(
+            "a=rtpmap:{} {codec_name}/8000\r\n",
+            n.payload_type
+        ));
         if let Some(dtmf) = n.dtmf_payload_type {
-            out.push_str(&format!("a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-16\r\n"));
+            out.push_str(&format!(
+                "a=rtpmap:{dtmf} telephone-event/8000\r\na=fmtp:{dtmf} 0-16\r\n"
+            ));
         }
         out.push_str(&format!("a=ptime:20\r\na={}\r\n", n.direction.as_str()));
     }
@@ -213,7 +238,10 @@ mod tests {
 
     #[test]
     fn our_preference_order_wins() {
-        let o = offer("audio 4000 RTP/AVP 8 0 101", "a=rtpmap:101 telephone-event/8000\r\n");
+        let o = offer(
+            "audio 4000 RTP/AVP 8 0 101",
+            "a=rtpmap:101 telephone-event/8000\r\n",
+        );
         let n = negotiate(&o, &[PCMU, PCMA], true).unwrap();
         assert_eq!((n.codec, n.payload_type), (PCMU, 0));
         assert_eq!(n.dtmf_payload_type, Some(101));
@@ -231,31 +259,54 @@ mod tests {
         let n = negotiate(&o, &[PCMA, PCMU], false).unwrap();
         assert_eq!((n.codec, n.payload_type), (PCMU, 96));
         let o = offer("audio 4000 RTP/AVP 96", "a=rtpmap:96 PCMU/16000\r\n");
-        assert!(matches!(negotiate(&o, &[PCMU], false), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            negotiate(&o, &[PCMU], false),
+            Err(SdpError::NotAcceptable(_))
+        ));
     }
 
     #[test]
     fn no_common_codec_is_488_material() {
         let o = offer("audio 4000 RTP/AVP 18 9", "");
         let e = negotiate(&o, &[PCMU, PCMA], true).unwrap_err();
-        assert!(matches!(&e, SdpError::NotAcceptable(r) if r.contains("no common codec")), "{e}");
+        assert!(
+            matches!(&e, SdpError::NotAcceptable(r) if r.contains("no common codec")),
+            "{e}"
+        );
         let o = offer("video 4000 RTP/AVP 96", "a=rtpmap:96 VP8/90000\r\n");
-        assert!(matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(_))));
+        assert!(matches!(
+            negotiate(&o, &[PCMU], true),
+            Err(SdpError::NotAcceptable(_))
+        ));
         let o = offer("audio 4000 RTP/SAVP 0", "");
-        assert!(matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(r)) if r.contains("RTP/SAVP")));
+        assert!(
+            matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(r)) if r.contains("RTP/SAVP"))
+        );
     }
 
     #[test]
     fn telephone_event_only_when_enabled_and_offered() {
-        let o = offer("audio 4000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000\r\n");
-        assert_eq!(negotiate(&o, &[PCMU], false).unwrap().dtmf_payload_type, None);
+        let o = offer(
+            "audio 4000 RTP/AVP 0 101",
+            "a=rtpmap:101 telephone-event/8000\r\n",
+        );
+        assert_eq!(
+            negotiate(&o, &[PCMU], false).unwrap().dtmf_payload_type,
+            None
+        );
         let o = offer("audio 4000 RTP/AVP 0", "");
-        assert_eq!(negotiate(&o, &[PCMU], true).unwrap().dtmf_payload_type, None);
+        assert_eq!(
+            negotiate(&o, &[PCMU], true).unwrap().dtmf_payload_type,
+            None
+        );
     }
 
     #[test]
     fn garbage_is_unparseable() {
-        assert!(matches!(negotiate("hello", &[PCMU], true), Err(SdpError::Unparseable(_))));
+        assert!(matches!(
+            negotiate("hello", &[PCMU], true),
+            Err(SdpError::Unparseable(_))
+        ));
         assert!(matches!(
             negotiate("v=0\r\nm=audio x RTP/AVP 0\r\n", &[PCMU], true),
             Err(SdpError::Unparseable(_))
@@ -268,10 +319,20 @@ mod tests {
         let n = negotiate(hold, &[PCMU], true).unwrap();
         assert_eq!(n.remote, None);
         assert!(!n.send);
-        let n = negotiate(&offer("audio 4000 RTP/AVP 0", "a=sendonly\r\n"), &[PCMU], true).unwrap();
+        let n = negotiate(
+            &offer("audio 4000 RTP/AVP 0", "a=sendonly\r\n"),
+            &[PCMU],
+            true,
+        )
+        .unwrap();
         assert_eq!(n.direction, Direction::RecvOnly);
         assert!(!n.send);
-        let n = negotiate(&offer("audio 4000 RTP/AVP 0", "a=recvonly\r\n"), &[PCMU], true).unwrap();
+        let n = negotiate(
+            &offer("audio 4000 RTP/AVP 0", "a=recvonly\r\n"),
+            &[PCMU],
+            true,
+        )
+        .unwrap();
         assert_eq!(n.direction, Direction::SendOnly);
         assert!(n.send);
     }
@@ -288,7 +349,10 @@ mod tests {
         let parsed = SessionDescription::parse(&BytesStr::from(a.as_str())).unwrap();
         assert_eq!(parsed.media_descriptions.len(), 2);
         let video = &parsed.media_descriptions[0];
-        assert_eq!((video.media.media_type, video.media.port), (MediaType::Video, 0));
+        assert_eq!(
+            (video.media.media_type, video.media.port),
+            (MediaType::Video, 0)
+        );
         let audio = &parsed.media_descriptions[1];
         assert_eq!(audio.media.port, 10002);
         assert_eq!(audio.media.fmts, vec![0, 101]);

@@ -1,0 +1,160 @@
+//! The signaling side of the media gRPC contract: converts between domain values and prost
+//! messages, bounds every call with a timeout, and renews this instance's lease.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use milliwatt_common::CodecName;
+use milliwatt_proto::v1 as pb;
+use pb::media_client::MediaClient as GrpcClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Bound on one media call: a media service slower than this is treated as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("media service unavailable: {0}")]
+    Unavailable(String),
+    #[error("no free RTP port on the media service")]
+    PortsExhausted,
+    #[error("media session not found")]
+    NotFound,
+    #[error("media service refused the request: {0}")]
+    Refused(String),
+}
+
+impl From<tonic::Status> for MediaError {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            tonic::Code::ResourceExhausted => MediaError::PortsExhausted,
+            tonic::Code::NotFound => MediaError::NotFound,
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown => MediaError::Unavailable(s.message().to_string()),
+            _ => MediaError::Refused(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    pub session_id: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tone {
+    pub remote: SocketAddr,
+    pub codec: CodecName,
+    pub payload_type: u8,
+    pub frequency_hz: u32,
+    pub level_dbm0: f64,
+    /// Media stops by itself after this long (a safety net; signaling ends the call earlier).
+    pub duration: Duration,
+}
+
+#[derive(Clone)]
+pub struct MediaClient {
+    client: GrpcClient<Channel>,
+    owner: String,
+}
+
+impl MediaClient {
+    /// A lazily connecting client: the media service may come up after signaling.
+    pub fn new(endpoint: &str, owner: String) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(endpoint.to_string())?
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(MediaClient {
+            client: GrpcClient::new(channel),
+            owner,
+        })
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub async fn allocate(&self, call_id: &str) -> Result<Allocation, MediaError> {
+        let r = self
+            .client
+            .clone()
+            .allocate_session(pb::AllocateSessionRequest {
+                call_id: call_id.to_string(),
+                owner: self.owner.clone(),
+                lease_seconds: 0,
+            })
+            .await?
+            .into_inner();
+        let port = u16::try_from(r.rtp_port)
+            .map_err(|_| MediaError::Refused(format!("media answered port {}", r.rtp_port)))?;
+        Ok(Allocation {
+            session_id: r.session_id,
+            host: r.rtp_address,
+            port,
+        })
+    }
+
+    pub async fn start_tone(&self, session_id: &str, tone: &Tone) -> Result<u32, MediaError> {
+        let codec = match tone.codec {
+            CodecName::PCMU => pb::Codec::Pcmu,
+            CodecName::PCMA => pb::Codec::Pcma,
+        };
+        let r = self
+            .client
+            .clone()
+            .start_tone(pb::StartToneRequest {
+                session_id: session_id.to_string(),
+                remote_address: tone.remote.ip().to_string(),
+                remote_port: u32::from(tone.remote.port()),
+                codec: codec as i32,
+                payload_type: u32::from(tone.payload_type),
+                frequency_hz: tone.frequency_hz,
+                level_dbm0: tone.level_dbm0,
+                duration_ms: u32::try_from(tone.duration.as_millis()).unwrap_or(u32::MAX),
+            })
+            .await?;
+        Ok(r.into_inner().ssrc)
+    }
+
+    pub async fn stop_tone(&self, session_id: &str) -> Result<(), MediaError> {
+        self.client
+            .clone()
+            .stop_tone(pb::StopToneRequest {
+                session_id: session_id.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Releases the session; returns the packets sent.
+    pub async fn release(&self, session_id: &str, reason: &str) -> Result<u64, MediaError> {
+        let r = self
+            .client
+            .clone()
+            .release_session(pb::ReleaseSessionRequest {
+                session_id: session_id.to_string(),
+                reason: reason.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(r.session.map(|s| s.packets_sent).unwrap_or(0))
+    }
+
+    /// Renews this instance's lease; returns the number of sessions media holds for it.
+    pub async fn renew(&self) -> Result<u32, MediaError> {
+        let r = self
+            .client
+            .clone()
+            .renew_lease(pb::RenewLeaseRequest {
+                owner: self.owner.clone(),
+            })
+            .await?;
+        Ok(r.into_inner().sessions)
+    }
+}

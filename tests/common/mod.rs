@@ -1,0 +1,468 @@
+//! End-to-end harness: starts the real binaries with a test configuration on loopback, runs real
+//! SIP peers (SIPp, baresip), records the RTP they are sent and judges it.
+#![allow(dead_code)] // each test binary uses a part of the harness
+
+pub mod grpc;
+pub mod rtp;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const LOOPBACK: &str = "127.0.0.1";
+
+/// Fails the test, naming the tool, when a program the test needs is missing.
+pub fn require_tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "`{name}` is not installed: install the Debian package `{package}` (scripts/test.sh does)"
+    );
+}
+
+/// A port free for both UDP and TCP on loopback, not handed out before by this process.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        10_000 + (std::process::id() % 100) as u16 * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 20_000, "ran out of test ports");
+        if UdpSocket::bind((LOOPBACK, p)).is_ok() && TcpListener::bind((LOOPBACK, p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A block of `n` RTP ports free on loopback, below the kernel's ephemeral range (32768+).
+pub fn rtp_port_block(n: u16) -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 20) as u16 * 600,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let n = n + n % 2;
+    loop {
+        let start = NEXT.fetch_add(n, Ordering::SeqCst);
+        assert!(start < 32_700, "ran out of RTP test ports");
+        if (start..start + n).all(|p| UdpSocket::bind((LOOPBACK, p)).is_ok()) {
+            return (start, start + n);
+        }
+    }
+}
+
+/// A fresh directory, unique in this machine's test runs.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "milliwatt-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("creating a temp dir");
+    d
+}
+
+/// Test configuration: everything on loopback, short times.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub sip_port: u16,
+    pub grpc_port: u16,
+    pub rtp_range: (u16, u16),
+    pub transport: &'static str,
+    pub auto_answer: bool,
+    pub answer_delay_ms: u64,
+    pub tone_seconds: u64,
+    pub frequency: u32,
+    pub max_calls: u32,
+    pub codecs: &'static str,
+    pub extra: String,
+}
+
+impl TestConfig {
+    pub fn new() -> Self {
+        TestConfig {
+            sip_port: free_port(),
+            grpc_port: free_port(),
+            rtp_range: rtp_port_block(20),
+            transport: "both",
+            auto_answer: true,
+            answer_delay_ms: 300,
+            tone_seconds: 3,
+            frequency: 440,
+            max_calls: 100,
+            codecs: r#"["PCMU", "PCMA"]"#,
+            extra: String::new(),
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        format!(
+            r#"[sip]
+bind_address = "127.0.0.1"
+port = {sip}
+transport = "{transport}"
+advertised_address = "127.0.0.1"
+[behavior]
+auto_answer = {auto}
+auto_answer_delay_ms = {delay}
+tone_duration_seconds = {tone}
+tone_frequency = {freq}
+max_concurrent_calls = {max}
+[media]
+rtp_port_range_start = {rs}
+rtp_port_range_end = {re}
+preferred_codecs = {codecs}
+bind_address = "127.0.0.1"
+advertised_address = "127.0.0.1"
+grpc_listen = "127.0.0.1:{grpc}"
+endpoint = "http://127.0.0.1:{grpc}"
+pacing_threads = 1
+lease_seconds = 6
+session_grace_seconds = 2
+{extra}"#,
+            sip = self.sip_port,
+            transport = self.transport,
+            auto = self.auto_answer,
+            delay = self.answer_delay_ms,
+            tone = self.tone_seconds,
+            freq = self.frequency,
+            max = self.max_calls,
+            rs = self.rtp_range.0,
+            re = self.rtp_range.1,
+            codecs = self.codecs,
+            grpc = self.grpc_port,
+            extra = self.extra,
+        )
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.sip_port))
+    }
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How the services run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `milliwatt`: both services in one process (gRPC on loopback between them).
+    AllInOne,
+    /// `milliwatt-media` and `milliwatt-signaling` as two processes.
+    Split,
+}
+
+/// A running Milliwatt (one or two processes), killed on drop. Its log is kept in memory.
+pub struct Server {
+    pub cfg: TestConfig,
+    pub dir: PathBuf,
+    children: Vec<(String, Child)>,
+    pub log: Arc<Mutex<String>>,
+}
+
+fn bin(name: &str) -> PathBuf {
+    // The root package's own binary is in CARGO_BIN_EXE_*; the others sit beside it.
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_milliwatt"));
+    let p = own.with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        p.display()
+    );
+    p
+}
+
+fn capture(child: &mut Child, name: &str, log: &Arc<Mutex<String>>) {
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let log = log.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&format!("[{name}] {line}\n"));
+            }
+        });
+    }
+}
+
+impl Server {
+    pub fn start(cfg: TestConfig, mode: Mode) -> Server {
+        let dir = temp_dir("server");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, cfg.toml()).unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut children = Vec::new();
+        let programs: &[&str] = match mode {
+            Mode::AllInOne => &["milliwatt"],
+            Mode::Split => &["milliwatt-media", "milliwatt-signaling"],
+        };
+        for name in programs {
+            let mut child = Command::new(bin(name))
+                .arg("--config")
+                .arg(&path)
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+            capture(&mut child, name, &log);
+            children.push((name.to_string(), child));
+        }
+        let server = Server {
+            cfg,
+            dir,
+            children,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let grpc = SocketAddr::from(([127, 0, 0, 1], self.cfg.grpc_port));
+        let sip = self.cfg.sip_addr();
+        let sip_tcp = self.cfg.transport != "udp";
+        loop {
+            let grpc_up = TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_ok();
+            let sip_up = if sip_tcp {
+                TcpStream::connect_timeout(&sip, Duration::from_millis(200)).is_ok()
+            } else {
+                self.log_text().contains("SIP endpoint bound")
+            };
+            if grpc_up && sip_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not come up; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (or fails after `timeout`).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.cfg.grpc_port)
+    }
+
+    /// Sends SIGTERM to every process and waits for them to exit.
+    pub fn terminate(&mut self) -> Vec<ExitStatus> {
+        let mut out = Vec::new();
+        for (_, c) in &mut self.children {
+            unsafe_kill(c.id(), 15);
+        }
+        for (name, c) in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(st) = c.try_wait().unwrap() {
+                    out.push(st);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not exit after SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        out
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log_text());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The result of one SIPp run.
+#[derive(Debug)]
+pub struct SippRun {
+    pub success: bool,
+    pub status: ExitStatus,
+    pub elapsed: Duration,
+    pub finished_at: Instant,
+    pub messages: String,
+    pub errors: String,
+    pub screen: String,
+}
+
+impl SippRun {
+    pub fn assert_ok(&self) {
+        assert!(
+            self.success,
+            "SIPp failed ({}):\nerrors:\n{}\nscreen:\n{}\nmessages:\n{}",
+            self.status, self.errors, self.screen, self.messages
+        );
+    }
+
+    /// Whether SIPp received a `status` response to a `method` request.
+    pub fn received_response(&self, status: u16, method: &str) -> bool {
+        self.messages.split("message received").skip(1).any(|m| {
+            m.contains(&format!("SIP/2.0 {status} "))
+                && m.lines().any(|l| {
+                    let l = l.trim();
+                    l.starts_with("CSeq:") && l.ends_with(method)
+                })
+        })
+    }
+
+    /// The status codes of the responses SIPp received, in order.
+    pub fn received_statuses(&self) -> Vec<u16> {
+        self.messages
+            .split("message received")
+            .skip(1)
+            .filter_map(|m| {
+                let line = m.lines().find(|l| l.starts_with("SIP/2.0 "))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .collect()
+    }
+}
+
+/// A SIPp scenario from tests/sipp with `@KEY@` placeholders replaced.
+pub fn scenario(name: &str, vars: &[(&str, String)], dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name);
+    let mut text =
+        std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    for (k, v) in vars {
+        text = text.replace(&format!("@{k}@"), v);
+    }
+    assert!(
+        !text.contains("@RTP_PORT@"),
+        "unreplaced placeholder in {name}"
+    );
+    let out = dir.join(name);
+    std::fs::write(&out, text).unwrap();
+    out
+}
+
+/// Runs SIPp against the server: one call unless `extra` says otherwise. Bounded by `timeout`.
+pub fn sipp(server: &Server, scenario: &Path, extra: &[&str], timeout: Duration) -> SippRun {
+    let sipp = require_tool("sipp", "sip-tester");
+    let dir = temp_dir("sipp");
+    let port = free_port();
+    let media_port = rtp_port_block(4).0;
+    let started = Instant::now();
+    let mut cmd = Command::new(sipp);
+    cmd.current_dir(&dir)
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-i", LOOPBACK, "-p", &port.to_string()])
+        .args(["-mi", LOOPBACK, "-mp", &media_port.to_string()])
+        .args(["-timeout", &format!("{}s", timeout.as_secs())])
+        .args(["-timeout_error", "-nostdin"])
+        .args(["-trace_msg", "-message_file", "msg.log"])
+        .args(["-trace_err", "-error_file", "err.log"])
+        .args(["-trace_screen", "-screen_file", "screen.log"])
+        .args(extra);
+    if !extra.contains(&"-m") {
+        cmd.args(["-m", "1"]);
+    }
+    cmd.arg(server.cfg.sip_addr().to_string());
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .expect("starting sipp");
+    let status = wait_bounded(out, timeout + Duration::from_secs(10), "sipp");
+    let finished_at = Instant::now();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let run = SippRun {
+        success: status.success(),
+        status,
+        elapsed: started.elapsed(),
+        finished_at,
+        messages: read("msg.log"),
+        errors: read("err.log") + &read("stderr.log"),
+        screen: read("screen.log"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+/// Waits for a child, killing it after `limit`.
+pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,280 @@
+//! Records the RTP a test is sent and judges it: RTP header rules (RFC 3550), packet rate, and
+//! the decoded audio's frequency and level. The G.711 decoding here is written out separately
+//! from the media crate's, so the test does not grade the service with its own code.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub at: Instant,
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// A UDP socket on loopback that records everything it receives.
+pub struct RtpSink {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    packets: Arc<Mutex<Vec<Packet>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtpSink {
+    pub fn bind() -> RtpSink {
+        let (start, _) = super::rtp_port_block(2);
+        let socket = UdpSocket::bind(("127.0.0.1", start)).expect("binding the RTP sink");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let packets = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let stop = stop.clone();
+            let packets = packets.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        packets.lock().unwrap().push(Packet {
+                            at: Instant::now(),
+                            from,
+                            data: buf[..n].to_vec(),
+                        });
+                    }
+                }
+            })
+        };
+        RtpSink {
+            addr,
+            stop,
+            packets,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn packets(&self) -> Vec<Packet> {
+        self.packets.lock().unwrap().clone()
+    }
+
+    /// Stops recording and returns what arrived.
+    pub fn finish(mut self) -> Vec<Packet> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.packets()
+    }
+}
+
+impl Drop for RtpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Law {
+    Mu,
+    A,
+}
+
+/// μ-law to linear (ITU-T G.711 expansion: sign, 3-bit segment, 4-bit step).
+pub fn decode_mu(code: u8) -> f64 {
+    let c = !code;
+    let segment = i32::from((c >> 4) & 0x07);
+    let step = i32::from(c & 0x0F);
+    let magnitude = (((step << 3) + 0x84) << segment) - 0x84;
+    f64::from(if c & 0x80 != 0 { -magnitude } else { magnitude })
+}
+
+/// A-law to linear (ITU-T G.711 expansion; even bits inverted).
+pub fn decode_a(code: u8) -> f64 {
+    let c = code ^ 0x55;
+    let segment = i32::from((c >> 4) & 0x07);
+    let step = i32::from(c & 0x0F);
+    let magnitude = match segment {
+        0 => (step << 4) + 8,
+        s => ((step << 4) + 0x108) << (s - 1),
+    };
+    f64::from(if c & 0x80 != 0 { magnitude } else { -magnitude })
+}
+
+/// Frequency from rising zero crossings, interpolated between samples.
+pub fn zero_crossing_frequency(x: &[f64], rate: f64) -> f64 {
+    let crossings: Vec<f64> = x
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0.0 && w[1] >= 0.0)
+        .map(|(i, w)| i as f64 + (-w[0]) / (w[1] - w[0]))
+        .collect();
+    if crossings.len() < 2 {
+        return 0.0;
+    }
+    (crossings.len() - 1) as f64 / (crossings[crossings.len() - 1] - crossings[0]) * rate
+}
+
+pub fn goertzel_power(x: &[f64], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = v + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f64).powi(2)
+}
+
+/// What the stream must be.
+pub struct Expect {
+    pub payload_type: u8,
+    pub law: Law,
+    pub frequency: f64,
+    /// Tone level in dBm0.
+    pub level_dbm0: f64,
+    /// Where the packets must come from (the address in our SDP answer).
+    pub source: Option<SocketAddr>,
+    /// Roughly how long the stream lasts.
+    pub duration: Duration,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub packets: usize,
+    pub rate: f64,
+    pub frequency: f64,
+    pub level_dbm0: f64,
+    pub span: Duration,
+    pub first_at: Instant,
+    pub last_at: Instant,
+    pub ssrc: u32,
+}
+
+/// Checks every packet and the audio; panics with the reason on any violation.
+pub fn judge(packets: &[Packet], e: &Expect) -> Report {
+    assert!(!packets.is_empty(), "no RTP arrived");
+    let mut audio = Vec::with_capacity(packets.len() * 160);
+    let mut prev: Option<(u16, u32)> = None;
+    let ssrc = u32::from_be_bytes(packets[0].data[8..12].try_into().unwrap());
+    for (i, p) in packets.iter().enumerate() {
+        let d = &p.data;
+        assert!(
+            d.len() >= 12,
+            "packet {i}: {} bytes is shorter than an RTP header",
+            d.len()
+        );
+        assert_eq!(d[0] >> 6, 2, "packet {i}: RTP version");
+        assert_eq!(d[0] & 0x20, 0, "packet {i}: padding bit");
+        assert_eq!(d[0] & 0x10, 0, "packet {i}: extension bit");
+        assert_eq!(d[0] & 0x0F, 0, "packet {i}: CSRC count");
+        let marker = d[1] & 0x80 != 0;
+        assert_eq!(
+            marker,
+            i == 0,
+            "packet {i}: marker must be set on the first packet only"
+        );
+        assert_eq!(d[1] & 0x7F, e.payload_type, "packet {i}: payload type");
+        let seq = u16::from_be_bytes([d[2], d[3]]);
+        let ts = u32::from_be_bytes(d[4..8].try_into().unwrap());
+        assert_eq!(
+            u32::from_be_bytes(d[8..12].try_into().unwrap()),
+            ssrc,
+            "packet {i}: SSRC changed"
+        );
+        assert_eq!(
+            d.len(),
+            12 + 160,
+            "packet {i}: a 20 ms G.711 packet has 160 payload bytes"
+        );
+        if let Some((ps, pt)) = prev {
+            assert_eq!(seq, ps.wrapping_add(1), "packet {i}: sequence number");
+            assert_eq!(ts, pt.wrapping_add(160), "packet {i}: timestamp step");
+        }
+        prev = Some((seq, ts));
+        if let Some(src) = e.source {
+            assert_eq!(p.from, src, "packet {i}: source address");
+        }
+        audio.extend(d[12..].iter().map(|&b| match e.law {
+            Law::Mu => decode_mu(b),
+            Law::A => decode_a(b),
+        }));
+    }
+    let first_at = packets[0].at;
+    let last_at = packets[packets.len() - 1].at;
+    let span = last_at - first_at;
+    assert!(
+        packets.len() >= 20,
+        "only {} packets arrived",
+        packets.len()
+    );
+    let rate = (packets.len() - 1) as f64 / span.as_secs_f64();
+    assert!(
+        (rate - 50.0).abs() <= 1.0,
+        "packet rate {rate:.2}/s is not 50/s ±2 % ({} packets over {span:?})",
+        packets.len()
+    );
+    let expected_packets = e.duration.as_secs_f64() * 50.0;
+    assert!(
+        (packets.len() as f64 - expected_packets).abs() <= 0.05 * expected_packets + 5.0,
+        "{} packets for a {:?} tone (expected about {expected_packets})",
+        packets.len(),
+        e.duration
+    );
+    let frequency = zero_crossing_frequency(&audio, 8000.0);
+    assert!(
+        (frequency - e.frequency).abs() <= 1.0,
+        "decoded frequency {frequency:.2} Hz, expected {} Hz ±1",
+        e.frequency
+    );
+    let on = goertzel_power(&audio, e.frequency, 8000.0);
+    let off = goertzel_power(&audio, e.frequency * 1.5, 8000.0);
+    assert!(
+        on > 1000.0 * off,
+        "the tone does not dominate the audio (on {on}, off {off})"
+    );
+    let rms = (audio.iter().map(|v| v * v).sum::<f64>() / audio.len() as f64).sqrt();
+    let peak0 = match e.law {
+        Law::Mu => 32636.0 / 10f64.powf(3.17 / 20.0),
+        Law::A => 32768.0 / 10f64.powf(3.14 / 20.0),
+    };
+    let level_dbm0 = 20.0 * (rms * 2f64.sqrt() / peak0).log10();
+    assert!(
+        (level_dbm0 - e.level_dbm0).abs() <= 0.5,
+        "tone level {level_dbm0:.2} dBm0, expected {} dBm0",
+        e.level_dbm0
+    );
+    Report {
+        packets: packets.len(),
+        rate,
+        frequency,
+        level_dbm0,
+        span,
+        first_at,
+        last_at,
+        ssrc,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoders_match_reference_points() {
+        assert_eq!(decode_mu(0x00), -32124.0);
+        assert_eq!(decode_mu(0x80), 32124.0);
+        assert_eq!(decode_mu(0xFF), 0.0);
+        assert_eq!(decode_a(0xD5), 8.0);
+        assert_eq!(decode_a(0xAA), 32256.0);
+        assert_eq!(decode_a(0x2A), -32256.0);
+    }
+}

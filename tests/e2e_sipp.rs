@@ -1,0 +1,384 @@
+//! End to end with SIPp (Debian `sip-tester`) on loopback: real calls against the real binaries,
+//! the RTP recorded and judged (header rules, 50 packets/s, decoded frequency and level).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::rtp::{judge, Expect, Law, RtpSink};
+use common::{grpc, scenario, sipp, temp_dir, Mode, Server, TestConfig};
+
+/// The media address our 200 OK advertised (c= and m= of the answer SIPp received).
+fn answered_media(messages: &str) -> SocketAddr {
+    let ok = messages
+        .split("message received")
+        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("m=audio"))
+        .expect("a 200 OK with SDP in SIPp's message log");
+    let c = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .expect("c= line");
+    let port = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().next())
+        .expect("m= line");
+    format!("{}:{}", c.trim(), port).parse().unwrap()
+}
+
+fn wait_no_sessions(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = grpc::list_sessions(&server.grpc_endpoint());
+        if s.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "media sessions left after the call: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct ToneCall {
+    mode: Mode,
+    transport: &'static str,
+    formats: &'static str,
+    codecs: &'static str,
+    frequency: u32,
+    expect_pt: u8,
+    law: Law,
+}
+
+fn tone_call(t: ToneCall) {
+    let mut cfg = TestConfig::new();
+    cfg.frequency = t.frequency;
+    cfg.codecs = t.codecs;
+    cfg.tone_seconds = 3;
+    let server = Server::start(cfg.clone(), t.mode);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", t.formats.to_string()),
+            ("BYE_TIMEOUT_MS", "10000".into()),
+        ],
+        &dir,
+    );
+    let transport_flag = if t.transport == "tcp" { "t1" } else { "u1" };
+    let run = sipp(
+        &server,
+        &sc,
+        &["-t", transport_flag],
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    assert_eq!(
+        run.received_statuses()
+            .iter()
+            .filter(|s| **s == 180)
+            .count(),
+        1,
+        "one 180"
+    );
+    let media = answered_media(&run.messages);
+    assert_eq!(media.ip().to_string(), "127.0.0.1");
+    assert!(
+        (cfg.rtp_range.0..cfg.rtp_range.1).contains(&media.port()) && media.port() % 2 == 0,
+        "answered RTP port {} is not an even port of the range {:?}",
+        media.port(),
+        cfg.rtp_range
+    );
+    let report = judge(
+        &packets,
+        &Expect {
+            payload_type: t.expect_pt,
+            law: t.law,
+            frequency: f64::from(t.frequency),
+            level_dbm0: -10.0,
+            source: Some(media),
+            duration: Duration::from_secs(cfg.tone_seconds),
+        },
+    );
+    // Our BYE comes when the tone time is over, and the RTP stops with it.
+    let bye_after = run.finished_at.saturating_duration_since(report.first_at);
+    assert!(
+        bye_after >= Duration::from_millis(2_900) && bye_after <= Duration::from_millis(3_400),
+        "BYE {bye_after:?} after the first RTP packet; tone_duration_seconds = 3"
+    );
+    assert!(
+        report.last_at <= run.finished_at + Duration::from_millis(100),
+        "RTP went on after the BYE"
+    );
+    wait_no_sessions(&server);
+    server.wait_log("call ended", Duration::from_secs(2));
+    let log = server.log_text();
+    for needle in [
+        "incoming INVITE",
+        "media allocated",
+        "tone started",
+        "BYE sent",
+        "reason=tone finished",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+    eprintln!("{report:?}");
+}
+
+#[test]
+fn pcmu_call_all_in_one() {
+    tone_call(ToneCall {
+        mode: Mode::AllInOne,
+        transport: "udp",
+        formats: "0 8 101",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 440,
+        expect_pt: 0,
+        law: Law::Mu,
+    });
+}
+
+#[test]
+fn pcma_call_all_in_one() {
+    tone_call(ToneCall {
+        mode: Mode::AllInOne,
+        transport: "udp",
+        formats: "8 101",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 440,
+        expect_pt: 8,
+        law: Law::A,
+    });
+}
+
+#[test]
+fn preferred_codec_order_picks_pcma() {
+    tone_call(ToneCall {
+        mode: Mode::AllInOne,
+        transport: "udp",
+        formats: "0 8 101",
+        codecs: r#"["PCMA", "PCMU"]"#,
+        frequency: 440,
+        expect_pt: 8,
+        law: Law::A,
+    });
+}
+
+#[test]
+fn tone_of_1004_hz() {
+    tone_call(ToneCall {
+        mode: Mode::AllInOne,
+        transport: "udp",
+        formats: "0 101",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 1004,
+        expect_pt: 0,
+        law: Law::Mu,
+    });
+}
+
+#[test]
+fn tcp_call_all_in_one() {
+    tone_call(ToneCall {
+        mode: Mode::AllInOne,
+        transport: "tcp",
+        formats: "0 8 101",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 440,
+        expect_pt: 0,
+        law: Law::Mu,
+    });
+}
+
+#[test]
+fn pcmu_call_split_processes() {
+    tone_call(ToneCall {
+        mode: Mode::Split,
+        transport: "udp",
+        formats: "0 8 101",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 440,
+        expect_pt: 0,
+        law: Law::Mu,
+    });
+}
+
+#[test]
+fn pcma_tcp_call_split_processes() {
+    tone_call(ToneCall {
+        mode: Mode::Split,
+        transport: "tcp",
+        formats: "8",
+        codecs: r#"["PCMU", "PCMA"]"#,
+        frequency: 440,
+        expect_pt: 8,
+        law: Law::A,
+    });
+}
+
+#[test]
+fn caller_bye_stops_the_tone_and_releases_media() {
+    let server = Server::start(TestConfig::new(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_caller_bye.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("HOLD_MS", "1500".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(300));
+    let packets = sink.finish();
+    run.assert_ok();
+    assert!(
+        (60..=90).contains(&packets.len()),
+        "{} packets for 1.5 s of tone",
+        packets.len()
+    );
+    let last = packets.last().unwrap().at;
+    assert!(
+        last <= run.finished_at + Duration::from_millis(100),
+        "RTP after the caller's BYE"
+    );
+    wait_no_sessions(&server);
+    server.wait_log("hangup_by=\"caller\"", Duration::from_secs(2));
+    assert!(server.log_text().contains("reason=caller hung up"));
+    assert!(
+        !server.log_text().contains("BYE sent"),
+        "we must not send BYE after the caller's"
+    );
+}
+
+#[test]
+fn cancel_while_ringing_gets_487_and_releases_media() {
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 5_000;
+    let server = Server::start(cfg, Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_cancel.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("RING_MS", "500".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(15));
+    let packets = sink.finish();
+    run.assert_ok();
+    assert!(run.received_response(200, "CANCEL"), "no 200 to the CANCEL");
+    assert!(run.received_response(487, "INVITE"), "no 487 to the INVITE");
+    assert!(packets.is_empty(), "RTP for a cancelled call");
+    wait_no_sessions(&server);
+    server.wait_log("reason=caller cancelled", Duration::from_secs(2));
+}
+
+#[test]
+fn auto_answer_off_rings_until_cancelled() {
+    let mut cfg = TestConfig::new();
+    cfg.auto_answer = false;
+    let server = Server::start(cfg, Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_cancel.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("RING_MS", "3000".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(15));
+    run.assert_ok();
+    assert!(run.received_response(487, "INVITE"), "no 487 to the INVITE");
+    assert!(
+        !run.received_response(200, "INVITE"),
+        "answered although auto_answer = false"
+    );
+    assert!(sink.finish().is_empty());
+    wait_no_sessions(&server);
+}
+
+#[test]
+fn options_answers_allow_and_accept() {
+    let server = Server::start(TestConfig::new(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let sc = scenario("options.xml", &[], &dir);
+    for transport in ["u1", "t1"] {
+        let run = sipp(&server, &sc, &["-t", transport], Duration::from_secs(10));
+        run.assert_ok();
+    }
+}
+
+#[test]
+fn no_common_codec_gets_488() {
+    let server = Server::start(TestConfig::new(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", "40000".into()),
+            ("FORMATS", "18 9".into()),
+            ("STATUS", "488".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(10));
+    run.assert_ok();
+    assert!(grpc::list_sessions(&server.grpc_endpoint()).is_empty());
+    server.wait_log("status=488", Duration::from_secs(2));
+}
+
+#[test]
+fn over_capacity_gets_503_with_retry_after() {
+    let mut cfg = TestConfig::new();
+    cfg.max_calls = 1;
+    cfg.auto_answer = false;
+    let server = Server::start(cfg, Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let sink = RtpSink::bind();
+    let ringing = scenario(
+        "uac_cancel.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("RING_MS", "4000".into()),
+        ],
+        &dir,
+    );
+    let reject = scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", "0".into()),
+            ("STATUS", "503".into()),
+        ],
+        &dir,
+    );
+    std::thread::scope(|s| {
+        let first = s.spawn(|| sipp(&server, &ringing, &[], Duration::from_secs(15)));
+        server.wait_log("ringing", Duration::from_secs(5));
+        let second = sipp(&server, &reject, &[], Duration::from_secs(10));
+        second.assert_ok();
+        let resp = second
+            .messages
+            .split("message received")
+            .find(|m| m.contains("SIP/2.0 503"))
+            .expect("503 in the log");
+        assert!(
+            resp.contains("Retry-After:"),
+            "503 without Retry-After:\n{resp}"
+        );
+        first.join().unwrap().assert_ok();
+    });
+    wait_no_sessions(&server);
+}
