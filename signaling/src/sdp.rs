@@ -339,12 +339,10 @@ mod tests {
 
     #[test]
     fn answer_mirrors_the_offer_streams_and_parses() {
-        let o = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        let o = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
              m=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n\
-             m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
-        );
-        let n = negotiate(&o, &[PCMU, PCMA], true).unwrap();
+             m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let n = negotiate(o, &[PCMU, PCMA], true).unwrap();
         let a = answer(&n, "192.0.2.10", 10002, 42, 1);
         let parsed = SessionDescription::parse(&BytesStr::from(a.as_str())).unwrap();
         assert_eq!(parsed.media_descriptions.len(), 2);

@@ -242,10 +242,13 @@ pub fn judge(packets: &[Packet], e: &Expect) -> Report {
         "the tone does not dominate the audio (on {on}, off {off})"
     );
     let rms = (audio.iter().map(|v| v * v).sum::<f64>() / audio.len() as f64).sqrt();
-    let peak0 = match e.law {
-        Law::Mu => 32636.0 / 10f64.powf(3.17 / 20.0),
-        Law::A => 32768.0 / 10f64.powf(3.14 / 20.0),
+    // G.711 overload points: +3.17 dBm0 (μ-law, peak 8159 << 2), +3.14 dBm0 (A-law, 4096 << 3).
+    #[allow(clippy::approx_constant)] // 3.14 is A-law's overload level, not pi
+    let (overload_peak, overload_dbm0) = match e.law {
+        Law::Mu => (32636.0, 3.17),
+        Law::A => (32768.0, 3.14),
     };
+    let peak0: f64 = overload_peak / 10f64.powf(overload_dbm0 / 20.0);
     let level_dbm0 = 20.0 * (rms * 2f64.sqrt() / peak0).log10();
     assert!(
         (level_dbm0 - e.level_dbm0).abs() <= 0.5,
