@@ -90,7 +90,8 @@ fn tone_call(t: ToneCall) {
     let media = answered_media(&run.messages);
     assert_eq!(media.ip().to_string(), "127.0.0.1");
     assert!(
-        (cfg.rtp_range.0..cfg.rtp_range.1).contains(&media.port()) && media.port().is_multiple_of(2),
+        (cfg.rtp_range.0..cfg.rtp_range.1).contains(&media.port())
+            && media.port().is_multiple_of(2),
         "answered RTP port {} is not an even port of the range {:?}",
         media.port(),
         cfg.rtp_range

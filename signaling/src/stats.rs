@@ -15,13 +15,15 @@ pub struct Stats {
 impl Stats {
     pub fn line(&self) -> String {
         format!(
-            "total={} active={} answered={} failed={} cancelled={} malformed={}",
+            "total={} active={} answered={} failed={} cancelled={} malformed_400={} malformed_dropped={}",
             self.total.load(Relaxed),
             self.active.load(Relaxed),
             self.answered.load(Relaxed),
             self.failed.load(Relaxed),
             self.cancelled.load(Relaxed),
             self.rejected_malformed.load(Relaxed),
+            // Messages the SIP stack could not parse at all (vendored ezk-sip-core counter).
+            ezk_sip_core::DROPPED_MALFORMED.load(Relaxed),
         )
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod rtp;
+pub mod sip;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -316,6 +316,7 @@ impl Endpoint {
             Ok(base_headers) => base_headers,
             Err(e) => {
                 log::warn!("Failed to get base headers for incoming message, {e}");
+                crate::count_dropped_malformed(); // PATCH(milliwatt)
                 return;
             }
         };
@@ -328,6 +329,7 @@ impl Endpoint {
             Ok(tsx_key) => tsx_key,
             Err(e) => {
                 log::warn!("Failed to get tsx key for incoming message, {e}");
+                crate::count_dropped_malformed(); // PATCH(milliwatt)
                 return;
             }
         };

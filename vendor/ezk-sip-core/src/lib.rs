@@ -24,6 +24,14 @@ mod may_take;
 pub mod transaction;
 pub mod transport;
 
+/// PATCH(milliwatt): incoming messages dropped because they could not be parsed or lacked the
+/// headers every SIP message needs (Via, From, To, Call-ID, CSeq): nothing could answer them.
+pub static DROPPED_MALFORMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_dropped_malformed() {
+    DROPPED_MALFORMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub use endpoint::Endpoint;
 pub use endpoint::EndpointBuilder;
 pub use error::{Error, Result, StunError};

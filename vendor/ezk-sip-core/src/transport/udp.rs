@@ -113,7 +113,8 @@ async fn handle_msg(
             ));
         }
         Err(_e) => {
-            // ignore for now
+            // PATCH(milliwatt): counted; the parser logged why
+            crate::count_dropped_malformed();
         }
     };
 
