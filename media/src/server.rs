@@ -36,6 +36,16 @@ impl Media {
             milliwatt_common::config::rtp_ports(m.rtp_port_range_start, m.rtp_port_range_end)
                 .collect();
         let advertised = cfg.media_advertised_host();
+        // Two sockets per session; the soft limit is often 1024.
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) if (n as usize) < ports.len() * 2 + 64 => tracing::warn!(
+                open_files = n,
+                port_pairs = ports.len(),
+                "the open-file limit caps concurrent sessions below the RTP port range"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
         let (registry, finished) = Registry::new(
             RegistryConfig {
                 bind: m.bind_address,
