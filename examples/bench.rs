@@ -1,0 +1,381 @@
+//! Load benchmark, run by `scripts/bench.sh` (release build). Starts milliwatt-media and
+//! milliwatt-signaling as two processes on loopback, drives them with SIPp, sinks the RTP on a
+//! loopback socket, and reports what the targets in the README are about:
+//!
+//! - `concurrent N`: N tone calls held at once: packets lost at the sender (send errors and skipped
+//!   packet times), pacing lateness p50/p99/max, media RSS and CPU.
+//! - `rate R SECS`: R calls/s of 2-second calls for SECS seconds: failed calls.
+//!
+//! Every loop is bounded; all traffic stays on 127.0.0.1.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use milliwatt_proto::v1 as pb;
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/release/examples/bench -> target/release/<name>
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --release --workspace",
+        p.display()
+    );
+    p
+}
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn stats(rt: &tokio::runtime::Runtime, grpc: u16) -> pb::EngineStats {
+    rt.block_on(async {
+        let mut c = pb::media_client::MediaClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .expect("media gRPC");
+        c.get_stats(pb::GetStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
+struct Sink {
+    port: u16,
+    packets: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+fn sink() -> Sink {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    let packets = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, st) = (packets.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !st.load(Ordering::Relaxed) {
+            if s.recv_from(&mut buf).is_ok() {
+                p.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    Sink {
+        port,
+        packets,
+        stop,
+    }
+}
+
+fn start(dir: &Path, tone_seconds: u64, sip: u16, grpc: u16) -> Procs {
+    let cfg = format!(
+        r#"[sip]
+bind_address = "127.0.0.1"
+port = {sip}
+transport = "udp"
+advertised_address = "127.0.0.1"
+[behavior]
+auto_answer_delay_ms = 0
+tone_duration_seconds = {tone_seconds}
+max_concurrent_calls = 5000
+[media]
+rtp_port_range_start = 20000
+rtp_port_range_end = 26000
+bind_address = "127.0.0.1"
+advertised_address = "127.0.0.1"
+grpc_listen = "127.0.0.1:{grpc}"
+endpoint = "http://127.0.0.1:{grpc}"
+[log]
+level = "warn"
+"#
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut procs = Procs(Vec::new());
+    for name in ["milliwatt-media", "milliwatt-signaling"] {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        procs.0.push(
+            Command::new(bin(name))
+                .arg("--config")
+                .arg(&path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    procs
+}
+
+fn sipp(dir: &Path, sink_port: u16, sip: u16, args: &[String], bye_timeout_ms: u64) -> Child {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_tone.xml");
+    let text = std::fs::read_to_string(src)
+        .unwrap()
+        .replace("@RTP_PORT@", &sink_port.to_string())
+        .replace("@FORMATS@", "0 8 101")
+        .replace("@BYE_TIMEOUT_MS@", &bye_timeout_ms.to_string());
+    let sc = dir.join("uac_tone.xml");
+    std::fs::write(&sc, text).unwrap();
+    Command::new("sipp")
+        .current_dir(dir)
+        .arg("-sf")
+        .arg(&sc)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "5199",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            "6200",
+        ])
+        .args([
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            "err.log",
+            "-trace_stat",
+            "-stf",
+            "stat.csv",
+        ])
+        .args(args)
+        .arg(format!("127.0.0.1:{sip}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp (Debian sip-tester) is needed")
+}
+
+fn wait(mut c: Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            if !st.success() {
+                let mut e = String::new();
+                if let Some(mut s) = c.stderr.take() {
+                    let _ = s.read_to_string(&mut e);
+                }
+                eprintln!("sipp: {st} {e}");
+            }
+            return st.success();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
+    let (sip, grpc) = (5160, 50160);
+    let hold = 20;
+    let procs = start(dir, hold, sip, grpc);
+    let media_pid = procs.0[0].id();
+    let sink = sink();
+    let cpu0 = cpu_seconds(media_pid);
+    let rate = 100;
+    let s = sipp(
+        dir,
+        sink.port,
+        sip,
+        &[
+            "-r".into(),
+            rate.to_string(),
+            "-l".into(),
+            n.to_string(),
+            "-m".into(),
+            n.to_string(),
+        ],
+        (hold + 15) * 1000,
+    );
+    // Ramp (n / rate s), then hold; sample RSS and the number of sending sessions.
+    let ramp = Duration::from_secs_f64(f64::from(n) / f64::from(rate));
+    std::thread::sleep(ramp + Duration::from_secs(3));
+    let at_peak = stats(rt, grpc);
+    let peak_rss = rss_kib(media_pid);
+    let p0 = sink.packets.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let received_rate =
+        (sink.packets.load(Ordering::Relaxed) - p0) as f64 / t0.elapsed().as_secs_f64();
+    let cpu_mid = cpu_seconds(media_pid) - cpu0;
+    let ok = wait(s, Duration::from_secs(hold + 60));
+    let end = stats(rt, grpc);
+    sink.stop.store(true, Ordering::Relaxed);
+    println!("## concurrent: {n} tone calls held {hold} s (SIPp ramp {rate} calls/s)");
+    println!("- SIPp: all calls successful: {ok}");
+    println!("- sending sessions at peak: {}", at_peak.sending_sessions);
+    println!(
+        "- RTP: {} packets sent, {} send errors, {} skipped packet times (lost at the sender: {})",
+        end.packets_sent,
+        end.send_errors,
+        end.packets_skipped,
+        end.send_errors + end.packets_skipped
+    );
+    println!(
+        "- RTP received by the sink at peak: {received_rate:.0} packets/s (expected {})",
+        n * 50
+    );
+    println!(
+        "- pacing lateness: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} pacing threads)",
+        end.lateness_p50_us as f64 / 1000.0,
+        end.lateness_p99_us as f64 / 1000.0,
+        end.lateness_max_us as f64 / 1000.0,
+        end.pacing_threads
+    );
+    println!("- media RSS at peak: {:.1} MB", peak_rss as f64 / 1024.0);
+    println!(
+        "- media CPU: {:.2} s over the first {:.0} s of the run",
+        cpu_mid,
+        (ramp + Duration::from_secs(13)).as_secs_f64()
+    );
+    drop(procs);
+    ok && at_peak.sending_sessions == n
+        && end.send_errors == 0
+        && end.packets_skipped == 0
+        && end.lateness_p99_us <= 2_000
+        && peak_rss < 50 * 1024
+}
+
+fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
+    let (sip, grpc) = (5170, 50170);
+    let procs = start(dir, 2, sip, grpc);
+    let media_pid = procs.0[0].id();
+    let sink = sink();
+    let total = r * secs;
+    let t0 = Instant::now();
+    let s = sipp(
+        dir,
+        sink.port,
+        sip,
+        &[
+            "-r".into(),
+            r.to_string(),
+            "-l".into(),
+            (r * 10).to_string(),
+            "-m".into(),
+            total.to_string(),
+        ],
+        10_000,
+    );
+    let mut peak_rss = 0;
+    let deadline = Instant::now() + Duration::from_secs(u64::from(secs) + 60);
+    let mut child = Some(s);
+    let mut ok = false;
+    while Instant::now() < deadline {
+        peak_rss = peak_rss.max(rss_kib(media_pid));
+        if let Some(c) = child.as_mut() {
+            if c.try_wait().unwrap().is_some() {
+                ok = wait(child.take().unwrap(), Duration::from_secs(1));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(c) = child {
+        ok = wait(c, Duration::from_secs(1));
+    }
+    let elapsed = t0.elapsed();
+    let end = stats(rt, grpc);
+    sink.stop.store(true, Ordering::Relaxed);
+    let csv = std::fs::read_to_string(dir.join("stat.csv")).unwrap_or_default();
+    let failed = last_stat(&csv, "FailedCall(C)");
+    let successful = last_stat(&csv, "SuccessfulCall(C)");
+    println!("## rate: {r} calls/s of 2-second calls for {secs} s ({total} calls)");
+    println!(
+        "- SIPp: {successful} successful, {failed} failed, exit ok: {ok}, {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "- RTP: {} packets sent, {} send errors, {} skipped; lateness p99 {:.2} ms",
+        end.packets_sent,
+        end.send_errors,
+        end.packets_skipped,
+        end.lateness_p99_us as f64 / 1000.0
+    );
+    println!("- media RSS peak: {:.1} MB", peak_rss as f64 / 1024.0);
+    drop(procs);
+    ok && failed == 0 && successful == u64::from(total)
+}
+
+/// The last row's value of a SIPp statistics column.
+fn last_stat(csv: &str, column: &str) -> u64 {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return u64::MAX;
+    };
+    let Some(idx) = header.split(';').position(|h| h == column) else {
+        return u64::MAX;
+    };
+    lines
+        .last()
+        .and_then(|l| l.split(';').nth(idx)?.trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("milliwatt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let what = args.first().map(String::as_str).unwrap_or("all");
+    let mut ok = true;
+    if what == "concurrent" || what == "all" {
+        let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(500);
+        let d = dir.join("concurrent");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= concurrent(n, &rt, &d);
+    }
+    if what == "rate" || what == "all" {
+        let r = args
+            .get(1)
+            .filter(|_| what == "rate")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        let secs = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(10);
+        let d = dir.join("rate");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= rate(r, secs, &rt, &d);
+    }
+    println!("targets met: {ok}");
+    std::process::exit(if ok { 0 } else { 1 });
+}
