@@ -344,7 +344,7 @@ fn last_stat(csv: &str, column: &str) -> u64 {
         return u64::MAX;
     };
     lines
-        .last()
+        .next_back()
         .and_then(|l| l.split(';').nth(idx)?.trim().parse().ok())
         .unwrap_or(u64::MAX)
 }
