@@ -109,6 +109,10 @@ fn lost_ack_retransmits_200_from_t1_to_t2_then_sends_bye() {
     );
     server.wait_log("reason=no ACK for 200 OK", 2 * SEC);
     assert!(
+        common::grpc::list_sessions(&server.grpc_endpoint()).is_empty(),
+        "media session not released after the lost ACK"
+    );
+    assert!(
         sink.finish().is_empty(),
         "tone sent on a call that was never confirmed"
     );

@@ -172,6 +172,8 @@ pub enum Mode {
     AllInOne,
     /// `milliwatt-media` and `milliwatt-signaling` as two processes.
     Split,
+    /// `milliwatt-signaling` alone (no media service).
+    SignalingOnly,
 }
 
 /// A running Milliwatt (one or two processes), killed on drop. Its log is kept in memory.
@@ -229,6 +231,7 @@ impl Server {
         let programs: &[&str] = match mode {
             Mode::AllInOne => &["milliwatt"],
             Mode::Split => &["milliwatt-media", "milliwatt-signaling"],
+            Mode::SignalingOnly => &["milliwatt-signaling"],
         };
         for name in programs {
             let mut child = Command::new(bin(name))
@@ -249,17 +252,18 @@ impl Server {
             children,
             log,
         };
-        server.wait_ready();
+        server.wait_ready(mode != Mode::SignalingOnly);
         server
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, with_media: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let grpc = SocketAddr::from(([127, 0, 0, 1], self.cfg.grpc_port));
         let sip = self.cfg.sip_addr();
         let sip_tcp = self.cfg.transport != "udp";
         loop {
-            let grpc_up = TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_ok();
+            let grpc_up = !with_media
+                || TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_ok();
             let sip_up = if sip_tcp {
                 TcpStream::connect_timeout(&sip, Duration::from_millis(200)).is_ok()
             } else {
@@ -296,6 +300,17 @@ impl Server {
 
     pub fn grpc_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.cfg.grpc_port)
+    }
+
+    /// Kills one of the processes (SIGKILL), as a crash would.
+    pub fn kill(&mut self, program: &str) {
+        let (_, c) = self
+            .children
+            .iter_mut()
+            .find(|(n, _)| n == program)
+            .unwrap_or_else(|| panic!("no process {program}"));
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     /// Sends SIGTERM to every process and waits for them to exit.
@@ -409,6 +424,11 @@ pub fn scenario(name: &str, vars: &[(&str, String)], dir: &Path) -> PathBuf {
 
 /// Runs SIPp against the server: one call unless `extra` says otherwise. Bounded by `timeout`.
 pub fn sipp(server: &Server, scenario: &Path, extra: &[&str], timeout: Duration) -> SippRun {
+    sipp_to(server.cfg.sip_addr(), scenario, extra, timeout)
+}
+
+/// Runs SIPp against `target`.
+pub fn sipp_to(target: SocketAddr, scenario: &Path, extra: &[&str], timeout: Duration) -> SippRun {
     let sipp = require_tool("sipp", "sip-tester");
     let dir = temp_dir("sipp");
     let port = free_port();
@@ -429,7 +449,7 @@ pub fn sipp(server: &Server, scenario: &Path, extra: &[&str], timeout: Duration)
     if !extra.contains(&"-m") {
         cmd.args(["-m", "1"]);
     }
-    cmd.arg(server.cfg.sip_addr().to_string());
+    cmd.arg(target.to_string());
     let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())

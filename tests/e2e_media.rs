@@ -1,0 +1,249 @@
+//! The media service seen from outside: media unavailable or out of ports (503), a lost
+//! signaling instance (leases), and the inspection API (WatchSessions, health, reflection).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::rtp::RtpSink;
+use common::{grpc, scenario, sipp, temp_dir, Mode, Server, TestConfig};
+use milliwatt_proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn retry_after_in_503(run: &common::SippRun) {
+    let resp = run
+        .messages
+        .split("message received")
+        .find(|m| m.contains("SIP/2.0 503"))
+        .expect("a 503 in SIPp's log");
+    assert!(
+        resp.contains("Retry-After:"),
+        "503 without Retry-After:\n{resp}"
+    );
+}
+
+#[test]
+fn media_unavailable_gets_503_with_retry_after() {
+    let server = Server::start(TestConfig::new(), Mode::SignalingOnly);
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", "30000".into()),
+            ("FORMATS", "0".into()),
+            ("STATUS", "503".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(15));
+    run.assert_ok();
+    retry_after_in_503(&run);
+    server.wait_log("media service unavailable", 2 * SEC);
+}
+
+#[test]
+fn rtp_ports_exhausted_gets_503() {
+    let mut cfg = TestConfig::new();
+    cfg.rtp_range = (cfg.rtp_range.0, cfg.rtp_range.0 + 2); // one RTP/RTCP pair
+    cfg.auto_answer = false;
+    let server = Server::start(cfg, Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let sink = RtpSink::bind();
+    let ringing = scenario(
+        "uac_cancel.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("RING_MS", "4000".into()),
+        ],
+        &dir,
+    );
+    let reject = scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", "0".into()),
+            ("STATUS", "503".into()),
+        ],
+        &dir,
+    );
+    std::thread::scope(|s| {
+        let first = s.spawn(|| sipp(&server, &ringing, &[], Duration::from_secs(15)));
+        server.wait_log("ringing", 5 * SEC);
+        let second = sipp(&server, &reject, &[], Duration::from_secs(10));
+        second.assert_ok();
+        retry_after_in_503(&second);
+        first.join().unwrap().assert_ok();
+    });
+    server.wait_log("no free RTP port", 2 * SEC);
+}
+
+#[test]
+fn a_lost_signaling_instance_leaks_no_media_session() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 60;
+    let mut server = Server::start(cfg, Mode::Split);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", "0".into()),
+            ("BYE_TIMEOUT_MS", "15000".into()),
+        ],
+        &dir,
+    );
+    std::thread::scope(|s| {
+        let target = server.cfg.sip_addr();
+        let sc = &sc;
+        let caller = s.spawn(move || common::sipp_to(target, sc, &[], Duration::from_secs(12)));
+        let deadline = Instant::now() + 10 * SEC;
+        while sink.packets().is_empty() {
+            assert!(Instant::now() < deadline, "the call never got RTP");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sessions = grpc::list_sessions(&server.grpc_endpoint());
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].state, pb::SessionState::Sending as i32);
+        // Signaling dies mid-call: nobody renews the lease (6 s in the test config).
+        let killed = Instant::now();
+        server.kill("milliwatt-signaling");
+        let deadline = killed + 12 * SEC;
+        while !grpc::list_sessions(&server.grpc_endpoint()).is_empty() {
+            assert!(Instant::now() < deadline, "media kept the orphaned session");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let freed_after = killed.elapsed();
+        assert!(
+            freed_after <= 9 * SEC,
+            "freed {freed_after:?} after the kill; lease is 6 s"
+        );
+        let packets = sink.packets().len();
+        std::thread::sleep(SEC);
+        assert_eq!(
+            sink.packets().len(),
+            packets,
+            "RTP still flowing after the lease expired"
+        );
+        server.wait_log("reason=\"lease expired\"", 2 * SEC);
+        let _ = caller.join();
+    });
+}
+
+#[test]
+fn watch_sessions_streams_a_call_and_health_and_reflection_answer() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 1;
+    let server = Server::start(cfg, Mode::AllInOne);
+    let rt = grpc::runtime();
+    let endpoint = server.grpc_endpoint();
+    let mut watch = rt.block_on(async {
+        pb::media_client::MediaClient::connect(endpoint.clone())
+            .await
+            .unwrap()
+            .watch_sessions(pb::WatchSessionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", "8".into()),
+            ("BYE_TIMEOUT_MS", "5000".into()),
+        ],
+        &dir,
+    );
+    sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
+    let events: Vec<pb::SessionEvent> = rt.block_on(async {
+        let mut out = Vec::new();
+        while out.len() < 3 {
+            match tokio::time::timeout(3 * SEC, watch.next()).await {
+                Ok(Some(Ok(e))) => out.push(e),
+                _ => break,
+            }
+        }
+        out
+    });
+    let kinds: Vec<i32> = events.iter().map(|e| e.kind).collect();
+    use pb::session_event::Kind;
+    assert_eq!(
+        kinds,
+        vec![
+            Kind::Allocated as i32,
+            Kind::ToneStarted as i32,
+            Kind::Released as i32
+        ],
+        "{events:#?}"
+    );
+    let started = events[1].session.as_ref().unwrap();
+    assert_eq!(started.codec, pb::Codec::Pcma as i32);
+    assert_eq!(started.payload_type, 8);
+    assert_eq!(started.remote_address, "127.0.0.1");
+    assert_eq!(started.remote_port, u32::from(sink.port()));
+    assert_eq!(started.frequency_hz, 440);
+    assert!(!started.call_id.is_empty());
+    let released = events[2].session.as_ref().unwrap();
+    assert_eq!(released.call_id, started.call_id);
+    assert!(
+        (45..=60).contains(&released.packets_sent),
+        "{}",
+        released.packets_sent
+    );
+    assert_eq!(events[2].reason, "tone finished");
+
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "milliwatt.media.v1.Media".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(Ok(r)) = responses.next().await else {
+            panic!("no reflection answer")
+        };
+        let Some(MessageResponse::ListServicesResponse(list)) = r.message_response else {
+            panic!("unexpected reflection answer {r:?}")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in ["milliwatt.media.v1.Media", "grpc.health.v1.Health"] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} not listed: {names:?}"
+            );
+        }
+    });
+}
