@@ -101,6 +101,7 @@ fn sink() -> Sink {
 }
 
 fn start(dir: &Path, tone_seconds: u64, sip: u16, grpc: u16) -> Procs {
+    let admin = sip + 1;
     let cfg = format!(
         r#"[sip]
 bind_address = "127.0.0.1"
@@ -120,6 +121,8 @@ grpc_listen = "127.0.0.1:{grpc}"
 endpoint = "http://127.0.0.1:{grpc}"
 [log]
 level = "warn"
+[admin]
+address = "127.0.0.1:{admin}"
 "#
     );
     let path = dir.join("config.toml");
@@ -127,8 +130,13 @@ level = "warn"
     let mut procs = Procs(Vec::new());
     for name in ["milliwatt-media", "milliwatt-signaling"] {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let media_admin = format!("127.0.0.1:{}", admin + 1);
+        let mut command = Command::new(bin(name));
+        if name == "milliwatt-media" {
+            command.env("MILLIWATT_ADMIN__ADDRESS", media_admin);
+        }
         procs.0.push(
-            Command::new(bin(name))
+            command
                 .arg("--config")
                 .arg(&path)
                 .stdout(log.try_clone().unwrap())

@@ -1,11 +1,16 @@
 //! milliwatt: the embedded default, signaling and media in one process. Signaling talks to media
 //! over real gRPC on loopback, exactly as the two separate services do.
 //!
-//! Reads top to bottom: config, logging, bind media, bind signaling, serve, signal, stop.
+//! Reads top to bottom: config, logging, bind (admin, media, signaling), serve, signal, drain
+//! (signaling first, then media), exit.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
+use milliwatt_common::{Admin, Health};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -16,13 +21,29 @@ use tokio::sync::watch;
 struct Cli {
     #[command(flatten)]
     config: milliwatt_common::ConfigArgs,
+    #[command(subcommand)]
+    command: Option<milliwatt_common::Command>,
 }
+
+/// After signaling has drained, media only waits for releases in flight.
+const MEDIA_GRACE_AFTER_SIGNALING: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt");
+    if let Some(cmd) = &cli.command {
+        milliwatt_common::run_command(cmd, &cfg);
+    }
     milliwatt_common::init_logging(&cfg.log.level);
+
+    // One admin listener for both; readiness needs both services' conditions.
+    let health = Health::default();
+    let admin = Admin::bind(cfg.admin.address)
+        .await
+        .with_context(|| format!("binding admin.address {}", cfg.admin.address))?;
+    tracing::info!(admin = %admin.local_addr(), "admin HTTP bound (/livez /readyz /metrics)");
+    let grace = Duration::from_secs(cfg.shutdown.grace_seconds);
 
     let media = milliwatt_media::Media::bind(&cfg).await?;
     let mut grpc: SocketAddr = media.local_addr();
@@ -33,18 +54,24 @@ async fn main() -> anyhow::Result<()> {
         &format!("http://{grpc}"),
         milliwatt_signaling::instance_id(),
     )?;
-    let signaling = milliwatt_signaling::Signaling::bind(cfg, client).await?;
+    let signaling = milliwatt_signaling::Signaling::bind(cfg, client, health.clone()).await?;
+    let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    media.register_metrics(&mut metrics);
+    signaling.register_metrics(&mut metrics);
+    admin.spawn(health.clone(), Arc::new(metrics));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let media_task = tokio::spawn(media.serve(wait(stop_rx.clone())));
-    let signaling_task = tokio::spawn(signaling.serve(wait(stop_rx)));
-
-    milliwatt_common::shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    signaling_task.await??;
+    let (signaling_done_tx, mut signaling_done) = watch::channel(false);
+    let media_task = tokio::spawn(media.serve(
+        health,
+        async move {
+            let _ = signaling_done.wait_for(|done| *done).await;
+        },
+        MEDIA_GRACE_AFTER_SIGNALING,
+    ));
+    let result = signaling
+        .serve(milliwatt_common::shutdown_signal(), grace)
+        .await;
+    let _ = signaling_done_tx.send(true);
     media_task.await??;
-    Ok(())
+    result
 }

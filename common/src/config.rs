@@ -40,6 +40,20 @@ pub struct Config {
     pub behavior: BehaviorConfig,
     pub media: MediaConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +291,9 @@ impl Config {
         if m.lease_seconds < 2 {
             return Err(invalid("media.lease_seconds", "must be at least 2"));
         }
+        if self.shutdown.grace_seconds > 3600 {
+            return Err(invalid("shutdown.grace_seconds", "must be at most 3600"));
+        }
         if self
             .log
             .level
@@ -477,6 +494,10 @@ mod tests {
                 "sip.advertised_address",
             ),
             ("[log]\nlevel = \"=[\"\n", "log.level"),
+            (
+                "[shutdown]\ngrace_seconds = 7200\n",
+                "shutdown.grace_seconds",
+            ),
         ];
         for (file, key) in cases {
             let e = err(load(Some(file), &[], &[]));

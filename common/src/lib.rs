@@ -1,8 +1,11 @@
 //! Configuration and logging shared by milliwatt-signaling and milliwatt-media.
 
+pub mod admin;
 pub mod config;
 
+pub use admin::{Admin, Health};
 pub use config::{CodecName, Config, ConfigError, Transport};
+pub use prometheus_client;
 
 /// Exit code for a configuration error (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -17,6 +20,26 @@ pub fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
+}
+
+/// Subcommands every Milliwatt binary takes.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// GET /readyz (or --path) on the admin port over loopback; exit 0 when it answers 200.
+    /// For container HEALTHCHECKs.
+    Healthcheck {
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
+}
+
+/// Runs a subcommand and exits.
+pub fn run_command(cmd: &Command, cfg: &Config) -> ! {
+    match cmd {
+        Command::Healthcheck { path } => {
+            std::process::exit(admin::healthcheck(cfg.admin.address, path))
+        }
+    }
 }
 
 /// Flags every Milliwatt binary takes.

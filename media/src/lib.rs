@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod g711;
+pub mod metrics;
 pub mod pacing;
 pub mod rtp;
 pub mod server;

@@ -1,6 +1,11 @@
-//! milliwatt-media: config, logging, bind, serve until SIGTERM.
+//! milliwatt-media: config, logging, bind (admin, gRPC, RTP), serve, SIGTERM, drain.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use milliwatt_common::{Admin, Health};
 
 #[derive(Parser)]
 #[command(
@@ -10,13 +15,30 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     config: milliwatt_common::ConfigArgs,
+    #[command(subcommand)]
+    command: Option<milliwatt_common::Command>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt-media");
+    if let Some(cmd) = &cli.command {
+        milliwatt_common::run_command(cmd, &cfg);
+    }
     milliwatt_common::init_logging(&cfg.log.level);
+
+    let health = Health::default();
+    let admin = Admin::bind(cfg.admin.address)
+        .await
+        .with_context(|| format!("binding admin.address {}", cfg.admin.address))?;
     let media = milliwatt_media::Media::bind(&cfg).await?;
-    media.serve(milliwatt_common::shutdown_signal()).await
+    let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    media.register_metrics(&mut metrics);
+    admin.spawn(health.clone(), Arc::new(metrics));
+
+    let grace = Duration::from_secs(cfg.shutdown.grace_seconds);
+    media
+        .serve(health, milliwatt_common::shutdown_signal(), grace)
+        .await
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use milliwatt_common::Config;
+use milliwatt_common::{Config, Health};
 use milliwatt_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -84,8 +84,24 @@ impl Media {
         self.registry.clone()
     }
 
-    /// Serves until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    /// Adds the media metrics to `/metrics`.
+    pub fn register_metrics(
+        &self,
+        metrics: &mut milliwatt_common::prometheus_client::registry::Registry,
+    ) {
+        metrics.register_collector(Box::new(crate::metrics::MediaCollector(
+            self.registry.clone(),
+        )));
+    }
+
+    /// Serves until `shutdown` resolves, then drains: readiness goes false, and sessions keep
+    /// streaming until they are released or `grace` lapses.
+    pub async fn serve(
+        self,
+        health: Health,
+        shutdown: impl Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
         let Media {
             listener,
             registry,
@@ -98,11 +114,13 @@ impl Media {
             }
         });
         let r = registry.clone();
+        let h = health.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
                 r.sweep(Instant::now());
+                h.set("rtp_ports_free", r.counts().2 > 0);
             }
         });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -114,6 +132,23 @@ impl Media {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building gRPC reflection")?;
+        let drain_health = health.clone();
+        let draining_registry = registry.clone();
+        let shutdown = async move {
+            shutdown.await;
+            drain_health.start_draining();
+            let deadline = Instant::now() + grace;
+            let mut sessions = draining_registry.counts().0;
+            if sessions > 0 {
+                tracing::info!(sessions, grace_seconds = grace.as_secs(), "media draining");
+            }
+            while sessions > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                sessions = draining_registry.counts().0;
+            }
+            tracing::info!(sessions_left = sessions, "media stopping");
+        };
+        health.set("grpc_serving", true);
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)

@@ -228,7 +228,10 @@ impl pb::media_server::Media for MediaService {
             return Err(bad("owner", "must name the signaling instance"));
         }
         let sessions = self.registry.renew(owner, Instant::now());
-        Ok(Response::new(pb::RenewLeaseResponse { sessions }))
+        Ok(Response::new(pb::RenewLeaseResponse {
+            sessions,
+            media_instance: self.registry.instance().to_string(),
+        }))
     }
 
     async fn get_session(

@@ -122,6 +122,7 @@ struct Inner {
 
 pub struct Registry {
     cfg: RegistryConfig,
+    instance: String,
     inner: Mutex<Inner>,
     engine: Engine,
     events: broadcast::Sender<Event>,
@@ -168,6 +169,7 @@ impl Registry {
         };
         let registry = Arc::new(Registry {
             cfg,
+            instance: format!("{:016x}", rand::rng().random::<u64>()),
             inner: Mutex::new(inner),
             engine,
             events,
@@ -178,6 +180,11 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug; the data stays usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Random per process start (see RenewLeaseResponse.media_instance).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub fn engine(&self) -> &Engine {

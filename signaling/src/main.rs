@@ -1,23 +1,46 @@
-//! milliwatt-signaling: config, logging, bind SIP, serve until SIGTERM.
+//! milliwatt-signaling: config, logging, bind (admin, SIP), serve, SIGTERM, drain.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use milliwatt_common::{Admin, Health};
 
 #[derive(Parser)]
 #[command(version, about = "Milliwatt signaling service: the SIP test line")]
 struct Cli {
     #[command(flatten)]
     config: milliwatt_common::ConfigArgs,
+    #[command(subcommand)]
+    command: Option<milliwatt_common::Command>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt-signaling");
+    if let Some(cmd) = &cli.command {
+        milliwatt_common::run_command(cmd, &cfg);
+    }
     milliwatt_common::init_logging(&cfg.log.level);
+
+    let health = Health::default();
+    let admin = Admin::bind(cfg.admin.address)
+        .await
+        .with_context(|| format!("binding admin.address {}", cfg.admin.address))?;
+    tracing::info!(admin = %admin.local_addr(), "admin HTTP bound (/livez /readyz /metrics)");
+    let grace = Duration::from_secs(cfg.shutdown.grace_seconds);
     let media = milliwatt_signaling::MediaClient::new(
         &cfg.media.endpoint,
         milliwatt_signaling::instance_id(),
     )?;
-    let signaling = milliwatt_signaling::Signaling::bind(cfg, media).await?;
-    signaling.serve(milliwatt_common::shutdown_signal()).await
+    let signaling = milliwatt_signaling::Signaling::bind(cfg, media, health.clone()).await?;
+    let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    signaling.register_metrics(&mut metrics);
+    admin.spawn(health, Arc::new(metrics));
+
+    signaling
+        .serve(milliwatt_common::shutdown_signal(), grace)
+        .await
 }

@@ -146,15 +146,13 @@ impl MediaClient {
         Ok(r.session.map(|s| s.packets_sent).unwrap_or(0))
     }
 
-    /// Renews this instance's lease; returns the number of sessions media holds for it.
-    pub async fn renew(&self) -> Result<u32, MediaError> {
-        let r = self
-            .client
-            .clone()
-            .renew_lease(pb::RenewLeaseRequest {
-                owner: self.owner.clone(),
-            })
-            .await?;
-        Ok(r.into_inner().sessions)
+    /// Renews this instance's lease; returns the media process's instance id.
+    pub async fn renew(&self, timeout: Duration) -> Result<String, MediaError> {
+        let mut req = tonic::Request::new(pb::RenewLeaseRequest {
+            owner: self.owner.clone(),
+        });
+        req.set_timeout(timeout);
+        let r = self.client.clone().renew_lease(req).await?;
+        Ok(r.into_inner().media_instance)
     }
 }

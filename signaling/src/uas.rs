@@ -22,8 +22,10 @@ use ezk_sip_ua::dialog::{Dialog, DialogLayer};
 use ezk_sip_ua::invite::acceptor::InviteAcceptor;
 use ezk_sip_ua::invite::session::{InviteSession, InviteSessionEvent};
 use ezk_sip_ua::invite::InviteLayer;
-use milliwatt_common::Config;
+use milliwatt_common::{Config, Health};
 use rand::Rng;
+use std::sync::atomic::AtomicBool;
+use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
 use crate::call::{Action, CallPolicy, EndReason, Event, Timing};
@@ -39,10 +41,22 @@ const MEDIA_SAFETY_MARGIN: Duration = Duration::from_secs(5);
 struct Shared {
     cfg: Config,
     media: MediaClient,
-    stats: Stats,
+    stats: Arc<Stats>,
     /// Host and port for Contact and Via.
     advertised: HostPort,
+    health: Health,
+    /// Whether the last lease renewal reached media.
+    media_up: AtomicBool,
+    /// Bumped when media is lost (unreachable or restarted): calls end with BYE.
+    media_lost: watch::Sender<u64>,
+    /// Set when the drain grace lapses: remaining calls end with BYE.
+    hang_up_all: watch::Sender<bool>,
 }
+
+/// How often signaling checks media (and renews its lease): a lost media service is noticed,
+/// and its calls hung up, within MEDIA_CHECK_EVERY + MEDIA_CHECK_TIMEOUT.
+const MEDIA_CHECK_EVERY: Duration = Duration::from_millis(500);
+const MEDIA_CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
 
 struct UasLayer {
     shared: Arc<Shared>,
@@ -208,6 +222,15 @@ fn screen(shared: &Shared, invite: &IncomingRequest) -> Result<Negotiated, Refus
         }
         SdpError::NotAcceptable(r) => refuse(StatusCode::NOT_ACCEPTABLE_HERE, r),
     })?;
+    if shared.health.is_draining() {
+        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+    }
+    if !shared.media_up.load(Relaxed) {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media service unavailable",
+        ));
+    }
     let active = shared.stats.active.load(Relaxed);
     if active >= u64::from(shared.cfg.behavior.max_concurrent_calls) {
         return Err(refuse(
@@ -407,18 +430,36 @@ async fn run_call(
     }
     let mut policy = CallPolicy::ringing(timing, Instant::now());
     info!(answer_in_ms = ?timing.answer_after.map(|d| d.as_millis()), "ringing");
+    let mut media_lost = shared.media_lost.subscribe();
+    let mut hang_up_all = shared.hang_up_all.subscribe();
 
-    // Ringing: wait for the answer time or a CANCEL.
+    // Ringing: wait for the answer time, a CANCEL, or the loss of media.
     loop {
         let deadline = policy.deadline();
         let action = tokio::select! {
             _ = acceptor.cancelled() => policy.on_event(Event::Cancel, Instant::now()),
             _ = sleep_until(deadline) => policy.on_timeout(Instant::now()),
+            Ok(()) = media_lost.changed() => policy.on_event(Event::MediaLost, Instant::now()),
+            Ok(()) = hang_up_all.changed() => policy.on_event(Event::Shutdown, Instant::now()),
         };
         match action {
             Some(Action::Answer) => break,
-            Some(Action::End(reason)) => {
+            Some(Action::End(EndReason::CallerCancelled)) => {
                 shared.stats.cancelled.fetch_add(1, Relaxed);
+                return end(&policy, EndReason::CallerCancelled);
+            }
+            Some(Action::End(reason)) => {
+                // Not answered yet: refuse instead of BYE.
+                shared.stats.failed.fetch_add(1, Relaxed);
+                if let Ok(mut resp) = acceptor
+                    .create_response(StatusCode::SERVICE_UNAVAILABLE, None)
+                    .await
+                {
+                    resp.msg
+                        .headers
+                        .insert_named(&RetryAfter::new(RETRY_AFTER_SECS));
+                    let _ = acceptor.respond_failure(resp).await;
+                }
                 return end(&policy, reason);
             }
             _ => {}
@@ -469,6 +510,8 @@ async fn run_call(
         let deadline = policy.deadline();
         let action = tokio::select! {
             _ = sleep_until(deadline) => policy.on_timeout(Instant::now()),
+            Ok(()) = media_lost.changed() => policy.on_event(Event::MediaLost, Instant::now()),
+            Ok(()) = hang_up_all.changed() => policy.on_event(Event::Shutdown, Instant::now()),
             event = session.run() => match event {
                 Ok(InviteSessionEvent::Bye(bye)) => {
                     if let Err(e) = session.handle_bye(bye).await {
@@ -618,7 +661,11 @@ pub struct Signaling {
 }
 
 impl Signaling {
-    pub async fn bind(cfg: Config, media: MediaClient) -> anyhow::Result<Signaling> {
+    pub async fn bind(
+        cfg: Config,
+        media: MediaClient,
+        health: Health,
+    ) -> anyhow::Result<Signaling> {
         let addr = SocketAddr::new(cfg.sip.bind_address, cfg.sip.port);
         let advertised = HostPort {
             host: host_of(&cfg.sip_advertised_host()),
@@ -627,9 +674,15 @@ impl Signaling {
         let shared = Arc::new(Shared {
             cfg,
             media,
-            stats: Stats::default(),
+            stats: Arc::default(),
             advertised,
+            health,
+            media_up: AtomicBool::new(false),
+            media_lost: watch::channel(0).0,
+            hang_up_all: watch::channel(false).0,
         });
+        shared.health.set("sip_bound", false);
+        shared.health.set("media_reachable", false);
         let mut builder = Endpoint::builder();
         builder.add_layer(DialogLayer::default());
         builder.add_layer(InviteLayer::default());
@@ -658,6 +711,7 @@ impl Signaling {
             tcp = Some(addr);
         }
         let endpoint = builder.build();
+        shared.health.set("sip_bound", true);
         info!(
             udp = ?udp,
             tcp = ?tcp,
@@ -674,33 +728,26 @@ impl Signaling {
         })
     }
 
-    /// Runs the lease renewal and the statistics line until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// Adds the signaling metrics to `/metrics`.
+    pub fn register_metrics(
+        &self,
+        metrics: &mut milliwatt_common::prometheus_client::registry::Registry,
+    ) {
+        metrics.register_collector(Box::new(crate::stats::StatsCollector(
+            self.shared.stats.clone(),
+        )));
+    }
+
+    /// Watches media (and renews the lease), logs statistics every 30 s, and on `shutdown`
+    /// drains: readiness false, new INVITEs 503, calls in progress get `grace` to finish, then
+    /// the rest are hung up with BYE.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
         let shared = self.shared.clone();
-        let lease_every = Duration::from_secs(u64::from(shared.cfg.media.lease_seconds) / 3)
-            .max(Duration::from_secs(1));
-        let renew = tokio::spawn({
-            let shared = shared.clone();
-            async move {
-                let mut tick = tokio::time::interval(lease_every);
-                let mut healthy = true;
-                loop {
-                    tick.tick().await;
-                    match shared.media.renew().await {
-                        Ok(_) if !healthy => {
-                            info!("media service reachable again");
-                            healthy = true;
-                        }
-                        Ok(_) => {}
-                        Err(e) if healthy => {
-                            warn!(error = %e, "media service unreachable");
-                            healthy = false;
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-        });
+        let watcher = tokio::spawn(watch_media(shared.clone()));
         let stats = tokio::spawn({
             let shared = shared.clone();
             async move {
@@ -713,9 +760,67 @@ impl Signaling {
             }
         });
         shutdown.await;
+        shared.health.start_draining();
+        let active = shared.stats.active.load(Relaxed);
+        info!(
+            active_calls = active,
+            grace_seconds = grace.as_secs(),
+            "draining: new calls get 503"
+        );
+        let deadline = Instant::now() + grace;
+        while shared.stats.active.load(Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left = shared.stats.active.load(Relaxed);
+        if left > 0 {
+            warn!(
+                calls = left,
+                "drain grace lapsed: hanging up the remaining calls"
+            );
+            let _ = shared.hang_up_all.send(true);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while shared.stats.active.load(Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         info!(stats = %shared.stats.line(), "signaling stopping");
-        renew.abort();
+        watcher.abort();
         stats.abort();
         Ok(())
+    }
+}
+
+/// Checks media every MEDIA_CHECK_EVERY (renewing this instance's lease). When media becomes
+/// unreachable or restarts (its instance id changes), calls are told to end with BYE and new
+/// INVITEs get 503 until it answers again.
+async fn watch_media(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(MEDIA_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut instance: Option<String> = None;
+    loop {
+        tick.tick().await;
+        match shared.media.renew(MEDIA_CHECK_TIMEOUT).await {
+            Ok(id) => {
+                if instance.as_ref().is_some_and(|old| *old != id) {
+                    warn!("media service restarted: its sessions are gone");
+                    shared.media_lost.send_modify(|n| *n += 1);
+                }
+                instance = Some(id);
+                if !shared.media_up.swap(true, Relaxed) {
+                    info!(media = %shared.cfg.media.endpoint, "media service reachable");
+                    shared.health.set("media_reachable", true);
+                }
+            }
+            Err(e) => {
+                if shared.media_up.swap(false, Relaxed) {
+                    warn!(error = %e, "media service lost: ending calls, new calls get 503");
+                    shared.health.set("media_reachable", false);
+                    shared.media_lost.send_modify(|n| *n += 1);
+                } else if instance.is_none() {
+                    // Never reached yet (startup).
+                    tracing::debug!(error = %e, "media service not reachable yet");
+                }
+            }
+        }
     }
 }

@@ -86,6 +86,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct TestConfig {
     pub sip_port: u16,
     pub grpc_port: u16,
+    /// Admin HTTP of signaling (or of the all-in-one process).
+    pub admin_port: u16,
+    /// Admin HTTP of milliwatt-media when it runs as its own process.
+    pub media_admin_port: u16,
+    pub grace_seconds: u64,
     pub rtp_range: (u16, u16),
     pub transport: &'static str,
     pub auto_answer: bool,
@@ -102,6 +107,9 @@ impl TestConfig {
         TestConfig {
             sip_port: free_port(),
             grpc_port: free_port(),
+            admin_port: free_port(),
+            media_admin_port: free_port(),
+            grace_seconds: 10,
             rtp_range: rtp_port_block(20),
             transport: "both",
             auto_answer: true,
@@ -138,7 +146,13 @@ endpoint = "http://127.0.0.1:{grpc}"
 pacing_threads = 1
 lease_seconds = 6
 session_grace_seconds = 2
+[admin]
+address = "127.0.0.1:{admin}"
+[shutdown]
+grace_seconds = {grace}
 {extra}"#,
+            admin = self.admin_port,
+            grace = self.grace_seconds,
             sip = self.sip_port,
             transport = self.transport,
             auto = self.auto_answer,
@@ -221,7 +235,85 @@ fn capture(child: &mut Child, name: &str, log: &Arc<Mutex<String>>) {
     }
 }
 
+fn spawn_program(name: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<String>>) -> Child {
+    let mut command = Command::new(bin(name));
+    if name == "milliwatt-media" {
+        command.env(
+            "MILLIWATT_ADMIN__ADDRESS",
+            format!("127.0.0.1:{}", cfg.media_admin_port),
+        );
+    }
+    let mut child = command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    capture(&mut child, name, log);
+    child
+}
+
+/// GET `path` on 127.0.0.1:`port`: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write;
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    let status = r.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, r.split("\r\n\r\n").nth(1).unwrap_or("").to_string()))
+}
+
 impl Server {
+    /// Starts a program of this server again (after [`Server::kill`]).
+    pub fn restart(&mut self, program: &str) {
+        let child = spawn_program(program, &self.cfg, &self.dir.join("config.toml"), &self.log);
+        let slot = self
+            .children
+            .iter_mut()
+            .find(|(n, _)| n == program)
+            .unwrap_or_else(|| panic!("no process {program}"));
+        slot.1 = child;
+    }
+
+    /// Sends SIGTERM to one program.
+    pub fn sigterm(&self, program: &str) {
+        let (_, c) = self
+            .children
+            .iter()
+            .find(|(n, _)| n == program)
+            .unwrap_or_else(|| panic!("no process {program}"));
+        unsafe_kill(c.id(), 15);
+    }
+
+    /// Waits for one program to exit (bounded) and returns its exit status.
+    pub fn wait_exit(&mut self, program: &str, limit: Duration) -> ExitStatus {
+        let (_, c) = self
+            .children
+            .iter_mut()
+            .find(|(n, _)| n == program)
+            .unwrap_or_else(|| panic!("no process {program}"));
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{program} did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn start(cfg: TestConfig, mode: Mode) -> Server {
         let dir = temp_dir("server");
         let path = dir.join("config.toml");
@@ -234,16 +326,7 @@ impl Server {
             Mode::SignalingOnly => &["milliwatt-signaling"],
         };
         for name in programs {
-            let mut child = Command::new(bin(name))
-                .arg("--config")
-                .arg(&path)
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-            capture(&mut child, name, &log);
+            let child = spawn_program(name, &cfg, &path, &log);
             children.push((name.to_string(), child));
         }
         let server = Server {

@@ -1,0 +1,250 @@
+//! Operations without containers: admin probes and metrics, the healthcheck subcommand, media
+//! loss and recovery, and graceful drain on SIGTERM. Real binaries and SIPp on loopback.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::rtp::{judge, Expect, Law, RtpSink};
+use common::{http_get, scenario, sipp, sipp_to, temp_dir, Mode, Server, TestConfig};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn tone_scenario(dir: &std::path::Path, rtp_port: u16, bye_timeout_ms: u64) -> std::path::PathBuf {
+    scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", rtp_port.to_string()),
+            ("FORMATS", "0 8".into()),
+            ("BYE_TIMEOUT_MS", bye_timeout_ms.to_string()),
+        ],
+        dir,
+    )
+}
+
+fn reject_scenario(dir: &std::path::Path, status: u16) -> std::path::PathBuf {
+    scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", "30000".into()),
+            ("FORMATS", "0".into()),
+            ("STATUS", status.to_string()),
+        ],
+        dir,
+    )
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+fn wait_rtp(sink: &RtpSink) {
+    wait_until("RTP arrives", 10 * SEC, || !sink.packets().is_empty());
+}
+
+fn expect_tone(seconds: u64) -> Expect {
+    Expect {
+        payload_type: 0,
+        law: Law::Mu,
+        frequency: 440.0,
+        level_dbm0: -10.0,
+        source: None,
+        duration: Duration::from_secs(seconds),
+    }
+}
+
+/// A metric's value in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+#[test]
+fn admin_probes_metrics_and_the_healthcheck_subcommand() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 1;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let admin = cfg.admin_port;
+    assert_eq!(http_get(admin, "/livez").map(|r| r.0), Some(200));
+    wait_until("ready", 5 * SEC, || {
+        http_get(admin, "/readyz").map(|r| r.0) == Some(200)
+    });
+    let sink = RtpSink::bind();
+    let dir = temp_dir("ops");
+    sipp(
+        &server,
+        &tone_scenario(&dir, sink.port(), 5000),
+        &[],
+        10 * SEC,
+    )
+    .assert_ok();
+    let (status, text) = http_get(admin, "/metrics").expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE milliwatt_calls_answered counter"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "milliwatt_calls_received_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "milliwatt_calls_answered_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "milliwatt_calls_active"), Some(0.0), "{text}");
+    let sent = metric(&text, "milliwatt_media_rtp_packets_sent_total").unwrap_or(0.0);
+    assert!(sent >= 45.0, "{text}");
+    assert_eq!(
+        metric(&text, "milliwatt_media_rtp_send_errors_total"),
+        Some(0.0)
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_milliwatt"));
+    let config = server.dir.join("config.toml");
+    let ok = Command::new(&exe)
+        .arg("--config")
+        .arg(&config)
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let nowhere = format!("admin.address=127.0.0.1:{}", common::free_port());
+    let down = Command::new(&exe)
+        .args(["--config"])
+        .arg(&config)
+        .args(["--set", &nowhere, "healthcheck"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        down.status.code(),
+        Some(1),
+        "healthcheck with nothing listening must fail"
+    );
+}
+
+#[test]
+fn media_loss_ends_calls_within_2s_refuses_new_ones_and_recovers() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 30;
+    let mut server = Server::start(cfg.clone(), Mode::Split);
+    wait_until("signaling ready", 5 * SEC, || {
+        http_get(cfg.admin_port, "/readyz").map(|r| r.0) == Some(200)
+    });
+    let dir = temp_dir("ops");
+    let sink = RtpSink::bind();
+    let sc = tone_scenario(&dir, sink.port(), 40_000);
+    let target = cfg.sip_addr();
+    std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_to(target, sc, &[], 45 * SEC));
+        wait_rtp(&sink);
+        std::thread::sleep(SEC);
+        let killed = Instant::now();
+        server.kill("milliwatt-media");
+        let run = call.join().unwrap();
+        run.assert_ok(); // it got our BYE and answered it
+        let bye_after = run.finished_at.duration_since(killed);
+        assert!(bye_after <= 2 * SEC, "BYE {bye_after:?} after media died");
+    });
+    server.wait_log("reason=media session lost", 2 * SEC);
+    let (status, body) = http_get(cfg.admin_port, "/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("media_reachable"), "{body}");
+    let refused = sipp(&server, &reject_scenario(&dir, 503), &[], 10 * SEC);
+    refused.assert_ok();
+
+    server.restart("milliwatt-media");
+    let back = wait_until("signaling ready again", 10 * SEC, || {
+        http_get(cfg.admin_port, "/readyz").map(|r| r.0) == Some(200)
+    });
+    eprintln!("ready again {back:?} after the media restart");
+    let sink = RtpSink::bind();
+    let bye = scenario(
+        "uac_caller_bye.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("HOLD_MS", "1000".into()),
+        ],
+        &dir,
+    );
+    sipp(&server, &bye, &[], 10 * SEC).assert_ok();
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    assert!(
+        (40..=60).contains(&packets.len()),
+        "{} packets after recovery",
+        packets.len()
+    );
+}
+
+#[test]
+fn sigterm_lets_calls_finish_refuses_new_ones_then_exits_0() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 3;
+    let mut server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("ops");
+    let sink = RtpSink::bind();
+    let sc = tone_scenario(&dir, sink.port(), 10_000);
+    let target = cfg.sip_addr();
+    std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_to(target, sc, &[], 15 * SEC));
+        wait_rtp(&sink);
+        server.sigterm("milliwatt");
+        wait_until("readiness false while draining", 2 * SEC, || {
+            http_get(cfg.admin_port, "/readyz")
+                .is_some_and(|(st, b)| st == 503 && b.contains("draining"))
+        });
+        sipp(&server, &reject_scenario(&dir, 503), &[], 10 * SEC).assert_ok();
+        call.join().unwrap().assert_ok();
+    });
+    let status = server.wait_exit("milliwatt", 5 * SEC);
+    assert!(status.success(), "exit status {status}");
+    std::thread::sleep(Duration::from_millis(100));
+    judge(&sink.finish(), &expect_tone(3)); // the whole tone, despite SIGTERM
+    let log = server.log_text();
+    assert!(log.contains("reason=tone finished"), "{log}");
+}
+
+#[test]
+fn media_sigterm_keeps_streaming_until_its_sessions_end() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 3;
+    let mut server = Server::start(cfg.clone(), Mode::Split);
+    let dir = temp_dir("ops");
+    let sink = RtpSink::bind();
+    let sc = tone_scenario(&dir, sink.port(), 10_000);
+    let target = cfg.sip_addr();
+    std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_to(target, sc, &[], 15 * SEC));
+        wait_rtp(&sink);
+        server.sigterm("milliwatt-media");
+        wait_until("media readiness false while draining", 2 * SEC, || {
+            http_get(cfg.media_admin_port, "/readyz").is_some_and(|(st, _)| st == 503)
+        });
+        call.join().unwrap().assert_ok();
+    });
+    let status = server.wait_exit("milliwatt-media", 5 * SEC);
+    assert!(status.success(), "media exit status {status}");
+    std::thread::sleep(Duration::from_millis(100));
+    judge(&sink.finish(), &expect_tone(3));
+}

@@ -1,0 +1,207 @@
+"""Assertions on one `helm template` output of helm/milliwatt (called by tests/helm/run.sh).
+
+usage: check_manifests.py SCENARIO MANIFESTS.yaml REFERENCE_CONFIG.toml
+
+Prints one `ok   - ...` or `FAIL - ...` line per check; exits 1 when any failed.
+"""
+
+import re
+import sys
+
+import yaml
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: run.sh installs tomli into the tool venv
+    import tomli as tomllib
+
+RELEASE = "milliwatt"
+# Keys the services accept besides those of config.toml (new sections of the services).
+EXTRA_KEYS = {"admin": {"address": str}, "shutdown": {"grace_seconds": int}}
+SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+}
+
+# What each scenario (tests/helm/values/<name>.yaml; "default" has no file) must produce.
+SCENARIOS = {
+    "default": dict(media_kind="Deployment", media_host=False, sig_host=False,
+                    svc_type="ClusterIP", transport="both", media_adv=None, sip_adv=""),
+    "hostnet-daemonset": dict(media_kind="DaemonSet", media_host=True, sig_host=True,
+                              svc_type="ClusterIP", transport="both", media_adv=None,
+                              sip_adv="", media_admin=8081, rtp=(16384, 32767)),
+    "loadbalancer": dict(media_kind="Deployment", media_host=True, sig_host=False,
+                         svc_type="LoadBalancer", transport="both", media_adv="198.51.100.7",
+                         sip_adv="203.0.113.10", lb_ip="203.0.113.10", etp="Local",
+                         codecs=["PCMA", "PCMU"], tone=1004, level=-13.5),
+    "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
+                         svc_type="NodePort", transport="tcp", media_adv=None,
+                         sip_adv="sip.example.com", node_port_tcp=30060),
+}
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append(bool(cond))
+    line = ("ok   - " if cond else "FAIL - ") + name
+    if not cond and detail:
+        line += f"\n       {detail}"
+    print(line)
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def main():
+    scenario, manifest_path, reference_path = sys.argv[1:4]
+    exp = SCENARIOS[scenario]
+    tag = f"[{scenario}]"
+    with open(manifest_path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    with open(reference_path, "rb") as f:
+        ref = tomllib.load(f)
+
+    # ---- the ConfigMap's config.toml against the reference config.toml
+    cm = objs.get(("ConfigMap", f"{RELEASE}-config"))
+    check(f"{tag} ConfigMap {RELEASE}-config has config.toml", cm and "config.toml" in cm["data"])
+    if not cm:
+        return
+    try:
+        cfg = tomllib.loads(cm["data"]["config.toml"])
+        check(f"{tag} config.toml parses as TOML", True)
+    except Exception as e:  # noqa: BLE001
+        check(f"{tag} config.toml parses as TOML", False, str(e))
+        return
+    known = {s: {k: type(v) for k, v in keys.items()} for s, keys in ref.items()}
+    known.update(EXTRA_KEYS)
+    unknown = [f"{s}.{k}" for s, keys in cfg.items() for k in (keys if isinstance(keys, dict) else {"<not a table>": 0})
+               if s not in known or k not in known[s]]
+    check(f"{tag} config.toml has only keys of config.toml plus [admin] address, [shutdown] grace_seconds",
+          not unknown, f"unknown: {unknown}")
+    missing = [f"{s}.{k}" for s, keys in known.items() for k in keys if k not in cfg.get(s, {})]
+    check(f"{tag} config.toml sets every key (nothing silently left to the built-in default)",
+          not missing, f"missing: {missing}")
+    wrong = [f"{s}.{k}: {type(cfg[s][k]).__name__} (expected {t.__name__})" for s, keys in known.items()
+             for k, t in keys.items() if k in cfg.get(s, {}) and type(cfg[s][k]) is not t]
+    check(f"{tag} config.toml value types match config.toml (float stays float, list stays list)",
+          not wrong, f"{wrong}")
+    grpc_port = int(cfg["media"]["grpc_listen"].rsplit(":", 1)[1])
+    check(f"{tag} media.grpc_listen is 0.0.0.0:<port>", cfg["media"]["grpc_listen"] == "0.0.0.0:50051",
+          cfg["media"]["grpc_listen"])
+    check(f"{tag} media.endpoint is the media Service", cfg["media"]["endpoint"] == f"http://{RELEASE}-media:{grpc_port}",
+          cfg["media"]["endpoint"])
+    check(f"{tag} sip.transport = {exp['transport']}", cfg["sip"]["transport"] == exp["transport"])
+    check(f"{tag} sip.advertised_address = {exp['sip_adv']!r}", cfg["sip"]["advertised_address"] == exp["sip_adv"],
+          repr(cfg["sip"]["advertised_address"]))
+    if "rtp" in exp:
+        check(f"{tag} RTP port range in config", (cfg["media"]["rtp_port_range_start"], cfg["media"]["rtp_port_range_end"]) == exp["rtp"])
+    if "codecs" in exp:
+        check(f"{tag} preferred_codecs in config", cfg["media"]["preferred_codecs"] == exp["codecs"], cfg["media"]["preferred_codecs"])
+    if "tone" in exp:
+        check(f"{tag} tone frequency and level in config",
+              cfg["behavior"]["tone_frequency"] == exp["tone"] and cfg["behavior"]["tone_level_dbm0"] == exp["level"])
+    admin_port = int(cfg["admin"]["address"].rsplit(":", 1)[1])
+    tone = cfg["behavior"]["tone_duration_seconds"]
+    call_s = tone + -(-cfg["behavior"]["auto_answer_delay_ms"] // 1000)
+
+    # ---- workloads
+    sig = objs.get(("Deployment", f"{RELEASE}-signaling"))
+    med = objs.get((exp["media_kind"], f"{RELEASE}-media"))
+    check(f"{tag} signaling is a Deployment", sig is not None)
+    check(f"{tag} media is a {exp['media_kind']}", med is not None)
+    if not (sig and med):
+        return
+    for comp, wl, host, comp_admin in (("signaling", sig, exp["sig_host"], admin_port),
+                                       ("media", med, exp["media_host"], exp.get("media_admin", admin_port))):
+        pod = wl["spec"]["template"]
+        spec = pod["spec"]
+        (c,) = spec["containers"]
+        ann = pod["metadata"].get("annotations") or {}
+        check(f"{tag} {comp}: checksum/config annotation on the pod template",
+              re.fullmatch(r"[0-9a-f]{64}", str(ann.get("checksum/config", ""))))
+        sc = {**(spec.get("securityContext") or {}), **(c.get("securityContext") or {})}
+        bad = {k: sc.get(k) for k, v in SECURITY.items() if sc.get(k) != v}
+        if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+            bad["capabilities.drop"] = (sc.get("capabilities") or {}).get("drop")
+        if (sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            bad["seccompProfile"] = sc.get("seccompProfile")
+        check(f"{tag} {comp}: securityContext non-root 10001, read-only root, no escalation, drop ALL, RuntimeDefault",
+              not bad, f"{bad}")
+        ports = {p["name"]: p for p in c.get("ports") or []}
+        check(f"{tag} {comp}: container port 'admin' = {comp_admin}", ports.get("admin", {}).get("containerPort") == comp_admin)
+        lp, rp = c.get("livenessProbe") or {}, c.get("readinessProbe") or {}
+        check(f"{tag} {comp}: readiness probe GET /readyz on port admin",
+              rp.get("httpGet", {}).get("path") == "/readyz" and rp["httpGet"].get("port") == "admin")
+        if comp == "media":
+            check(f"{tag} media: liveness probe is gRPC health on the gRPC port {grpc_port}",
+                  lp.get("grpc", {}).get("port") == grpc_port)
+            check(f"{tag} media: container port 'grpc' = {grpc_port}", ports.get("grpc", {}).get("containerPort") == grpc_port)
+        else:
+            check(f"{tag} signaling: liveness probe GET /livez on port admin",
+                  lp.get("httpGet", {}).get("path") == "/livez" and lp["httpGet"].get("port") == "admin")
+            want = {"udp": {"sip-udp"}, "tcp": {"sip-tcp"}, "both": {"sip-udp", "sip-tcp"}}[exp["transport"]]
+            check(f"{tag} signaling: SIP container ports {sorted(want)}", {n for n in ports if n.startswith("sip-")} == want)
+        tgps = spec.get("terminationGracePeriodSeconds", 30)
+        check(f"{tag} {comp}: terminationGracePeriodSeconds ({tgps}) > call length ({call_s} s) and > shutdown.grace_seconds",
+              tgps > call_s and tgps > cfg["shutdown"]["grace_seconds"])
+        check(f"{tag} {comp}: no preStop hook (the image has no shell; the binary drains on SIGTERM)",
+              not (c.get("lifecycle") or {}).get("preStop"))
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
+        vols = {v["name"]: v for v in spec.get("volumes") or []}
+        m = mounts.get("/etc/milliwatt")
+        check(f"{tag} {comp}: the ConfigMap is mounted read-only at /etc/milliwatt",
+              m and m.get("readOnly") and vols.get(m["name"], {}).get("configMap", {}).get("name") == f"{RELEASE}-config")
+        check(f"{tag} {comp}: hostNetwork={host}, dnsPolicy ClusterFirstWithHostNet when host-networked",
+              bool(spec.get("hostNetwork")) == host and (not host or spec.get("dnsPolicy") == "ClusterFirstWithHostNet"))
+        check(f"{tag} {comp}: enableServiceLinks false (no MILLIWATT_*_PORT link variables), no service account token",
+              spec.get("enableServiceLinks") is False and spec.get("automountServiceAccountToken") is False)
+        env = env_of(c)
+        bad_env = []
+        for name in env:
+            mm = re.fullmatch(r"MILLIWATT_([A-Z0-9_]+?)__([A-Z0-9_]+)", name)
+            if name.startswith("MILLIWATT_") and not (mm and mm[2].lower() in known.get(mm[1].lower(), {})):
+                bad_env.append(name)
+        check(f"{tag} {comp}: MILLIWATT_* env names map to known config keys", not bad_env, f"{bad_env}")
+        if comp_admin != admin_port:
+            check(f"{tag} {comp}: MILLIWATT_ADMIN__ADDRESS = 0.0.0.0:{comp_admin}",
+                  env.get("MILLIWATT_ADMIN__ADDRESS", {}).get("value") == f"0.0.0.0:{comp_admin}")
+        adv_var = "MILLIWATT_MEDIA__ADVERTISED_ADDRESS" if comp == "media" else "MILLIWATT_SIP__ADVERTISED_ADDRESS"
+        static = exp["media_adv"] if comp == "media" else exp["sip_adv"]
+        if static:
+            check(f"{tag} {comp}: advertised address is the configured {static} (no downward-API env)",
+                  adv_var not in env and cfg["media" if comp == "media" else "sip"]["advertised_address"] == static)
+        else:
+            field = "status.hostIP" if host else "status.podIP"
+            got = env.get(adv_var, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            check(f"{tag} {comp}: {adv_var} from the downward API {field}", got == field, f"got {got}")
+
+    # ---- Services and PDBs
+    msvc = objs.get(("Service", f"{RELEASE}-media"))
+    check(f"{tag} media Service exposes gRPC {grpc_port}",
+          msvc and [p["port"] for p in msvc["spec"]["ports"]] == [grpc_port])
+    ssvc = objs.get(("Service", f"{RELEASE}-signaling"))
+    check(f"{tag} signaling Service type {exp['svc_type']}", ssvc and ssvc["spec"].get("type") == exp["svc_type"])
+    if ssvc:
+        sp = {(p["protocol"], p["port"]) for p in ssvc["spec"]["ports"]}
+        want = {("UDP", 5060), ("TCP", 5060)} if exp["transport"] == "both" else {(exp["transport"].upper(), 5060)}
+        check(f"{tag} signaling Service ports {sorted(want)}", sp == want, f"{sp}")
+        if "lb_ip" in exp:
+            check(f"{tag} signaling Service loadBalancerIP and externalTrafficPolicy",
+                  ssvc["spec"].get("loadBalancerIP") == exp["lb_ip"] and ssvc["spec"].get("externalTrafficPolicy") == exp["etp"])
+        if "node_port_tcp" in exp:
+            check(f"{tag} signaling Service nodePort", [p.get("nodePort") for p in ssvc["spec"]["ports"]] == [exp["node_port_tcp"]])
+    for comp in ("signaling", "media"):
+        pdb = objs.get(("PodDisruptionBudget", f"{RELEASE}-{comp}"))
+        check(f"{tag} {comp}: PodDisruptionBudget", pdb and ("minAvailable" in pdb["spec"]) != ("maxUnavailable" in pdb["spec"]))
+        if pdb and comp == "media" and exp["media_kind"] == "DaemonSet":
+            check(f"{tag} media DaemonSet PDB uses an integer minAvailable", isinstance(pdb["spec"].get("minAvailable"), int))
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0 if results and all(results) else 1)
