@@ -24,3 +24,5 @@ echo "== cargo build (the binaries the end-to-end tests start)"
 cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace
+echo "== helm chart (lint, template, Kubernetes schema validation, negative cases)"
+bash tests/helm/run.sh
