@@ -510,8 +510,19 @@ pub fn sipp(server: &Server, scenario: &Path, extra: &[&str], timeout: Duration)
     sipp_to(server.cfg.sip_addr(), scenario, extra, timeout)
 }
 
-/// Runs SIPp against `target`.
+/// Runs SIPp against `target` from loopback.
 pub fn sipp_to(target: SocketAddr, scenario: &Path, extra: &[&str], timeout: Duration) -> SippRun {
+    sipp_from(LOOPBACK, target, scenario, extra, timeout)
+}
+
+/// Runs SIPp from `local_ip` (an address of this machine) against `target`.
+pub fn sipp_from(
+    local_ip: &str,
+    target: SocketAddr,
+    scenario: &Path,
+    extra: &[&str],
+    timeout: Duration,
+) -> SippRun {
     let sipp = require_tool("sipp", "sip-tester");
     let dir = temp_dir("sipp");
     let port = free_port();
@@ -521,8 +532,8 @@ pub fn sipp_to(target: SocketAddr, scenario: &Path, extra: &[&str], timeout: Dur
     cmd.current_dir(&dir)
         .arg("-sf")
         .arg(scenario)
-        .args(["-i", LOOPBACK, "-p", &port.to_string()])
-        .args(["-mi", LOOPBACK, "-mp", &media_port.to_string()])
+        .args(["-i", local_ip, "-p", &port.to_string()])
+        .args(["-mi", local_ip, "-mp", &media_port.to_string()])
         .args(["-timeout", &format!("{}s", timeout.as_secs())])
         .args(["-timeout_error", "-nostdin"])
         .args(["-trace_msg", "-message_file", "msg.log"])

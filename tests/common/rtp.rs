@@ -26,7 +26,12 @@ pub struct RtpSink {
 impl RtpSink {
     pub fn bind() -> RtpSink {
         let (start, _) = super::rtp_port_block(2);
-        let socket = UdpSocket::bind(("127.0.0.1", start)).expect("binding the RTP sink");
+        Self::bind_on(SocketAddr::from(([127, 0, 0, 1], start)))
+    }
+
+    /// Binds on an address of this machine (loopback, or a test network's gateway).
+    pub fn bind_on(addr: SocketAddr) -> RtpSink {
+        let socket = UdpSocket::bind(addr).expect("binding the RTP sink");
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();

@@ -1,0 +1,436 @@
+//! The real images under Docker Compose (Docker Engine of this machine): build from the
+//! unchanged Dockerfile (base images are local stand-ins made by tests/compose/standins.sh,
+//! since no registry can be reached here), `docker-compose up`, then SIPp on the host calls the
+//! signaling container; RTP must come from the media container and decode to the tone.
+//! Then: media loss and return, SIGTERM drain, and an invalid configuration.
+//! Traffic goes only to the containers and the network this test creates.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::rtp::{judge, Expect, Law, RtpSink};
+use common::{require_tool, scenario, sipp_from, temp_dir};
+
+const SEC: Duration = Duration::from_secs(1);
+const PROJECT: &str = "milliwatt-e2e";
+const GATEWAY: &str = "172.30.57.1";
+const SIGNALING: &str = "172.30.57.10";
+const MEDIA: &str = "172.30.57.11";
+const TAG: &str = "e2e";
+const TONE_SECONDS: u64 = 6;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn check(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// docker-compose with this test's project name and settings.
+fn compose(project: &str, env: &[(&str, String)]) -> Command {
+    let mut c = Command::new("docker-compose");
+    c.current_dir(root())
+        .args(["-p", project, "-f", "docker-compose.yml"])
+        .env("MILLIWATT_TAG", TAG)
+        .env("TONE_DURATION_SECONDS", TONE_SECONDS.to_string())
+        .env("SIP_HOST_PORT", common::free_port().to_string())
+        .env("ADMIN_HOST_PORT", common::free_port().to_string())
+        .env("GRPC_HOST_PORT", common::free_port().to_string());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Tears the project down when the test ends, however it ends.
+struct Down(&'static str);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = compose(self.0, &[]).args(["logs", "--no-color"]).output();
+            if let Ok(l) = logs {
+                eprintln!(
+                    "---- compose logs ----\n{}",
+                    String::from_utf8_lossy(&l.stdout)
+                );
+            }
+        }
+        let _ = compose(self.0, &[])
+            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .output();
+    }
+}
+
+/// Builds the images once per test process (both tests need them).
+fn build_images() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(build_images_now);
+}
+
+fn build_images_now() {
+    check(
+        run(
+            Command::new("bash").arg(root().join("tests/compose/standins.sh")),
+            "creating base image stand-ins",
+        ),
+        "tests/compose/standins.sh",
+    );
+    eprintln!("base images: local stand-ins (no container registry is reachable here)");
+    for target in ["media", "signaling"] {
+        let t0 = Instant::now();
+        check(
+            run(
+                Command::new("/usr/bin/docker")
+                    .current_dir(root())
+                    .env("DOCKER_BUILDKIT", "1")
+                    .args(["build", "--network", "host", "--target", target])
+                    .args(["-t", &format!("milliwatt/{target}:{TAG}"), "."]),
+                "docker build",
+            ),
+            &format!("docker build --target {target}"),
+        );
+        eprintln!("built milliwatt/{target}:{TAG} in {:?}", t0.elapsed());
+    }
+}
+
+fn container(project: &str, service: &str) -> String {
+    check(
+        run(compose(project, &[]).args(["ps", "-q", service]), "ps"),
+        "docker-compose ps",
+    )
+    .trim()
+    .to_string()
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    String::from_utf8_lossy(
+        &run(
+            Command::new("docker").args(["inspect", "-f", format, id]),
+            "inspect",
+        )
+        .stdout,
+    )
+    .trim()
+    .to_string()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    t0.elapsed()
+}
+
+fn http(ip: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, SEC).ok()?;
+    s.set_read_timeout(Some(2 * SEC)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    Some((r.split_whitespace().nth(1)?.parse().ok()?, r))
+}
+
+fn signaling_ready() -> bool {
+    http(SIGNALING, "/readyz").is_some_and(|(s, _)| s == 200)
+}
+
+fn target() -> SocketAddr {
+    format!("{SIGNALING}:5060").parse().unwrap()
+}
+
+fn tone_call_scenario(dir: &Path, sink: &RtpSink) -> PathBuf {
+    scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("FORMATS", "0 8 101".into()),
+            ("BYE_TIMEOUT_MS", ((TONE_SECONDS + 5) * 1000).to_string()),
+        ],
+        dir,
+    )
+}
+
+fn reject_503(dir: &Path) {
+    let sc = scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", "30000".into()),
+            ("FORMATS", "0".into()),
+            ("STATUS", "503".into()),
+        ],
+        dir,
+    );
+    sipp_from(GATEWAY, target(), &sc, &[], 10 * SEC).assert_ok();
+}
+
+fn sink() -> RtpSink {
+    RtpSink::bind_on(format!("{GATEWAY}:0").parse().unwrap())
+}
+
+fn expect_from_media(source: Option<SocketAddr>) -> Expect {
+    Expect {
+        payload_type: 0,
+        law: Law::Mu,
+        frequency: 440.0,
+        level_dbm0: -10.0,
+        source,
+        duration: Duration::from_secs(TONE_SECONDS),
+    }
+}
+
+/// The RTP address in the 200 OK's SDP.
+fn answered_media(messages: &str) -> SocketAddr {
+    let ok = messages
+        .split("message received")
+        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("m=audio"))
+        .expect("200 OK with SDP");
+    let c = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .unwrap();
+    let port = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap();
+    format!("{}:{}", c.trim(), port).parse().unwrap()
+}
+
+#[test]
+fn compose_stack_calls_drains_and_survives_media_loss() {
+    require_tool("docker", "docker.io");
+    require_tool("docker-compose", "docker-compose");
+    require_tool("sipp", "sip-tester");
+    build_images();
+    let _ = compose(PROJECT, &[])
+        .args(["down", "-v", "--remove-orphans"])
+        .output();
+    let _down = Down(PROJECT);
+    check(
+        run(compose(PROJECT, &[]).args(["up", "-d", "--no-build"]), "up"),
+        "docker-compose up",
+    );
+    wait_until("signaling healthy", 60 * SEC, || {
+        inspect(&container(PROJECT, "signaling"), "{{.State.Health.Status}}") == "healthy"
+    });
+    assert_eq!(
+        inspect(&container(PROJECT, "media"), "{{.State.Health.Status}}"),
+        "healthy"
+    );
+    let dir = temp_dir("compose");
+
+    // 1. A call from the host to the signaling container; RTP from the media container.
+    let rtp = sink();
+    let run1 = sipp_from(
+        GATEWAY,
+        target(),
+        &tone_call_scenario(&dir, &rtp),
+        &[],
+        20 * SEC,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let packets = rtp.finish();
+    run1.assert_ok();
+    let media_addr = answered_media(&run1.messages);
+    assert_eq!(
+        media_addr.ip().to_string(),
+        MEDIA,
+        "SDP must advertise the media container"
+    );
+    let report = judge(&packets, &expect_from_media(Some(media_addr)));
+    eprintln!("compose call: {report:?}");
+
+    // 2. Media goes away mid-call: BYE within 2 s, readiness false, new calls 503.
+    let rtp = sink();
+    let sc = tone_call_scenario(&dir, &rtp);
+    std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_from(GATEWAY, target(), sc, &[], 20 * SEC));
+        wait_until("RTP flows", 10 * SEC, || !rtp.packets().is_empty());
+        let killed = Instant::now();
+        check(
+            run(compose(PROJECT, &[]).args(["kill", "media"]), "kill"),
+            "docker-compose kill media",
+        );
+        let r = call.join().unwrap();
+        r.assert_ok();
+        let bye_after = r.finished_at.duration_since(killed);
+        assert!(
+            bye_after <= 2 * SEC,
+            "BYE {bye_after:?} after media went away"
+        );
+    });
+    wait_until("signaling unready without media", 3 * SEC, || {
+        !signaling_ready()
+    });
+    let (_, body) = http(SIGNALING, "/readyz").unwrap();
+    assert!(body.contains("media_reachable"), "{body}");
+    reject_503(&dir);
+
+    // 3. Media comes back: calls work again without restarting signaling.
+    check(
+        run(compose(PROJECT, &[]).args(["start", "media"]), "start"),
+        "docker-compose start media",
+    );
+    let back = wait_until("signaling ready again", 30 * SEC, signaling_ready);
+    eprintln!("signaling ready {back:?} after media started again");
+    let rtp = sink();
+    let bye = scenario(
+        "uac_caller_bye.xml",
+        &[
+            ("RTP_PORT", rtp.port().to_string()),
+            ("HOLD_MS", "1000".into()),
+        ],
+        &dir,
+    );
+    sipp_from(GATEWAY, target(), &bye, &[], 10 * SEC).assert_ok();
+    std::thread::sleep(Duration::from_millis(200));
+    let n = rtp.finish().len();
+    assert!(
+        (40..=60).contains(&n),
+        "{n} RTP packets after media returned"
+    );
+
+    // 4. SIGTERM to signaling during a call: the call completes with its tone, a new call gets
+    //    503, the process exits 0.
+    let signaling = container(PROJECT, "signaling");
+    let rtp = sink();
+    let sc = tone_call_scenario(&dir, &rtp);
+    std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_from(GATEWAY, target(), sc, &[], 20 * SEC));
+        wait_until("RTP flows", 10 * SEC, || !rtp.packets().is_empty());
+        check(
+            run(
+                Command::new("docker").args(["kill", "--signal", "TERM", &signaling]),
+                "docker kill",
+            ),
+            "docker kill --signal TERM signaling",
+        );
+        wait_until("readiness false while draining", 3 * SEC, || {
+            !signaling_ready()
+        });
+        reject_503(&dir);
+        call.join().unwrap().assert_ok();
+    });
+    wait_until("signaling exits", 20 * SEC, || {
+        inspect(&signaling, "{{.State.Running}}") == "false"
+    });
+    assert_eq!(
+        inspect(&signaling, "{{.State.ExitCode}}"),
+        "0",
+        "exit code after SIGTERM"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    judge(&rtp.finish(), &expect_from_media(None));
+}
+
+#[test]
+fn invalid_config_in_the_container_exits_naming_the_key() {
+    require_tool("docker", "docker.io");
+    require_tool("docker-compose", "docker-compose");
+    build_images();
+    // An invalid config file mounted where the image reads it.
+    let dir = temp_dir("badconfig");
+    let bad = dir.join("config.toml");
+    std::fs::write(&bad, "[behavior]\ntone_frequency = 5000\n").unwrap();
+    for service in ["media", "signaling"] {
+        let out = run(
+            Command::new("docker")
+                .args(["run", "--rm", "--network", "none", "-v"])
+                .arg(format!("{}:/etc/milliwatt/config.toml:ro", bad.display()))
+                .arg(format!("milliwatt/{service}:{TAG}")),
+            "docker run",
+        );
+        assert_eq!(out.status.code(), Some(64), "{service}: exit code");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("behavior.tone_frequency"), "{service}: {err}");
+    }
+    // Under compose: media exits 64, signaling never starts, `up` fails and says so.
+    const BAD: &str = "milliwatt-e2e-bad";
+    let _ = compose(BAD, &[])
+        .args(["down", "-v", "--remove-orphans"])
+        .output();
+    let _down = Down(BAD);
+    let env = [
+        ("MEDIA_ADVERTISED_ADDRESS", "not a host!".to_string()),
+        ("MILLIWATT_SUBNET", "172.30.58.0/24".to_string()),
+        ("MEDIA_IP", "172.30.58.11".to_string()),
+        ("SIGNALING_IP", "172.30.58.10".to_string()),
+    ];
+    let up = run(compose(BAD, &env).args(["up", "-d", "--no-build"]), "up");
+    assert!(
+        !up.status.success(),
+        "compose up must fail when media cannot start"
+    );
+    let logs = check(
+        run(
+            compose(BAD, &env).args(["logs", "--no-color", "media"]),
+            "logs",
+        ),
+        "logs",
+    );
+    assert!(
+        logs.contains("media.advertised_address"),
+        "media log must name the key:\n{logs}"
+    );
+    let media = container(BAD, "media");
+    assert_eq!(inspect(&media, "{{.State.ExitCode}}"), "64");
+    assert!(
+        container(BAD, "signaling").is_empty() || {
+            let id = container(BAD, "signaling");
+            inspect(&id, "{{.State.Running}}") == "false"
+        }
+    );
+}
+
+#[test]
+fn compose_file_is_valid_for_compose_v1_and_v2() {
+    require_tool("docker-compose", "docker-compose");
+    check(
+        run(
+            Command::new("docker-compose")
+                .current_dir(root())
+                .args(["config", "-q"]),
+            "v1 config",
+        ),
+        "docker-compose (v1) config",
+    );
+    let v2 = check(
+        run(
+            Command::new("bash").arg(root().join("tests/compose/compose-v2.sh")),
+            "compose-v2.sh",
+        ),
+        "fetching Compose v2",
+    );
+    check(
+        run(
+            Command::new(v2.trim())
+                .current_dir(root())
+                .args(["config", "-q"]),
+            "v2 config",
+        ),
+        "docker compose (v2) config",
+    );
+}
