@@ -42,6 +42,19 @@ fn check(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The compose projects publish the same RTP range on the host: one at a time.
+static ONE_STACK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A free host port outside the RTP range the compose file publishes.
+fn host_port() -> String {
+    loop {
+        let p = common::free_port();
+        if !(10_000..10_040).contains(&p) {
+            return p.to_string();
+        }
+    }
+}
+
 /// docker-compose with this test's project name and settings.
 fn compose(project: &str, env: &[(&str, String)]) -> Command {
     let mut c = Command::new("docker-compose");
@@ -49,9 +62,9 @@ fn compose(project: &str, env: &[(&str, String)]) -> Command {
         .args(["-p", project, "-f", "docker-compose.yml"])
         .env("MILLIWATT_TAG", TAG)
         .env("TONE_DURATION_SECONDS", TONE_SECONDS.to_string())
-        .env("SIP_HOST_PORT", common::free_port().to_string())
-        .env("ADMIN_HOST_PORT", common::free_port().to_string())
-        .env("GRPC_HOST_PORT", common::free_port().to_string());
+        .env("SIP_HOST_PORT", host_port())
+        .env("ADMIN_HOST_PORT", host_port())
+        .env("GRPC_HOST_PORT", host_port());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -223,6 +236,9 @@ fn compose_stack_calls_drains_and_survives_media_loss() {
     require_tool("docker-compose", "docker-compose");
     require_tool("sipp", "sip-tester");
     build_images();
+    let _one = ONE_STACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let _ = compose(PROJECT, &[])
         .args(["down", "-v", "--remove-orphans"])
         .output();
@@ -368,6 +384,9 @@ fn invalid_config_in_the_container_exits_naming_the_key() {
         assert!(err.contains("behavior.tone_frequency"), "{service}: {err}");
     }
     // Under compose: media exits 64, signaling never starts, `up` fails and says so.
+    let _one = ONE_STACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     const BAD: &str = "milliwatt-e2e-bad";
     let _ = compose(BAD, &[])
         .args(["down", "-v", "--remove-orphans"])

@@ -4,11 +4,15 @@
 //! [`engine`] (pacing threads), [`sessions`] (registry and ports), [`service`] (gRPC edge),
 //! [`server`] (wiring).
 
+pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod metrics;
 pub mod pacing;
+pub mod quality;
+pub mod rtcp;
 pub mod rtp;
+pub mod rtp_in;
 pub mod server;
 pub mod service;
 pub mod sessions;
