@@ -422,6 +422,7 @@ fn bad_grpc_requests_get_precise_statuses() {
             frequency_hz: 440,
             level_dbm0: -10.0,
             duration_ms: 1000,
+            dtmf_payload_type: 0,
         };
         let e = c.start_tone(start("nope", "127.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);

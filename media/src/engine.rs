@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -17,13 +17,18 @@ use crate::pacing::Pacer;
 use crate::rtp::{RtpSender, PACKET_LEN};
 use crate::tone::ToneTable;
 
-/// Counters of one session, shared with the registry for inspection.
+/// Counters of one session, shared with the registry for inspection and with the receive task
+/// for RTCP sender reports.
 #[derive(Debug, Default)]
 pub struct SessionCounters {
     pub packets_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub packets_skipped: AtomicU64,
     pub send_errors: AtomicU64,
+    /// SSRC, RTP timestamp and due tick (ms on the engine clock) of the last packet sent.
+    pub ssrc: AtomicU32,
+    pub last_rtp_timestamp: AtomicU32,
+    pub last_due_tick: AtomicU64,
 }
 
 /// Lateness buckets of 100 µs up to 20 ms, then one overflow bucket.
@@ -98,6 +103,8 @@ pub struct Stream {
 
 enum Command {
     Start(u64, Box<Stream>),
+    /// Send to another address from now on (symmetric RTP).
+    Retarget(u64, SocketAddr),
     /// Stops sending; the RTP state goes back through the reply so a resume continues it.
     Stop(u64, mpsc::Sender<Option<RtpSender>>),
 }
@@ -112,6 +119,8 @@ pub struct Finished {
 pub struct Engine {
     shards: Vec<mpsc::Sender<Command>>,
     pub counters: Arc<EngineCounters>,
+    /// The engine clock's zero: due ticks are milliseconds since it.
+    pub epoch: Instant,
 }
 
 impl Engine {
@@ -131,7 +140,11 @@ impl Engine {
                 tx
             })
             .collect();
-        Engine { shards, counters }
+        Engine {
+            shards,
+            counters,
+            epoch,
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -145,6 +158,11 @@ impl Engine {
     pub fn start_stream(&self, key: u64, stream: Stream) {
         // A pacing thread only exits when the engine is dropped.
         let _ = self.shard(key).send(Command::Start(key, Box::new(stream)));
+    }
+
+    /// Sends the stream to `remote` from its next packet on.
+    pub fn retarget(&self, key: u64, remote: SocketAddr) {
+        let _ = self.shard(key).send(Command::Retarget(key, remote));
     }
 
     /// Stops a stream; returns its RTP state if it was sending.
@@ -195,6 +213,12 @@ fn run_shard(
                 }
                 continue;
             }
+            Ok(Command::Retarget(key, remote)) => {
+                if let Some(a) = active.get_mut(&key) {
+                    a.stream.remote = remote;
+                }
+                continue;
+            }
             Ok(Command::Stop(key, reply)) => {
                 let sender = active.remove(&key).map(|a| {
                     pacer.remove(key);
@@ -222,6 +246,11 @@ fn run_shard(
                 s.counters.packets_skipped.fetch_add(w.skipped, Relaxed);
                 counters.packets_skipped.fetch_add(w.skipped, Relaxed);
             }
+            s.counters.last_rtp_timestamp.store(
+                u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                Relaxed,
+            );
+            s.counters.last_due_tick.store(due_tick, Relaxed);
             match s.socket.send_to(&buf[..w.len], s.remote) {
                 Ok(n) => {
                     s.counters.packets_sent.fetch_add(1, Relaxed);

@@ -10,6 +10,7 @@ pub mod g711;
 pub mod metrics;
 pub mod pacing;
 pub mod quality;
+pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtp_in;

@@ -19,7 +19,7 @@ use crate::sessions::{Registry, RegistryConfig};
 pub struct Media {
     listener: TcpListener,
     registry: Arc<Registry>,
-    finished: tokio::sync::mpsc::UnboundedReceiver<crate::engine::Finished>,
+    inputs: crate::sessions::RegistryInputs,
 }
 
 impl Media {
@@ -46,7 +46,7 @@ impl Media {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
         }
-        let (registry, finished) = Registry::new(
+        let (registry, inputs) = Registry::new(
             RegistryConfig {
                 bind: m.bind_address,
                 advertised_host: advertised.clone(),
@@ -70,7 +70,7 @@ impl Media {
         Ok(Media {
             listener,
             registry,
-            finished,
+            inputs,
         })
     }
 
@@ -105,12 +105,16 @@ impl Media {
         let Media {
             listener,
             registry,
-            mut finished,
+            mut inputs,
         } = self;
         let r = registry.clone();
         let finisher = tokio::spawn(async move {
-            while let Some(f) = finished.recv().await {
-                r.tone_finished(f, Instant::now());
+            loop {
+                tokio::select! {
+                    Some(f) = inputs.finished.recv() => r.tone_finished(f, Instant::now()),
+                    Some(e) = inputs.rx_events.recv() => r.on_rx_event(e),
+                    else => break,
+                }
             }
         });
         let r = registry.clone();

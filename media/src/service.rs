@@ -94,6 +94,16 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                 format!("{} Hz is not 1..3999", r.frequency_hz),
             ));
         }
+        let dtmf_payload_type = match r.dtmf_payload_type {
+            0 => None,
+            pt @ 96..=127 => Some(pt as u8),
+            pt => {
+                return Err(bad(
+                    "dtmf_payload_type",
+                    format!("{pt} is not a dynamic payload type (96..127), or 0 for none"),
+                ))
+            }
+        };
         if !(-60.0..=3.0).contains(&r.level_dbm0) {
             return Err(bad(
                 "level_dbm0",
@@ -107,6 +117,7 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             frequency_hz: r.frequency_hz,
             level_dbm0: r.level_dbm0,
             duration: (r.duration_ms > 0).then(|| Duration::from_millis(u64::from(r.duration_ms))),
+            dtmf_payload_type,
         })
     }
 }
@@ -148,6 +159,26 @@ impl From<Snapshot> for pb::Session {
             packets_skipped: s.packets_skipped,
             created_at: Some(timestamp(s.created_at)),
             age_ms: s.age.as_millis() as u64,
+            dtmf_payload_type: tone
+                .and_then(|t| t.dtmf_payload_type)
+                .map(u32::from)
+                .unwrap_or(0),
+            quality: s.quality.map(|q| pb::Quality {
+                packets_received: q.packets_received,
+                bytes_received: q.bytes_received,
+                packets_lost: q.packets_lost,
+                loss_percent: q.loss_percent,
+                jitter_ms: q.jitter_ms,
+                mos: q.mos,
+                packets_invalid: q.packets_invalid,
+                packets_from_unexpected_source: q.packets_from_unexpected_source,
+                rtp_source: q.rtp_source.map(|a| a.to_string()).unwrap_or_default(),
+                rtcp_received: q.rtcp_received,
+                remote_loss_percent: q.remote_loss_percent,
+                remote_jitter_ms: q.remote_jitter_ms,
+                rtt_ms: q.rtt_ms,
+                dtmf_digits: q.dtmf_digits,
+            }),
         }
     }
 }
@@ -264,12 +295,16 @@ impl pb::media_server::Media for MediaService {
                     EventKind::ToneStarted => pb::session_event::Kind::ToneStarted,
                     EventKind::ToneStopped => pb::session_event::Kind::ToneStopped,
                     EventKind::Released => pb::session_event::Kind::Released,
+                    EventKind::Dtmf => pb::session_event::Kind::Dtmf,
+                    EventKind::RtpSourceLatched => pb::session_event::Kind::RtpSourceLatched,
                 };
                 Some(Ok(pb::SessionEvent {
                     kind: kind as i32,
                     session: Some(e.session.into()),
                     reason: e.reason,
                     at: Some(timestamp(e.at)),
+                    digit: e.digit.map(|(d, _)| d.to_string()).unwrap_or_default(),
+                    digit_duration_ms: e.digit.map(|(_, t)| t.as_millis() as u32).unwrap_or(0),
                 }))
             }
             Err(BroadcastStreamRecvError::Lagged(n)) => {
@@ -323,6 +358,7 @@ mod tests {
             frequency_hz: 440,
             level_dbm0: -10.0,
             duration_ms: 0,
+            dtmf_payload_type: 101,
         }
     }
 

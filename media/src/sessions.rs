@@ -11,6 +11,7 @@ use rand::Rng;
 use tokio::sync::broadcast;
 
 use crate::engine::{Engine, Finished, SessionCounters, Stream};
+use crate::receiver::{Quality, Receiver, RxEvent, RxParams};
 use crate::rtp::RtpSender;
 use crate::tone::{Codec, ToneKey, ToneTable};
 
@@ -39,6 +40,8 @@ pub struct ToneRequest {
     pub frequency_hz: u32,
     pub level_dbm0: f64,
     pub duration: Option<Duration>,
+    /// The caller's telephone-event payload type, for DTMF detection.
+    pub dtmf_payload_type: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct Snapshot {
     pub packets_skipped: u64,
     pub created_at: SystemTime,
     pub age: Duration,
+    /// Receive side; `None` where no receiver runs (unit tests without a runtime).
+    pub quality: Option<Quality>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +69,8 @@ pub enum EventKind {
     ToneStarted,
     ToneStopped,
     Released,
+    Dtmf,
+    RtpSourceLatched,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +79,8 @@ pub struct Event {
     pub session: Snapshot,
     pub reason: String,
     pub at: SystemTime,
+    /// For [`EventKind::Dtmf`]: the digit and its duration.
+    pub digit: Option<(char, Duration)>,
 }
 
 pub struct Allocated {
@@ -107,6 +116,7 @@ struct Session {
     created_at: SystemTime,
     /// When the tone finished or was stopped (for the grace period).
     idle_since: Option<Instant>,
+    receiver: Option<Receiver>,
 }
 
 struct Inner {
@@ -120,9 +130,17 @@ struct Inner {
     expired: u64,
 }
 
+/// What the registry's owner must feed back into it (see [`Registry::tone_finished`] and
+/// [`Registry::on_rx_event`]).
+pub struct RegistryInputs {
+    pub finished: tokio::sync::mpsc::UnboundedReceiver<Finished>,
+    pub rx_events: tokio::sync::mpsc::UnboundedReceiver<RxEvent>,
+}
+
 pub struct Registry {
     cfg: RegistryConfig,
     instance: String,
+    rx_events: tokio::sync::mpsc::UnboundedSender<RxEvent>,
     inner: Mutex<Inner>,
     engine: Engine,
     events: broadcast::Sender<Event>,
@@ -147,14 +165,9 @@ pub fn expiry_reason(
 }
 
 impl Registry {
-    pub fn new(
-        cfg: RegistryConfig,
-        pacing_threads: usize,
-    ) -> (
-        Arc<Registry>,
-        tokio::sync::mpsc::UnboundedReceiver<Finished>,
-    ) {
+    pub fn new(cfg: RegistryConfig, pacing_threads: usize) -> (Arc<Registry>, RegistryInputs) {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (rx_tx, rx_rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = Engine::start(pacing_threads, finished_tx);
         let (events, _) = broadcast::channel(4096);
         let inner = Inner {
@@ -170,11 +183,18 @@ impl Registry {
         let registry = Arc::new(Registry {
             cfg,
             instance: format!("{:016x}", rand::rng().random::<u64>()),
+            rx_events: rx_tx,
             inner: Mutex::new(inner),
             engine,
             events,
         });
-        (registry, finished_rx)
+        (
+            registry,
+            RegistryInputs {
+                finished: finished_rx,
+                rx_events: rx_rx,
+            },
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -196,13 +216,18 @@ impl Registry {
     }
 
     fn emit(&self, kind: EventKind, session: Snapshot, reason: &str) {
-        // No subscribers is fine.
-        let _ = self.events.send(Event {
+        self.emit_event(Event {
             kind,
             session,
             reason: reason.to_string(),
             at: SystemTime::now(),
+            digit: None,
         });
+    }
+
+    fn emit_event(&self, e: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(e);
     }
 
     fn snapshot(&self, id: &str, s: &Session) -> Snapshot {
@@ -220,6 +245,7 @@ impl Registry {
             packets_skipped: s.counters.packets_skipped.load(Relaxed),
             created_at: s.created_at,
             age: s.created.elapsed(),
+            quality: s.receiver.as_ref().map(Receiver::quality),
         }
     }
 
@@ -251,11 +277,32 @@ impl Registry {
             return Err(MediaError::PortsExhausted);
         };
         let id = format!("{:016x}", rand::rng().random::<u64>());
+        let counters: Arc<SessionCounters> = Arc::default();
         let key = inner.next_key;
         inner.next_key += 1;
         inner.total += 1;
         inner.owners.insert(owner.to_string(), (now, lease));
         inner.keys.insert(key, id.clone());
+        // The receive task needs a runtime (the gRPC server's); unit tests have none.
+        let receiver = if tokio::runtime::Handle::try_current().is_ok() {
+            match Receiver::spawn(
+                key,
+                &rtp,
+                &rtcp,
+                counters.clone(),
+                self.engine.epoch,
+                format!("milliwatt-{id}@{}", self.cfg.advertised_host),
+                self.rx_events.clone(),
+            ) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, port, "cannot receive on the RTP port; no quality statistics");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let session = Session {
             key,
             call_id: call_id.to_string(),
@@ -266,10 +313,11 @@ impl Registry {
             socket: Arc::new(rtp),
             _rtcp: rtcp,
             sender: None,
-            counters: Arc::default(),
+            counters,
             created: now,
             created_at: SystemTime::now(),
             idle_since: None,
+            receiver,
         };
         let snap = self.snapshot(&id, &session);
         inner.sessions.insert(id.clone(), session);
@@ -323,6 +371,14 @@ impl Registry {
             }
         }
         let ssrc = sender.ssrc();
+        s.counters.ssrc.store(ssrc, Relaxed);
+        if let Some(r) = &s.receiver {
+            r.set_params(RxParams {
+                sdp_remote: req.remote,
+                payload_type: req.payload_type,
+                dtmf_payload_type: req.dtmf_payload_type,
+            });
+        }
         s.sender = Some(sender.clone());
         s.state = State::Sending;
         s.idle_since = None;
@@ -395,9 +451,71 @@ impl Registry {
         s.state = State::Released;
         let snap = self.snapshot(id, &s);
         drop(inner);
-        tracing::debug!(session = %id, reason, packets = snap.packets_sent, "session released");
+        drop(s); // stops the receive task
+        let q = snap.quality.clone().unwrap_or_default();
+        tracing::info!(
+            session = %id,
+            call_id = %snap.call_id,
+            reason,
+            rtp_sent = snap.packets_sent,
+            rtp_received = q.packets_received,
+            lost = q.packets_lost,
+            loss_percent = format!("{:.2}", q.loss_percent),
+            jitter_ms = format!("{:.2}", q.jitter_ms),
+            mos = format!("{:.2}", q.mos),
+            dtmf = %q.dtmf_digits,
+            "media session released"
+        );
         self.emit(EventKind::Released, snap.clone(), reason);
         Ok(snap)
+    }
+
+    /// What a session's receive task found: a DTMF digit, or the caller's real RTP source.
+    pub fn on_rx_event(&self, e: RxEvent) {
+        let key = match &e {
+            RxEvent::Dtmf { key, .. } | RxEvent::Latched { key, .. } => *key,
+        };
+        let inner = self.lock();
+        let Some(id) = inner.keys.get(&key).cloned() else {
+            return;
+        };
+        let Some(s) = inner.sessions.get(&id) else {
+            return;
+        };
+        let snap = self.snapshot(&id, s);
+        match e {
+            RxEvent::Dtmf {
+                digit, duration, ..
+            } => {
+                drop(inner);
+                tracing::info!(session = %id, call_id = %snap.call_id, %digit, duration_ms = duration.as_millis() as u64, "DTMF digit");
+                self.emit_event(Event {
+                    kind: EventKind::Dtmf,
+                    session: snap,
+                    reason: String::new(),
+                    at: SystemTime::now(),
+                    digit: Some((digit, duration)),
+                });
+            }
+            RxEvent::Latched { from, sdp, .. } => {
+                if s.state == State::Sending {
+                    self.engine.retarget(key, from);
+                }
+                drop(inner);
+                tracing::info!(
+                    session = %id,
+                    call_id = %snap.call_id,
+                    sdp = %sdp,
+                    actual = %from,
+                    "symmetric RTP: the caller sends from another address than its SDP; sending there"
+                );
+                self.emit(
+                    EventKind::RtpSourceLatched,
+                    snap,
+                    &format!("RTP comes from {from}, SDP said {sdp}"),
+                );
+            }
+        }
     }
 
     /// Renews the owner's lease; returns how many sessions it holds.

@@ -54,6 +54,19 @@ pub struct Tone {
     pub level_dbm0: f64,
     /// Media stops by itself after this long (a safety net; signaling ends the call earlier).
     pub duration: Duration,
+    /// The caller's telephone-event payload type (DTMF detection by media).
+    pub dtmf_payload_type: Option<u8>,
+}
+
+/// What media says of a released session.
+#[derive(Debug, Clone, Default)]
+pub struct Released {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+    pub mos: f64,
+    pub dtmf_digits: String,
 }
 
 #[derive(Clone)]
@@ -117,6 +130,7 @@ impl MediaClient {
                 frequency_hz: tone.frequency_hz,
                 level_dbm0: tone.level_dbm0,
                 duration_ms: u32::try_from(tone.duration.as_millis()).unwrap_or(u32::MAX),
+                dtmf_payload_type: tone.dtmf_payload_type.map(u32::from).unwrap_or(0),
             })
             .await?;
         Ok(r.into_inner().ssrc)
@@ -132,8 +146,8 @@ impl MediaClient {
         Ok(())
     }
 
-    /// Releases the session; returns the packets sent.
-    pub async fn release(&self, session_id: &str, reason: &str) -> Result<u64, MediaError> {
+    /// Releases the session; returns its final figures.
+    pub async fn release(&self, session_id: &str, reason: &str) -> Result<Released, MediaError> {
         let r = self
             .client
             .clone()
@@ -143,7 +157,16 @@ impl MediaClient {
             })
             .await?
             .into_inner();
-        Ok(r.session.map(|s| s.packets_sent).unwrap_or(0))
+        let s = r.session.unwrap_or_default();
+        let q = s.quality.unwrap_or_default();
+        Ok(Released {
+            packets_sent: s.packets_sent,
+            packets_received: q.packets_received,
+            loss_percent: q.loss_percent,
+            jitter_ms: q.jitter_ms,
+            mos: q.mos,
+            dtmf_digits: q.dtmf_digits,
+        })
     }
 
     /// Renews this instance's lease; returns the media process's instance id.

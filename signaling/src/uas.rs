@@ -45,7 +45,10 @@ struct Shared {
     /// Host and port for Contact and Via.
     advertised: HostPort,
     health: Health,
-    /// Whether the last lease renewal reached media.
+    /// Whether the last media check failed (false until a check fails: before the first check,
+    /// calls are tried, and allocation tells).
+    media_down: AtomicBool,
+    /// Whether the last media check succeeded.
     media_up: AtomicBool,
     /// Bumped when media is lost (unreachable or restarted): calls end with BYE.
     media_lost: watch::Sender<u64>,
@@ -225,7 +228,7 @@ fn screen(shared: &Shared, invite: &IncomingRequest) -> Result<Negotiated, Refus
     if shared.health.is_draining() {
         return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
-    if !shared.media_up.load(Relaxed) {
+    if shared.media_down.load(Relaxed) {
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "media service unavailable",
@@ -372,12 +375,17 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     let outcome = run_call(&shared, acceptor, &negotiated, &allocation).await;
     let reason = outcome.reason;
     match shared.media.release(&session_id, &reason.to_string()).await {
-        Ok(packets) => info!(
+        Ok(m) => info!(
             hangup_by = reason.who_hung_up(),
             reason = %reason,
             talk_seconds = format!("{:.1}", outcome.talk.as_secs_f64()),
             call_seconds = format!("{:.1}", outcome.age.as_secs_f64()),
-            rtp_packets_sent = packets,
+            rtp_packets_sent = m.packets_sent,
+            rtp_packets_received = m.packets_received,
+            loss_percent = format!("{:.2}", m.loss_percent),
+            jitter_ms = format!("{:.2}", m.jitter_ms),
+            mos = format!("{:.2}", m.mos),
+            dtmf = %m.dtmf_digits,
             "call ended"
         ),
         Err(e) => info!(
@@ -563,6 +571,7 @@ async fn start_or_stop_tone(
                 frequency_hz: b.tone_frequency,
                 level_dbm0: b.tone_level_dbm0,
                 duration: remaining + MEDIA_SAFETY_MARGIN,
+                dtmf_payload_type: n.dtmf_payload_type,
             };
             match shared.media.start_tone(&allocation.session_id, &tone).await {
                 Ok(ssrc) => info!(
@@ -678,6 +687,7 @@ impl Signaling {
             advertised,
             health,
             media_up: AtomicBool::new(false),
+            media_down: AtomicBool::new(false),
             media_lost: watch::channel(0).0,
             hang_up_all: watch::channel(false).0,
         });
@@ -806,12 +816,14 @@ async fn watch_media(shared: Arc<Shared>) {
                     shared.media_lost.send_modify(|n| *n += 1);
                 }
                 instance = Some(id);
+                shared.media_down.store(false, Relaxed);
                 if !shared.media_up.swap(true, Relaxed) {
                     info!(media = %shared.cfg.media.endpoint, "media service reachable");
                     shared.health.set("media_reachable", true);
                 }
             }
             Err(e) => {
+                shared.media_down.store(true, Relaxed);
                 if shared.media_up.swap(false, Relaxed) {
                     warn!(error = %e, "media service lost: ending calls, new calls get 503");
                     shared.health.set("media_reachable", false);

@@ -352,7 +352,11 @@ impl Server {
             } else {
                 self.log_text().contains("SIP endpoint bound")
             };
-            if grpc_up && sip_up {
+            // Ready as an orchestrator sees it: /readyz (needs media reachable).
+            let ready = !with_media
+                || http_get(self.cfg.admin_port, "/readyz")
+                    .is_some_and(|(status, _)| status == 200);
+            if grpc_up && sip_up && ready {
                 return;
             }
             assert!(

@@ -18,6 +18,8 @@ pub struct Packet {
 /// A UDP socket on loopback that records everything it receives.
 pub struct RtpSink {
     pub addr: SocketAddr,
+    /// The same socket, for sending from the address the SDP advertised (symmetric RTP).
+    pub sender: UdpSocket,
     stop: Arc<AtomicBool>,
     packets: Arc<Mutex<Vec<Packet>>>,
     thread: Option<JoinHandle<()>>,
@@ -36,6 +38,7 @@ impl RtpSink {
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
+        let sender = socket.try_clone().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let packets = Arc::new(Mutex::new(Vec::new()));
         let thread = {
@@ -56,6 +59,7 @@ impl RtpSink {
         };
         RtpSink {
             addr,
+            sender,
             stop,
             packets,
             thread: Some(thread),
@@ -83,6 +87,67 @@ impl RtpSink {
 impl Drop for RtpSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Builds RTP packets the way a caller would: PCMU audio and RFC 4733 telephone-events.
+pub struct Caller {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ts: u32,
+}
+
+impl Caller {
+    pub fn new(ssrc: u32) -> Caller {
+        Caller {
+            ssrc,
+            seq: 1000,
+            ts: 8000,
+        }
+    }
+
+    fn header(&self, pt: u8, marker: bool, ts: u32) -> Vec<u8> {
+        let mut p = vec![0x80, (u8::from(marker) << 7) | pt];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p
+    }
+
+    /// The next 20 ms of PCMU silence (0xFF); advances sequence and timestamp.
+    pub fn audio(&mut self) -> Vec<u8> {
+        let mut p = self.header(0, false, self.ts);
+        p.extend_from_slice(&[0xFF; 160]);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        p
+    }
+
+    /// Skips one packet (a loss on the way).
+    pub fn lose(&mut self) {
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+    }
+
+    /// One RFC 4733 event as a sender emits it over `packets` packet times: a start packet with
+    /// the marker, updates, and the end packet three times. All share the event's timestamp.
+    pub fn dtmf(&mut self, pt: u8, event: u8, packets: u16) -> Vec<Vec<u8>> {
+        let start = self.ts;
+        let mut out = Vec::new();
+        for i in 0..packets {
+            let end = i + 1 == packets;
+            let duration = (i + 1) * 160;
+            let repeats = if end { 3 } else { 1 };
+            for _ in 0..repeats {
+                let mut p = self.header(pt, i == 0, start);
+                p.extend_from_slice(&[event, if end { 0x80 | 10 } else { 10 }]);
+                p.extend_from_slice(&duration.to_be_bytes());
+                out.push(p);
+                self.seq = self.seq.wrapping_add(1);
+            }
+        }
+        self.ts = self.ts.wrapping_add(160 * u32::from(packets));
+        out
     }
 }
 

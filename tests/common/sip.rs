@@ -98,6 +98,48 @@ impl RawSip {
         out
     }
 
+    /// An INVITE offering PCMU and telephone-event 101, RTP to 127.0.0.1:`sdp_port`.
+    pub fn invite_with_dtmf(&self, call_id: &str, branch: &str, sdp_port: u16) -> String {
+        let sdp = format!(
+            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {sdp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+        );
+        self.request(
+            "INVITE",
+            call_id,
+            branch,
+            1,
+            "tag=rawfrom",
+            true,
+            "application/sdp",
+            &sdp,
+        )
+    }
+
+    /// Places a call and ACKs the 200: returns the media address of the SDP answer.
+    pub fn call(&self, invite: &str, call_id: &str) -> SocketAddr {
+        self.send(invite);
+        let ok = self
+            .recv_until(Duration::from_secs(5), |m| m.status() == Some(200))
+            .pop()
+            .filter(|m| m.status() == Some(200))
+            .expect("no 200 OK");
+        self.send(&self.ack_for(&ok, call_id, "ack"));
+        let c = ok
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("c=IN IP4 "))
+            .expect("c=");
+        let port = ok
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|m| m.split_whitespace().next())
+            .expect("m=");
+        format!("{}:{}", c.trim(), port).parse().unwrap()
+    }
+
     /// An INVITE; `sdp_port` is where the caller wants RTP (on loopback).
     pub fn invite(&self, call_id: &str, branch: &str, sdp_port: u16) -> String {
         let sdp = format!(

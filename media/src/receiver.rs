@@ -1,0 +1,395 @@
+//! The receive shell of one session: a task that reads the caller's RTP and RTCP, keeps RFC 3550
+//! receiver statistics, detects RFC 4733 DTMF, latches to the caller's real RTP source
+//! (symmetric RTP), and sends RTCP reports every 5 s. The logic lives in the pure modules
+//! [`crate::rtp_in`], [`crate::quality`], [`crate::rtcp`] and [`crate::dtmf`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::dtmf::DtmfDetector;
+use crate::engine::SessionCounters;
+use crate::quality::{ReceiverStats, G711_CLOCK_RATE};
+use crate::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
+use crate::rtp_in::{self, PacketKind};
+
+/// RFC 3550 6.2: at least 5 s between reports for a session this small.
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// One-way delay assumed for the MOS estimate when RTCP gives no round trip.
+const DEFAULT_ONE_WAY_DELAY_MS: f64 = 20.0;
+
+/// What the receiver must know of the call (from StartTone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxParams {
+    /// Where the caller's SDP says it receives RTP.
+    pub sdp_remote: SocketAddr,
+    pub payload_type: u8,
+    pub dtmf_payload_type: Option<u8>,
+}
+
+/// Receive-side quality of a session, as shown by GetSession and logged at release.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quality {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_lost: u64,
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+    /// 0 before any RTP arrived.
+    pub mos: f64,
+    pub packets_invalid: u64,
+    pub packets_from_unexpected_source: u64,
+    pub rtp_source: Option<SocketAddr>,
+    pub rtcp_received: u64,
+    pub remote_loss_percent: f64,
+    pub remote_jitter_ms: f64,
+    pub rtt_ms: f64,
+    pub dtmf_digits: String,
+}
+
+/// What the receive task tells the registry.
+#[derive(Debug, Clone)]
+pub enum RxEvent {
+    Dtmf {
+        key: u64,
+        digit: char,
+        duration: Duration,
+    },
+    /// The caller's RTP comes from `from`, not from the SDP's address: send there.
+    Latched {
+        key: u64,
+        from: SocketAddr,
+        sdp: SocketAddr,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    stats: Option<(u32, ReceiverStats)>,
+    dtmf: DtmfDetector,
+    q: Quality,
+    rtcp_source: Option<SocketAddr>,
+}
+
+impl State {
+    fn quality(&self) -> Quality {
+        let mut q = self.q.clone();
+        if let Some((_, s)) = &self.stats {
+            q.packets_lost = s.lost();
+            q.loss_percent = s.loss_percent();
+            q.jitter_ms = s.jitter_ms();
+            let delay = if q.rtt_ms > 0.0 {
+                q.rtt_ms / 2.0
+            } else {
+                DEFAULT_ONE_WAY_DELAY_MS
+            };
+            q.mos = s.mos(delay);
+        }
+        q
+    }
+}
+
+/// The running receive task of a session; aborted when dropped.
+pub struct Receiver {
+    params: watch::Sender<Option<RxParams>>,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    /// Starts receiving on the session's sockets (clones of them). Needs a tokio runtime.
+    pub fn spawn(
+        key: u64,
+        rtp: &std::net::UdpSocket,
+        rtcp: &std::net::UdpSocket,
+        counters: Arc<SessionCounters>,
+        engine_epoch: Instant,
+        cname: String,
+        events: mpsc::UnboundedSender<RxEvent>,
+    ) -> std::io::Result<Receiver> {
+        let rtp = rtp.try_clone()?;
+        rtp.set_nonblocking(true)?;
+        let rtcp = rtcp.try_clone()?;
+        rtcp.set_nonblocking(true)?;
+        let rtp = UdpSocket::from_std(rtp)?;
+        let rtcp = UdpSocket::from_std(rtcp)?;
+        let (params_tx, params_rx) = watch::channel(None);
+        let state = Arc::new(Mutex::new(State::default()));
+        let task = tokio::spawn(run(Task {
+            key,
+            rtp,
+            rtcp,
+            params: params_rx,
+            state: state.clone(),
+            counters,
+            engine_epoch,
+            cname,
+            events,
+        }));
+        Ok(Receiver {
+            params: params_tx,
+            state,
+            task,
+        })
+    }
+
+    /// New call parameters (StartTone): the source latch starts over.
+    pub fn set_params(&self, p: RxParams) {
+        self.params.send_replace(Some(p));
+    }
+
+    pub fn quality(&self) -> Quality {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .quality()
+    }
+}
+
+struct Task {
+    key: u64,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    params: watch::Receiver<Option<RxParams>>,
+    state: Arc<Mutex<State>>,
+    counters: Arc<SessionCounters>,
+    engine_epoch: Instant,
+    cname: String,
+    events: mpsc::UnboundedSender<RxEvent>,
+}
+
+async fn run(mut t: Task) {
+    let mut rtp_buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
+    let mut report =
+        tokio::time::interval_at(tokio::time::Instant::now() + RTCP_INTERVAL, RTCP_INTERVAL);
+    let mut params: Option<RxParams> = None;
+    let mut latched: Option<SocketAddr> = None;
+    let mut packets_at_last_report = 0;
+    loop {
+        let dtmf_deadline = t
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dtmf
+            .poll_timeout();
+        tokio::select! {
+            changed = t.params.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                params = *t.params.borrow_and_update();
+                latched = None;
+            }
+            r = t.rtp.recv_from(&mut rtp_buf) => {
+                let Ok((n, from)) = r else { continue };
+                let Some(p) = params else { continue };
+                t.on_rtp(&rtp_buf[..n], from, p, &mut latched, Instant::now());
+            }
+            r = t.rtcp.recv_from(&mut rtcp_buf) => {
+                let Ok((n, from)) = r else { continue };
+                t.on_rtcp(&rtcp_buf[..n], from, Instant::now());
+            }
+            _ = sleep_until(dtmf_deadline) => t.poll_dtmf(Instant::now()),
+            _ = report.tick() => {
+                let sent = t.counters.packets_sent.load(Relaxed);
+                let sending = sent > packets_at_last_report;
+                packets_at_last_report = sent;
+                if let Some(p) = params {
+                    t.send_report(p, latched, sending).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Task {
+    fn on_rtp(
+        &self,
+        buf: &[u8],
+        from: SocketAddr,
+        p: RxParams,
+        latched: &mut Option<SocketAddr>,
+        now: Instant,
+    ) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if rtp_in::classify(buf) == PacketKind::Rtcp {
+            // RTCP multiplexed on the RTP port (RFC 5761).
+            drop(st);
+            self.on_rtcp(buf, from, now);
+            return;
+        }
+        let packet = match rtp_in::parse(buf) {
+            Ok(p) => p,
+            Err(e) => {
+                st.q.packets_invalid += 1;
+                tracing::debug!(error = ?e, %from, "invalid RTP ignored");
+                return;
+            }
+        };
+        match *latched {
+            Some(source) if source != from => {
+                st.q.packets_from_unexpected_source += 1;
+                return;
+            }
+            Some(_) => {}
+            None => {
+                *latched = Some(from);
+                st.q.rtp_source = Some(from);
+                if from != p.sdp_remote {
+                    let _ = self.events.send(RxEvent::Latched {
+                        key: self.key,
+                        from,
+                        sdp: p.sdp_remote,
+                    });
+                }
+            }
+        }
+        let is_dtmf = Some(packet.payload_type) == p.dtmf_payload_type;
+        if !is_dtmf && packet.payload_type != p.payload_type {
+            st.q.packets_invalid += 1;
+            return;
+        }
+        // One sequence space per SSRC: a new SSRC starts new statistics.
+        if st.stats.as_ref().map(|(ssrc, _)| *ssrc) != Some(packet.ssrc) {
+            st.stats = Some((packet.ssrc, ReceiverStats::new(G711_CLOCK_RATE)));
+        }
+        if let Some((_, stats)) = st.stats.as_mut() {
+            stats.on_packet(packet.seq, packet.timestamp, now);
+        }
+        st.q.packets_received += 1;
+        st.q.bytes_received += buf.len() as u64;
+        if is_dtmf {
+            if st
+                .dtmf
+                .handle_packet(now, packet.timestamp, packet.marker, packet.payload)
+                .is_err()
+            {
+                st.q.packets_invalid += 1;
+            }
+            drop(st);
+            self.poll_dtmf(now);
+        }
+    }
+
+    fn poll_dtmf(&self, now: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(d) = st.dtmf.poll(now) {
+            st.q.dtmf_digits.push(d.digit);
+            let _ = self.events.send(RxEvent::Dtmf {
+                key: self.key,
+                digit: d.digit,
+                duration: d.duration_time(G711_CLOCK_RATE),
+            });
+        }
+    }
+
+    fn on_rtcp(&self, buf: &[u8], from: SocketAddr, now: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let compound = match rtcp::parse_compound(buf) {
+            Ok(c) => c,
+            Err(e) => {
+                st.q.packets_invalid += 1;
+                tracing::debug!(error = ?e, %from, "invalid RTCP ignored");
+                return;
+            }
+        };
+        st.q.rtcp_received += 1;
+        st.rtcp_source = Some(from);
+        let our_ssrc = self.counters.ssrc.load(Relaxed);
+        let arrival_ntp = ntp_now();
+        for packet in compound.packets() {
+            let blocks = match packet {
+                Packet::SenderReport(sr) => {
+                    if let Some((_, stats)) = st.stats.as_mut() {
+                        stats.on_sender_report(sr.info.ntp_timestamp, now);
+                    }
+                    sr.blocks
+                }
+                Packet::ReceiverReport(rr) => rr.blocks,
+                _ => continue,
+            };
+            for b in blocks.filter(|b| b.ssrc == our_ssrc) {
+                st.q.remote_loss_percent = f64::from(b.fraction_lost) * 100.0 / 256.0;
+                st.q.remote_jitter_ms = f64::from(b.jitter) * 1000.0 / f64::from(G711_CLOCK_RATE);
+                if let Some(rtt) = rtcp::round_trip(arrival_ntp, &b) {
+                    st.q.rtt_ms = rtt.as_secs_f64() * 1000.0;
+                }
+            }
+        }
+    }
+
+    async fn send_report(&self, p: RxParams, latched: Option<SocketAddr>, sending: bool) {
+        let now = Instant::now();
+        let ssrc = self.counters.ssrc.load(Relaxed);
+        let (block, target) = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let block = match st.stats.as_mut() {
+                Some((source, stats)) if stats.is_valid() => {
+                    let source = *source;
+                    Some(ReportBlock::from_stats(source, stats, now))
+                }
+                _ => None,
+            };
+            // Where RTCP goes: where the caller's RTCP comes from, else RTP port + 1.
+            let rtp_target = latched.unwrap_or(p.sdp_remote);
+            let target = st.rtcp_source.unwrap_or_else(|| {
+                SocketAddr::new(rtp_target.ip(), rtp_target.port().wrapping_add(1))
+            });
+            (block, target)
+        };
+        if !sending && block.is_none() {
+            return;
+        }
+        let sender = sending.then(|| {
+            let last_ts = self.counters.last_rtp_timestamp.load(Relaxed);
+            let last_tick = self.counters.last_due_tick.load(Relaxed);
+            let last_at = self.engine_epoch + Duration::from_millis(last_tick);
+            let since = now.saturating_duration_since(last_at).as_secs_f64();
+            let packets = self.counters.packets_sent.load(Relaxed);
+            SenderInfo {
+                ntp_timestamp: ntp_now(),
+                rtp_timestamp: last_ts.wrapping_add((since * f64::from(G711_CLOCK_RATE)) as u32),
+                packet_count: packets as u32,
+                // G.711 at 20 ms: 160 payload octets a packet.
+                octet_count: (packets * 160) as u32,
+            }
+        });
+        let out = Outgoing {
+            ssrc,
+            sender,
+            block,
+            cname: &self.cname,
+            bye: false,
+        };
+        let mut buf = [0u8; 256];
+        if let Ok(n) = out.write(&mut buf) {
+            let _ = self.rtcp.send_to(&buf[..n], target).await;
+        }
+    }
+}
+
+fn ntp_now() -> u64 {
+    rtcp::ntp_timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}

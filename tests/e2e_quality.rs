@@ -1,0 +1,301 @@
+//! Receive side: a test caller sends RTP (with induced loss), RFC 4733 DTMF, RTCP and bad
+//! packets; media's statistics, MOS, DTMF events, symmetric RTP latching and RTCP sender reports
+//! are checked through the gRPC API, WatchSessions and the logs. All on loopback.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::rtp::{Caller, RtpSink};
+use common::sip::RawSip;
+use common::{grpc, Mode, Server, TestConfig};
+use milliwatt_proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+const SEC: Duration = Duration::from_secs(1);
+const PTIME: Duration = Duration::from_millis(20);
+
+/// Sends `n` packet times of audio from `socket` to `media`, losing those for which `lose(i)`.
+fn send_audio(
+    socket: &UdpSocket,
+    media: SocketAddr,
+    caller: &mut Caller,
+    n: usize,
+    lose: impl Fn(usize) -> bool,
+) {
+    let start = Instant::now();
+    for i in 0..n {
+        if lose(i) {
+            caller.lose();
+        } else {
+            socket.send_to(&caller.audio(), media).unwrap();
+        }
+        let next = start + PTIME * (i as u32 + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+fn session_of(server: &Server) -> pb::Session {
+    let sessions = grpc::list_sessions(&server.grpc_endpoint());
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    sessions.into_iter().next().unwrap()
+}
+
+fn quality_after(loss_every: Option<usize>, call_id: &str) -> pb::Quality {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 5;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let c = RawSip::new(cfg.sip_addr());
+    let media = c.call(&c.invite(call_id, "quality", sink.port()), call_id);
+    let mut caller = Caller::new(0x1234_5678);
+    send_audio(&sink.sender, media, &mut caller, 150, |i| {
+        loss_every.is_some_and(|k| i % k == k - 1)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let q = session_of(&server).quality.expect("quality in GetSession");
+    let bye = c
+        .recv_until(5 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .expect("BYE");
+    c.ok_to(&bye);
+    server.wait_log("media session released", 2 * SEC);
+    let log = server.log_text();
+    assert!(
+        log.contains("rtp_received="),
+        "release logged without receive counts:\n{log}"
+    );
+    q
+}
+
+#[test]
+fn induced_loss_shows_in_loss_percent_and_lowers_the_mos() {
+    let clean = quality_after(None, "clean@test");
+    let lossy = quality_after(Some(10), "lossy@test");
+    eprintln!("clean {clean:?}\nlossy {lossy:?}");
+    assert!(clean.packets_received >= 148, "{clean:?}");
+    assert_eq!(clean.packets_lost, 0, "{clean:?}");
+    assert!(clean.loss_percent < 0.1, "{clean:?}");
+    assert!(clean.mos > 4.2, "clean MOS {}", clean.mos);
+    assert!(clean.jitter_ms < 5.0, "{clean:?}");
+    assert_eq!(
+        clean.rtp_source,
+        format!("127.0.0.1:{}", 0).replace(":0", "").to_string() + &clean.rtp_source[9..]
+    );
+    // 15 of 150 packets lost: 10 %.
+    assert!(
+        (lossy.loss_percent - 10.0).abs() <= 1.0,
+        "loss {}",
+        lossy.loss_percent
+    );
+    assert!((13..=16).contains(&lossy.packets_lost), "{lossy:?}");
+    assert!(
+        lossy.mos < clean.mos - 0.5,
+        "MOS clean {} lossy {}",
+        clean.mos,
+        lossy.mos
+    );
+}
+
+#[test]
+fn dtmf_digits_are_reported_once_each_in_order() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 6;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let rt = grpc::runtime();
+    let mut watch = rt.block_on(async {
+        pb::media_client::MediaClient::connect(server.grpc_endpoint())
+            .await
+            .unwrap()
+            .watch_sessions(pb::WatchSessionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let sink = RtpSink::bind();
+    let c = RawSip::new(cfg.sip_addr());
+    let media = c.call(
+        &c.invite_with_dtmf("dtmf@test", "dtmf", sink.port()),
+        "dtmf@test",
+    );
+    let mut caller = Caller::new(42);
+    send_audio(&sink.sender, media, &mut caller, 10, |_| false);
+    for event in [1u8, 2, 11] {
+        for p in caller.dtmf(101, event, 5) {
+            sink.sender.send_to(&p, media).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        send_audio(&sink.sender, media, &mut caller, 10, |_| false);
+    }
+    let digits: Vec<pb::SessionEvent> = rt.block_on(async {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + 3 * SEC;
+        while out.len() < 3 {
+            match tokio::time::timeout_at(deadline, watch.next()).await {
+                Ok(Some(Ok(e))) if e.kind == pb::session_event::Kind::Dtmf as i32 => out.push(e),
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        // Nothing more: each digit once.
+        while let Ok(Some(Ok(e))) =
+            tokio::time::timeout(Duration::from_millis(500), watch.next()).await
+        {
+            assert_ne!(
+                e.kind,
+                pb::session_event::Kind::Dtmf as i32,
+                "extra DTMF event {e:?}"
+            );
+        }
+        out
+    });
+    let got: Vec<&str> = digits.iter().map(|e| e.digit.as_str()).collect();
+    assert_eq!(got, vec!["1", "2", "#"]);
+    for e in &digits {
+        assert_eq!(e.session.as_ref().unwrap().call_id, "dtmf@test");
+        assert!((60..=120).contains(&e.digit_duration_ms), "{e:?}");
+    }
+    assert_eq!(session_of(&server).quality.unwrap().dtmf_digits, "12#");
+    server.wait_log("DTMF digit", SEC);
+    let bye = c
+        .recv_until(8 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .expect("BYE");
+    c.ok_to(&bye);
+    server.wait_log("dtmf=12#", 3 * SEC);
+}
+
+#[test]
+fn symmetric_rtp_follows_the_real_source_and_bad_packets_are_counted() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 5;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    // The SDP names `advertised`, but the caller's RTP comes from `nat` (as behind a NAT).
+    let advertised = RtpSink::bind();
+    let nat = RtpSink::bind();
+    let c = RawSip::new(cfg.sip_addr());
+    let media = c.call(&c.invite("sym@test", "sym", advertised.port()), "sym@test");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !advertised.packets().is_empty(),
+        "tone goes to the SDP address first"
+    );
+    let mut caller = Caller::new(7);
+    send_audio(&nat.sender, media, &mut caller, 5, |_| false);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = advertised.packets().len();
+    let nat_before = nat.packets().len();
+    std::thread::sleep(SEC);
+    assert!(
+        advertised.packets().len() <= before + 1,
+        "still sending to the SDP address"
+    );
+    assert!(
+        nat.packets().len() >= nat_before + 45,
+        "not sending to the latched source"
+    );
+    server.wait_log("symmetric RTP", SEC);
+
+    // Bad packets: too short, wrong version, unknown payload type, from a third address.
+    let third = UdpSocket::bind("127.0.0.1:0").unwrap();
+    nat.sender.send_to(&[0x80, 0x00, 0x01], media).unwrap();
+    let mut wrong_version = caller.audio();
+    wrong_version[0] = 0x40;
+    nat.sender.send_to(&wrong_version, media).unwrap();
+    let mut wrong_pt = caller.audio();
+    wrong_pt[1] = 96;
+    nat.sender.send_to(&wrong_pt, media).unwrap();
+    third.send_to(&caller.audio(), media).unwrap();
+    third.send_to(&caller.audio(), media).unwrap();
+    nat.sender.send_to(&[0u8; 1500], media).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let q = session_of(&server).quality.unwrap();
+    assert_eq!(q.packets_invalid, 4, "{q:?}");
+    assert_eq!(q.packets_from_unexpected_source, 2, "{q:?}");
+    assert_eq!(q.rtp_source, nat.addr.to_string());
+    // The tone goes on.
+    let n = nat.packets().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        nat.packets().len() >= n + 20,
+        "tone stopped after bad packets"
+    );
+    let bye = c
+        .recv_until(6 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .expect("BYE");
+    c.ok_to(&bye);
+}
+
+#[test]
+fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 8;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    // RTP to an even port, RTCP on the next one.
+    let (rtp_port, _) = common::rtp_port_block(2);
+    let rtp = RtpSink::bind_on(SocketAddr::from(([127, 0, 0, 1], rtp_port)));
+    let rtcp = RtpSink::bind_on(SocketAddr::from(([127, 0, 0, 1], rtp_port + 1)));
+    let c = RawSip::new(cfg.sip_addr());
+    let media = c.call(&c.invite("rtcp@test", "rtcp", rtp_port), "rtcp@test");
+    let ssrc = {
+        let deadline = Instant::now() + 2 * SEC;
+        while rtp.packets().is_empty() {
+            assert!(Instant::now() < deadline, "no RTP");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        u32::from_be_bytes(rtp.packets()[0].data[8..12].try_into().unwrap())
+    };
+    let deadline = Instant::now() + 7 * SEC;
+    let sr = loop {
+        if let Some(p) = rtcp
+            .packets()
+            .into_iter()
+            .find(|p| p.data.len() >= 28 && p.data[1] == 200)
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RTCP sender report within 7 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sr.data[0] >> 6, 2, "RTCP version");
+    assert_eq!(
+        u32::from_be_bytes(sr.data[4..8].try_into().unwrap()),
+        ssrc,
+        "SR SSRC is the RTP SSRC"
+    );
+    let sender_packets = u32::from_be_bytes(sr.data[20..24].try_into().unwrap());
+    assert!(
+        (200..=350).contains(&sender_packets),
+        "SR packet count {sender_packets}"
+    );
+    assert_eq!(sr.from.port() % 2, 1, "RTCP from the odd port next to RTP");
+    // The caller's receiver report: 25 % (64/256) lost, jitter 80 units (10 ms).
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0xCAFEu32.to_be_bytes());
+    rr.extend_from_slice(&ssrc.to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 10]);
+    rr.extend_from_slice(&1000u32.to_be_bytes());
+    rr.extend_from_slice(&80u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    let media_rtcp = SocketAddr::new(media.ip(), media.port() + 1);
+    rtcp.sender.send_to(&rr, media_rtcp).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let q = session_of(&server).quality.unwrap();
+    assert_eq!(q.rtcp_received, 1, "{q:?}");
+    assert!((q.remote_loss_percent - 25.0).abs() < 0.01, "{q:?}");
+    assert!((q.remote_jitter_ms - 10.0).abs() < 0.01, "{q:?}");
+    let bye = c
+        .recv_until(8 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .expect("BYE");
+    c.ok_to(&bye);
+}
