@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cmd) = &cli.command {
         milliwatt_common::run_command(cmd, &cfg);
     }
-    milliwatt_common::init_logging(&cfg.log.level);
+    let _telemetry = milliwatt_common::telemetry::init(&cfg, "milliwatt")?;
 
     // One admin listener for both; readiness needs both services' conditions.
     let health = Health::default();
@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, client, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    metrics.register_collector(Box::new(milliwatt_common::admin::TelemetryCollector));
     media.register_metrics(&mut metrics);
     signaling.register_metrics(&mut metrics);
     admin.spawn(health.clone(), Arc::new(metrics));

@@ -222,3 +222,24 @@ pub mod metric {
         g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
     }
 }
+
+/// OTLP export counters for `/metrics`.
+#[derive(Debug)]
+pub struct TelemetryCollector;
+
+impl prometheus_client::collector::Collector for TelemetryCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        metric::counter(
+            &mut enc,
+            "milliwatt_otlp_spans_exported",
+            "Spans delivered to the OTLP collector",
+            crate::telemetry::spans_exported(),
+        )?;
+        metric::counter(
+            &mut enc,
+            "milliwatt_otlp_spans_dropped",
+            "Spans lost because the OTLP collector was unreachable, refused them or was too slow",
+            crate::telemetry::spans_dropped(),
+        )
+    }
+}

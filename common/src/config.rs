@@ -42,6 +42,22 @@ pub struct Config {
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    pub sampling_ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +139,8 @@ pub struct MediaConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: String,
+    pub format: LogFormat,
+    pub stats_interval_seconds: u64,
 }
 
 impl Config {
@@ -290,6 +308,26 @@ impl Config {
         }
         if m.lease_seconds < 2 {
             return Err(invalid("media.lease_seconds", "must be at least 2"));
+        }
+        let t = &self.telemetry;
+        if !(0.0..=1.0).contains(&t.sampling_ratio) {
+            return Err(invalid(
+                "telemetry.sampling_ratio",
+                format!("{} is not 0..1", t.sampling_ratio),
+            ));
+        }
+        let url = |e: &str| e.starts_with("http://") || e.starts_with("https://");
+        if !(t.otlp_endpoint.is_empty() || url(&t.otlp_endpoint)) {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "{:?} must be an http:// or https:// URL (OTLP/gRPC), or empty",
+                    t.otlp_endpoint
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&self.log.stats_interval_seconds) {
+            return Err(invalid("log.stats_interval_seconds", "must be 1..3600"));
         }
         if self.shutdown.grace_seconds > 3600 {
             return Err(invalid("shutdown.grace_seconds", "must be at most 3600"));

@@ -16,17 +16,29 @@ struct Cli {
     #[command(flatten)]
     config: milliwatt_common::ConfigArgs,
     #[command(subcommand)]
-    command: Option<milliwatt_common::Command>,
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Common(milliwatt_common::Command),
+    /// Inspect the live sessions of a media service over gRPC: list, get ID, watch.
+    Sessions(milliwatt_media::cli::SessionsArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt-media");
-    if let Some(cmd) = &cli.command {
-        milliwatt_common::run_command(cmd, &cfg);
+    match &cli.command {
+        Some(Command::Common(cmd)) => milliwatt_common::run_command(cmd, &cfg),
+        Some(Command::Sessions(args)) => {
+            std::process::exit(milliwatt_media::cli::run(args, &cfg.media.endpoint).await)
+        }
+        None => {}
     }
-    milliwatt_common::init_logging(&cfg.log.level);
+    let _telemetry = milliwatt_common::telemetry::init(&cfg, "milliwatt-media")?;
 
     let health = Health::default();
     let admin = Admin::bind(cfg.admin.address)
@@ -34,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding admin.address {}", cfg.admin.address))?;
     let media = milliwatt_media::Media::bind(&cfg).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    metrics.register_collector(Box::new(milliwatt_common::admin::TelemetryCollector));
     media.register_metrics(&mut metrics);
     admin.spawn(health.clone(), Arc::new(metrics));
 

@@ -154,6 +154,17 @@ impl Media {
         };
         health.set("grpc_serving", true);
         let result = tonic::transport::Server::builder()
+            // One span per RPC, child of the caller's trace (W3C traceparent in the metadata).
+            .trace_fn(|req| {
+                let span = tracing::info_span!(
+                    "grpc",
+                    otel.name = %req.uri().path().trim_start_matches('/'),
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                );
+                milliwatt_common::telemetry::extract(req.headers(), &span);
+                span
+            })
             .add_service(health_service)
             .add_service(reflection)
             .add_service(pb::media_server::MediaServer::new(MediaService::new(

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cmd) = &cli.command {
         milliwatt_common::run_command(cmd, &cfg);
     }
-    milliwatt_common::init_logging(&cfg.log.level);
+    let _telemetry = milliwatt_common::telemetry::init(&cfg, "milliwatt-signaling")?;
 
     let health = Health::default();
     let admin = Admin::bind(cfg.admin.address)
@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, media, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();
+    metrics.register_collector(Box::new(milliwatt_common::admin::TelemetryCollector));
     signaling.register_metrics(&mut metrics);
     admin.spawn(health, Arc::new(metrics));
 

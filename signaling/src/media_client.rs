@@ -4,10 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use milliwatt_common::telemetry::TraceContextInterceptor;
 use milliwatt_common::CodecName;
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient as GrpcClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// Every call carries the caller's trace context (W3C traceparent) to media.
+type Client = GrpcClient<InterceptedService<Channel, TraceContextInterceptor>>;
 
 /// Bound on one media call: a media service slower than this is treated as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,7 +76,7 @@ pub struct Released {
 
 #[derive(Clone)]
 pub struct MediaClient {
-    client: GrpcClient<Channel>,
+    client: Client,
     owner: String,
 }
 
@@ -84,7 +89,7 @@ impl MediaClient {
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(MediaClient {
-            client: GrpcClient::new(channel),
+            client: GrpcClient::with_interceptor(channel, TraceContextInterceptor),
             owner,
         })
     }

@@ -98,7 +98,18 @@ impl Layer for UasLayer {
             let invite = request.take();
             let shared = self.shared.clone();
             let endpoint = endpoint.clone();
-            let span = tracing::info_span!("call", call_id = %invite.base_headers.call_id.0);
+            // A root span per call: its trace id is in every log line of the call and in the
+            // media service's spans (gRPC metadata).
+            let span = tracing::info_span!(
+                parent: None,
+                "call",
+                call_id = %invite.base_headers.call_id.0,
+                trace_id = tracing::field::Empty,
+            );
+            span.record(
+                "trace_id",
+                tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
+            );
             tokio::spawn(handle_invite(shared, endpoint, invite).instrument(span));
         } else if method == Method::OPTIONS {
             let mut req = request.take();
@@ -329,7 +340,7 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     }
 
     let allocation = tokio::select! {
-        a = shared.media.allocate(&call_id) => a,
+        a = shared.media.allocate(&call_id).instrument(tracing::info_span!("sip.invite")) => a,
         _ = acceptor.cancelled() => {
             shared.stats.cancelled.fetch_add(1, Relaxed);
             info!(hangup_by = "caller", reason = %EndReason::CallerCancelled, "call ended before media was allocated");
@@ -374,7 +385,12 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
 
     let outcome = run_call(&shared, acceptor, &negotiated, &allocation).await;
     let reason = outcome.reason;
-    match shared.media.release(&session_id, &reason.to_string()).await {
+    match shared
+        .media
+        .release(&session_id, &reason.to_string())
+        .instrument(tracing::info_span!("call.release"))
+        .await
+    {
         Ok(m) => info!(
             hangup_by = reason.who_hung_up(),
             reason = %reason,
@@ -497,7 +513,12 @@ async fn run_call(
         .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
     ok.msg.body = Bytes::from(answer);
     info!("answering");
-    let mut session = match acceptor.respond_success(ok).await {
+    let answer_span = tracing::info_span!("sip.answer");
+    let mut session = match acceptor
+        .respond_success(ok)
+        .instrument(answer_span.clone())
+        .await
+    {
         // The ACK holds a transaction registration: drop it now, not at the end of the call.
         Ok((session, _ack)) => session,
         Err(e) => {
@@ -512,7 +533,9 @@ async fn run_call(
     info!("answered (ACK received)");
 
     let mut current = negotiated.clone();
-    start_or_stop_tone(shared, allocation, &current, timing.tone).await;
+    start_or_stop_tone(shared, allocation, &current, timing.tone)
+        .instrument(answer_span)
+        .await;
 
     let reason = loop {
         let deadline = policy.deadline();
@@ -547,7 +570,11 @@ async fn run_call(
         }
     };
     if reason.we_send_bye() {
-        match session.terminate().await {
+        match session
+            .terminate()
+            .instrument(tracing::info_span!("sip.bye"))
+            .await
+        {
             Ok(_) => info!(reason = %reason, "BYE sent"),
             Err(e) => warn!(error = %e, "sending BYE failed"),
         }
@@ -761,7 +788,8 @@ impl Signaling {
         let stats = tokio::spawn({
             let shared = shared.clone();
             async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                let every = Duration::from_secs(shared.cfg.log.stats_interval_seconds);
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
