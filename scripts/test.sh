@@ -18,6 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+python3 -c 'import prometheus_client' 2>/dev/null || {
+  echo "test.sh: installing the Python package prometheus-client (OpenMetrics parser for the tests)"
+  python3 -m pip install -q prometheus-client
+}
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

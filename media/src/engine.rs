@@ -43,7 +43,12 @@ pub struct EngineCounters {
     pub send_errors: AtomicU64,
     pub packets_skipped: AtomicU64,
     pub lateness_max_us: AtomicU64,
+    lateness_sum_us: AtomicU64,
     lateness: Vec<AtomicU64>,
+    /// What callers sent us, all sessions together (receive tasks count them).
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub packets_invalid: AtomicU64,
 }
 
 impl Default for EngineCounters {
@@ -54,7 +59,11 @@ impl Default for EngineCounters {
             send_errors: AtomicU64::new(0),
             packets_skipped: AtomicU64::new(0),
             lateness_max_us: AtomicU64::new(0),
+            lateness_sum_us: AtomicU64::new(0),
             lateness: (0..=LATENESS_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            packets_received: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            packets_invalid: AtomicU64::new(0),
         }
     }
 }
@@ -65,6 +74,37 @@ impl EngineCounters {
         let bucket = ((us / LATENESS_BUCKET_US) as usize).min(LATENESS_BUCKETS);
         self.lateness[bucket].fetch_add(1, Relaxed);
         self.lateness_max_us.fetch_max(us, Relaxed);
+        self.lateness_sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The lateness as a histogram over `bounds_us` (ascending): (sum in seconds, count,
+    /// per-bucket counts with their upper bound in seconds, the last one +Inf).
+    pub fn lateness_histogram(&self, bounds_us: &[u64]) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut buckets: Vec<(f64, u64)> = bounds_us
+            .iter()
+            .map(|b| (*b as f64 / 1e6, 0))
+            .chain(std::iter::once((f64::INFINITY, 0)))
+            .collect();
+        let mut count = 0;
+        for (i, c) in self.lateness.iter().enumerate() {
+            let n = c.load(Relaxed);
+            count += n;
+            let upper_us = (i as u64 + 1) * LATENESS_BUCKET_US;
+            let slot = if i == LATENESS_BUCKETS {
+                bounds_us.len()
+            } else {
+                bounds_us
+                    .iter()
+                    .position(|b| upper_us <= *b)
+                    .unwrap_or(bounds_us.len())
+            };
+            buckets[slot].1 += n;
+        }
+        (
+            self.lateness_sum_us.load(Relaxed) as f64 / 1e6,
+            count,
+            buckets,
+        )
     }
 
     /// The lateness below which `q` (0..1) of packets left, rounded up to the 100 µs bucket.
@@ -296,5 +336,12 @@ mod tests {
         assert_eq!(c.lateness_quantile_us(0.99), 1_500);
         assert_eq!(c.lateness_quantile_us(1.0), 50_000);
         assert_eq!(c.lateness_max_us.load(Relaxed), 50_000);
+        let (sum, count, buckets) = c.lateness_histogram(&[100, 1_000, 2_000]);
+        assert_eq!(count, 100);
+        assert!((sum - (98.0 * 40e-6 + 1.45e-3 + 0.05)).abs() < 1e-9);
+        assert_eq!(
+            buckets,
+            vec![(1e-4, 98), (1e-3, 0), (2e-3, 1), (f64::INFINITY, 1)]
+        );
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use milliwatt_common::admin::metric::{counter, gauge};
 use milliwatt_common::prometheus_client::collector::Collector;
-use milliwatt_common::prometheus_client::encoding::DescriptorEncoder;
+use milliwatt_common::prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use milliwatt_common::prometheus_client::metrics::MetricType;
 
 use crate::sessions::Registry;
 
@@ -76,6 +77,33 @@ impl Collector for MediaCollector {
             "Packet times skipped because a pacing thread was late by a whole packet time",
             c.packets_skipped.load(Relaxed),
         )?;
+        counter(
+            &mut enc,
+            "milliwatt_media_rtp_packets_received",
+            "RTP packets received from callers",
+            c.packets_received.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "milliwatt_media_rtp_bytes_received",
+            "RTP bytes received from callers",
+            c.bytes_received.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "milliwatt_media_rtp_packets_invalid",
+            "Received RTP/RTCP packets ignored (malformed, wrong payload type)",
+            c.packets_invalid.load(Relaxed),
+        )?;
+        let (sum, count, buckets) =
+            c.lateness_histogram(&[100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000]);
+        enc.encode_descriptor(
+            "milliwatt_media_pacing_lateness_seconds",
+            "How late RTP packets left relative to their due time",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         Ok(())
     }
 }

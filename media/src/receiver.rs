@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::dtmf::DtmfDetector;
-use crate::engine::SessionCounters;
+use crate::engine::{EngineCounters, SessionCounters};
 use crate::quality::{ReceiverStats, G711_CLOCK_RATE};
 use crate::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
 use crate::rtp_in::{self, PacketKind};
@@ -113,6 +113,7 @@ impl Receiver {
         rtp: &std::net::UdpSocket,
         rtcp: &std::net::UdpSocket,
         counters: Arc<SessionCounters>,
+        engine: Arc<EngineCounters>,
         engine_epoch: Instant,
         cname: String,
         events: mpsc::UnboundedSender<RxEvent>,
@@ -132,6 +133,7 @@ impl Receiver {
             params: params_rx,
             state: state.clone(),
             counters,
+            engine,
             engine_epoch,
             cname,
             events,
@@ -163,6 +165,7 @@ struct Task {
     params: watch::Receiver<Option<RxParams>>,
     state: Arc<Mutex<State>>,
     counters: Arc<SessionCounters>,
+    engine: Arc<EngineCounters>,
     engine_epoch: Instant,
     cname: String,
     events: mpsc::UnboundedSender<RxEvent>,
@@ -240,6 +243,7 @@ impl Task {
             Ok(p) => p,
             Err(e) => {
                 st.q.packets_invalid += 1;
+                self.engine.packets_invalid.fetch_add(1, Relaxed);
                 tracing::debug!(error = ?e, %from, "invalid RTP ignored");
                 return;
             }
@@ -265,6 +269,7 @@ impl Task {
         let is_dtmf = Some(packet.payload_type) == p.dtmf_payload_type;
         if !is_dtmf && packet.payload_type != p.payload_type {
             st.q.packets_invalid += 1;
+            self.engine.packets_invalid.fetch_add(1, Relaxed);
             return;
         }
         // One sequence space per SSRC: a new SSRC starts new statistics.
@@ -276,6 +281,10 @@ impl Task {
         }
         st.q.packets_received += 1;
         st.q.bytes_received += buf.len() as u64;
+        self.engine.packets_received.fetch_add(1, Relaxed);
+        self.engine
+            .bytes_received
+            .fetch_add(buf.len() as u64, Relaxed);
         if is_dtmf {
             if st
                 .dtmf

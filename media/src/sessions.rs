@@ -290,6 +290,7 @@ impl Registry {
                 &rtp,
                 &rtcp,
                 counters.clone(),
+                self.engine.counters.clone(),
                 self.engine.epoch,
                 format!("milliwatt-{id}@{}", self.cfg.advertised_host),
                 self.rx_events.clone(),

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use milliwatt_common::prometheus_client::metrics::family::Family;
+use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
 use milliwatt_common::telemetry::TraceContextInterceptor;
 use milliwatt_common::CodecName;
 use milliwatt_proto::v1 as pb;
@@ -74,10 +76,20 @@ pub struct Released {
     pub dtmf_digits: String,
 }
 
+/// gRPC call latency by method.
+pub type Latency = Family<Vec<(&'static str, &'static str)>, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+    ])
+}
+
 #[derive(Clone)]
 pub struct MediaClient {
     client: Client,
     owner: String,
+    latency: Latency,
 }
 
 impl MediaClient {
@@ -91,7 +103,19 @@ impl MediaClient {
         Ok(MediaClient {
             client: GrpcClient::with_interceptor(channel, TraceContextInterceptor),
             owner,
+            latency: Family::new_with_constructor(latency_histogram),
         })
+    }
+
+    /// The latency histograms, for `/metrics`.
+    pub fn latency(&self) -> Latency {
+        self.latency.clone()
+    }
+
+    fn observe(&self, method: &'static str, since: std::time::Instant) {
+        self.latency
+            .get_or_create(&vec![("method", method)])
+            .observe(since.elapsed().as_secs_f64());
     }
 
     pub fn owner(&self) -> &str {
@@ -99,6 +123,7 @@ impl MediaClient {
     }
 
     pub async fn allocate(&self, call_id: &str) -> Result<Allocation, MediaError> {
+        let t = std::time::Instant::now();
         let r = self
             .client
             .clone()
@@ -107,8 +132,9 @@ impl MediaClient {
                 owner: self.owner.clone(),
                 lease_seconds: 0,
             })
-            .await?
-            .into_inner();
+            .await;
+        self.observe("AllocateSession", t);
+        let r = r?.into_inner();
         let port = u16::try_from(r.rtp_port)
             .map_err(|_| MediaError::Refused(format!("media answered port {}", r.rtp_port)))?;
         Ok(Allocation {
@@ -123,6 +149,7 @@ impl MediaClient {
             CodecName::PCMU => pb::Codec::Pcmu,
             CodecName::PCMA => pb::Codec::Pcma,
         };
+        let t = std::time::Instant::now();
         let r = self
             .client
             .clone()
@@ -137,8 +164,9 @@ impl MediaClient {
                 duration_ms: u32::try_from(tone.duration.as_millis()).unwrap_or(u32::MAX),
                 dtmf_payload_type: tone.dtmf_payload_type.map(u32::from).unwrap_or(0),
             })
-            .await?;
-        Ok(r.into_inner().ssrc)
+            .await;
+        self.observe("StartTone", t);
+        Ok(r?.into_inner().ssrc)
     }
 
     pub async fn stop_tone(&self, session_id: &str) -> Result<(), MediaError> {
@@ -153,6 +181,7 @@ impl MediaClient {
 
     /// Releases the session; returns its final figures.
     pub async fn release(&self, session_id: &str, reason: &str) -> Result<Released, MediaError> {
+        let t = std::time::Instant::now();
         let r = self
             .client
             .clone()
@@ -160,8 +189,9 @@ impl MediaClient {
                 session_id: session_id.to_string(),
                 reason: reason.to_string(),
             })
-            .await?
-            .into_inner();
+            .await;
+        self.observe("ReleaseSession", t);
+        let r = r?.into_inner();
         let s = r.session.unwrap_or_default();
         let q = s.quality.unwrap_or_default();
         Ok(Released {

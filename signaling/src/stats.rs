@@ -1,13 +1,25 @@
 //! Call counters for the statistics line.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use milliwatt_common::prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use milliwatt_common::prometheus_client::metrics::counter::ConstCounter;
+use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
+use milliwatt_common::prometheus_client::metrics::MetricType;
 
 use milliwatt_common::admin::metric::{counter, gauge};
 use milliwatt_common::prometheus_client::collector::Collector;
 use milliwatt_common::prometheus_client::encoding::DescriptorEncoder;
 
-#[derive(Debug, Default)]
+/// Buckets (seconds) of the answer latency: INVITE received to 200 OK sent (includes the
+/// configured answer delay).
+const ANSWER_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug)]
 pub struct Stats {
     pub total: AtomicU64,
     pub active: AtomicU64,
@@ -15,9 +27,51 @@ pub struct Stats {
     pub failed: AtomicU64,
     pub cancelled: AtomicU64,
     pub rejected_malformed: AtomicU64,
+    /// SIP responses we sent, by status code.
+    responses: Mutex<BTreeMap<u16, u64>>,
+    /// Failed calls by reason.
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+    pub answer_latency: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            total: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected_malformed: AtomicU64::new(0),
+            responses: Mutex::default(),
+            failures: Mutex::default(),
+            answer_latency: Histogram::new(ANSWER_BUCKETS),
+        }
+    }
 }
 
 impl Stats {
+    /// A SIP response we sent.
+    pub fn response(&self, code: u16) {
+        *self
+            .responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// A call that failed, and why.
+    pub fn fail(&self, reason: &'static str) {
+        self.failed.fetch_add(1, Relaxed);
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
     pub fn line(&self) -> String {
         format!(
             "total={} active={} answered={} failed={} cancelled={} malformed_400={} malformed_dropped={}",
@@ -82,6 +136,36 @@ impl Collector for StatsCollector {
             "Calls in progress",
             s.active.load(Relaxed) as i64,
         )?;
+        let responses = s
+            .responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut family = enc.encode_descriptor(
+            "milliwatt_sip_responses",
+            "SIP responses sent, by status code",
+            None,
+            MetricType::Counter,
+        )?;
+        for (code, n) in responses {
+            let labels = [("code", code.to_string())];
+            encode_counter(family.encode_family(&labels)?, n)?;
+        }
+        let failures = s.failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut family = enc.encode_descriptor(
+            "milliwatt_calls_failed_by_reason",
+            "Failed calls by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in failures {
+            let labels = [("reason", reason.to_string())];
+            encode_counter(family.encode_family(&labels)?, n)?;
+        }
         Ok(())
     }
+}
+
+fn encode_counter(enc: MetricEncoder<'_>, n: u64) -> std::fmt::Result {
+    ConstCounter::new(n).encode(enc)
 }

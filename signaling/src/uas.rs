@@ -120,8 +120,9 @@ impl Layer for UasLayer {
                 .headers
                 .insert_named(&Accept(BytesStr::from_static("application/sdp")));
             let tsx = endpoint.create_server_tsx(&mut req);
-            if let Err(e) = tsx.respond(resp).await {
-                warn!(error = %e, "sending 200 to OPTIONS failed");
+            match tsx.respond(resp).await {
+                Ok(()) => self.shared.stats.response(200),
+                Err(e) => warn!(error = %e, "sending 200 to OPTIONS failed"),
             }
         } else if method == Method::ACK
             || method == Method::BYE
@@ -136,8 +137,9 @@ impl Layer for UasLayer {
             ensure_to_tag(&mut resp, &random_tag());
             resp.msg.headers.insert_named(endpoint.allowed());
             let tsx = endpoint.create_server_tsx(&mut req);
-            if let Err(e) = tsx.respond(resp).await {
-                warn!(error = %e, "sending 405 failed");
+            match tsx.respond(resp).await {
+                Ok(()) => self.shared.stats.response(405),
+                Err(e) => warn!(error = %e, "sending 405 failed"),
             }
         }
     }
@@ -175,13 +177,27 @@ struct Refusal {
     code: StatusCode,
     reason: String,
     retry_after: bool,
+    /// The metrics label of this failure.
+    label: &'static str,
 }
 
 fn refuse(code: StatusCode, reason: impl Into<String>) -> Refusal {
+    let reason = reason.into();
+    let label = match code.into_u16() {
+        400 => "malformed",
+        404 => "unknown_domain",
+        415 => "unsupported_body",
+        488 => "no_acceptable_media",
+        503 if reason.contains("shutting down") => "draining",
+        503 if reason.contains("media") => "media_unavailable",
+        503 => "over_capacity",
+        _ => "refused",
+    };
     Refusal {
         code,
-        reason: reason.into(),
+        reason,
         retry_after: code == StatusCode::SERVICE_UNAVAILABLE,
+        label,
     }
 }
 
@@ -285,6 +301,7 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     } else {
         "TCP"
     };
+    let invite_received = Instant::now();
     info!(%from, %to, %source, transport, "incoming INVITE");
     shared.stats.total.fetch_add(1, Relaxed);
 
@@ -294,7 +311,8 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
             if r.code == StatusCode::BAD_REQUEST {
                 shared.stats.rejected_malformed.fetch_add(1, Relaxed);
             }
-            shared.stats.failed.fetch_add(1, Relaxed);
+            shared.stats.fail(r.label);
+            shared.stats.response(r.code.into_u16());
             info!(status = r.code.into_u16(), reason = %r.reason, "call rejected");
             reject(&endpoint, invite, r.code, Some(&r.reason), r.retry_after).await;
             return;
@@ -314,7 +332,8 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     ) {
         Ok(d) => d,
         Err(e) => {
-            shared.stats.failed.fetch_add(1, Relaxed);
+            shared.stats.fail("malformed");
+            shared.stats.response(400);
             shared.stats.rejected_malformed.fetch_add(1, Relaxed);
             info!(status = 400, reason = %e, "call rejected");
             reject(
@@ -335,9 +354,10 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     // 100 Trying at once (ezk sends none), through the transaction.
     if let Err(e) = provisional(&mut acceptor, StatusCode::TRYING).await {
         warn!(error = %e, "sending 100 Trying failed");
-        shared.stats.failed.fetch_add(1, Relaxed);
+        shared.stats.fail("transport");
         return;
     }
+    shared.stats.response(100);
 
     let allocation = tokio::select! {
         a = shared.media.allocate(&call_id).instrument(tracing::info_span!("sip.invite")) => a,
@@ -350,7 +370,11 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
     let allocation = match allocation {
         Ok(a) => a,
         Err(e) => {
-            shared.stats.failed.fetch_add(1, Relaxed);
+            shared.stats.fail(match e {
+                MediaError::PortsExhausted => "rtp_ports_exhausted",
+                MediaError::Unavailable(_) => "media_unavailable",
+                _ => "media_refused",
+            });
             let (code, retry) = match e {
                 MediaError::PortsExhausted | MediaError::Unavailable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, true)
@@ -358,6 +382,7 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
                 _ => (StatusCode::SERVER_INTERNAL_ERROR, false),
             };
             info!(status = code.into_u16(), reason = %e, "call rejected");
+            shared.stats.response(code.into_u16());
             if let Ok(mut resp) = acceptor.create_response(code, None).await {
                 if retry {
                     resp.msg
@@ -383,7 +408,7 @@ async fn handle_invite(shared: Arc<Shared>, endpoint: Endpoint, invite: Incoming
         "media allocated"
     );
 
-    let outcome = run_call(&shared, acceptor, &negotiated, &allocation).await;
+    let outcome = run_call(&shared, acceptor, &negotiated, &allocation, invite_received).await;
     let reason = outcome.reason;
     match shared
         .media
@@ -436,6 +461,7 @@ async fn run_call(
     mut acceptor: InviteAcceptor,
     negotiated: &Negotiated,
     allocation: &crate::media_client::Allocation,
+    invite_received: Instant,
 ) -> Outcome {
     let b = &shared.cfg.behavior;
     let timing = Timing {
@@ -449,8 +475,9 @@ async fn run_call(
         talk: policy.talk_time(Instant::now()).unwrap_or_default(),
         age: policy.age(Instant::now()),
     };
-    if let Err(e) = provisional(&mut acceptor, StatusCode::RINGING).await {
-        warn!(error = %e, "sending 180 Ringing failed");
+    match provisional(&mut acceptor, StatusCode::RINGING).await {
+        Ok(()) => shared.stats.response(180),
+        Err(e) => warn!(error = %e, "sending 180 Ringing failed"),
     }
     let mut policy = CallPolicy::ringing(timing, Instant::now());
     info!(answer_in_ms = ?timing.answer_after.map(|d| d.as_millis()), "ringing");
@@ -470,11 +497,17 @@ async fn run_call(
             Some(Action::Answer) => break,
             Some(Action::End(EndReason::CallerCancelled)) => {
                 shared.stats.cancelled.fetch_add(1, Relaxed);
+                shared.stats.response(487);
                 return end(&policy, EndReason::CallerCancelled);
             }
             Some(Action::End(reason)) => {
                 // Not answered yet: refuse instead of BYE.
-                shared.stats.failed.fetch_add(1, Relaxed);
+                shared.stats.fail(if reason == EndReason::MediaLost {
+                    "media_lost"
+                } else {
+                    "draining"
+                });
+                shared.stats.response(503);
                 if let Ok(mut resp) = acceptor
                     .create_response(StatusCode::SERVICE_UNAVAILABLE, None)
                     .await
@@ -513,6 +546,11 @@ async fn run_call(
         .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
     ok.msg.body = Bytes::from(answer);
     info!("answering");
+    shared.stats.response(200);
+    shared
+        .stats
+        .answer_latency
+        .observe(invite_received.elapsed().as_secs_f64());
     let answer_span = tracing::info_span!("sip.answer");
     let mut session = match acceptor
         .respond_success(ok)
@@ -522,7 +560,7 @@ async fn run_call(
         // The ACK holds a transaction registration: drop it now, not at the end of the call.
         Ok((session, _ack)) => session,
         Err(e) => {
-            shared.stats.failed.fetch_add(1, Relaxed);
+            shared.stats.fail("no_ack");
             warn!(error = ?e, "no ACK for 200 OK");
             policy.on_event(Event::AckTimeout, Instant::now());
             return end(&policy, EndReason::NoAck);
@@ -545,8 +583,9 @@ async fn run_call(
             Ok(()) = hang_up_all.changed() => policy.on_event(Event::Shutdown, Instant::now()),
             event = session.run() => match event {
                 Ok(InviteSessionEvent::Bye(bye)) => {
-                    if let Err(e) = session.handle_bye(bye).await {
-                        warn!(error = %e, "answering BYE failed");
+                    match session.handle_bye(bye).await {
+                        Ok(()) => shared.stats.response(200),
+                        Err(e) => warn!(error = %e, "answering BYE failed"),
                     }
                     policy.on_event(Event::Bye, Instant::now())
                 }
@@ -773,6 +812,16 @@ impl Signaling {
         metrics.register_collector(Box::new(crate::stats::StatsCollector(
             self.shared.stats.clone(),
         )));
+        metrics.register(
+            "milliwatt_answer_latency_seconds",
+            "Time from the INVITE to our 200 OK (includes auto_answer_delay_ms)",
+            self.shared.stats.answer_latency.clone(),
+        );
+        metrics.register(
+            "milliwatt_media_grpc_latency_seconds",
+            "Latency of signaling's gRPC calls to media, by method",
+            self.shared.media.latency(),
+        );
     }
 
     /// Watches media (and renews the lease), logs statistics every 30 s, and on `shutdown`
