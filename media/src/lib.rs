@@ -2,8 +2,9 @@
 //!
 //! Pure parts (no sockets, no clock): [`g711`], [`tone`], [`rtp`], [`pacing`]. Shells:
 //! [`engine`] (pacing threads), [`sessions`] (registry and ports), [`service`] (gRPC edge),
-//! [`server`] (wiring).
+//! [`server`] (wiring), [`cli`] (the `sessions` inspection client).
 
+pub mod cli;
 pub mod dtmf;
 pub mod engine;
 pub mod g711;

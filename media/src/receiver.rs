@@ -93,6 +93,18 @@ impl State {
     }
 }
 
+/// What a receive task is given besides its sockets.
+pub struct RxSetup {
+    pub key: u64,
+    pub counters: Arc<SessionCounters>,
+    pub engine: Arc<EngineCounters>,
+    /// The engine clock's zero (RTP timestamps of sender reports).
+    pub engine_epoch: Instant,
+    /// RTCP SDES CNAME.
+    pub cname: String,
+    pub events: mpsc::UnboundedSender<RxEvent>,
+}
+
 /// The running receive task of a session; aborted when dropped.
 pub struct Receiver {
     params: watch::Sender<Option<RxParams>>,
@@ -109,14 +121,9 @@ impl Drop for Receiver {
 impl Receiver {
     /// Starts receiving on the session's sockets (clones of them). Needs a tokio runtime.
     pub fn spawn(
-        key: u64,
         rtp: &std::net::UdpSocket,
         rtcp: &std::net::UdpSocket,
-        counters: Arc<SessionCounters>,
-        engine: Arc<EngineCounters>,
-        engine_epoch: Instant,
-        cname: String,
-        events: mpsc::UnboundedSender<RxEvent>,
+        setup: RxSetup,
     ) -> std::io::Result<Receiver> {
         let rtp = rtp.try_clone()?;
         rtp.set_nonblocking(true)?;
@@ -127,16 +134,16 @@ impl Receiver {
         let (params_tx, params_rx) = watch::channel(None);
         let state = Arc::new(Mutex::new(State::default()));
         let task = tokio::spawn(run(Task {
-            key,
+            key: setup.key,
             rtp,
             rtcp,
             params: params_rx,
             state: state.clone(),
-            counters,
-            engine,
-            engine_epoch,
-            cname,
-            events,
+            counters: setup.counters,
+            engine: setup.engine,
+            engine_epoch: setup.engine_epoch,
+            cname: setup.cname,
+            events: setup.events,
         }));
         Ok(Receiver {
             params: params_tx,

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::broadcast;
 
 use crate::engine::{Engine, Finished, SessionCounters, Stream};
-use crate::receiver::{Quality, Receiver, RxEvent, RxParams};
+use crate::receiver::{Quality, Receiver, RxEvent, RxParams, RxSetup};
 use crate::rtp::RtpSender;
 use crate::tone::{Codec, ToneKey, ToneTable};
 
@@ -286,14 +286,16 @@ impl Registry {
         // The receive task needs a runtime (the gRPC server's); unit tests have none.
         let receiver = if tokio::runtime::Handle::try_current().is_ok() {
             match Receiver::spawn(
-                key,
                 &rtp,
                 &rtcp,
-                counters.clone(),
-                self.engine.counters.clone(),
-                self.engine.epoch,
-                format!("milliwatt-{id}@{}", self.cfg.advertised_host),
-                self.rx_events.clone(),
+                RxSetup {
+                    key,
+                    counters: counters.clone(),
+                    engine: self.engine.counters.clone(),
+                    engine_epoch: self.engine.epoch,
+                    cname: format!("milliwatt-{id}@{}", self.cfg.advertised_host),
+                    events: self.rx_events.clone(),
+                },
             ) {
                 Ok(r) => Some(r),
                 Err(e) => {

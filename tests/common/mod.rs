@@ -210,6 +210,12 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The path of a workspace binary (`milliwatt-media`, `milliwatt-signaling`), for tests that
+/// run it themselves.
+pub fn bin_path(name: &str) -> PathBuf {
+    bin(name)
+}
+
 fn capture(child: &mut Child, name: &str, log: &Arc<Mutex<String>>) {
     for stream in [
         child
