@@ -159,6 +159,23 @@ fn dtmf_digits_are_reported_once_each_in_order() {
         assert!((60..=120).contains(&e.digit_duration_ms), "{e:?}");
     }
     assert_eq!(session_of(&server).quality.unwrap().dtmf_digits, "12#");
+    // Quality is streamed too (every 5 s for sessions that receive RTP).
+    let quality = rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + 6 * SEC;
+        loop {
+            match tokio::time::timeout_at(deadline, watch.next()).await {
+                Ok(Some(Ok(e))) if e.kind == pb::session_event::Kind::Quality as i32 => {
+                    break Some(e)
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break None,
+            }
+        }
+    });
+    let q = quality.expect("no quality event within 6 s");
+    let q = q.session.unwrap().quality.unwrap();
+    assert!(q.packets_received >= 40, "{q:?}");
+    assert_eq!(q.dtmf_digits, "12#");
     server.wait_log("DTMF digit", SEC);
     let bye = c
         .recv_until(8 * SEC, |m| m.method() == Some("BYE"))

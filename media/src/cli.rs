@@ -583,6 +583,7 @@ pub fn kind_name(kind: i32) -> &'static str {
         Ok(Kind::Released) => "released",
         Ok(Kind::Dtmf) => "DTMF",
         Ok(Kind::RtpSourceLatched) => "RTP source latched",
+        Ok(Kind::Quality) => "quality",
         _ => "unknown",
     }
 }
@@ -628,6 +629,13 @@ fn event_details(e: &pb::SessionEvent, s: &pb::Session) -> String {
             d
         }
         Ok(Kind::Dtmf) => format!("digit {} ({} ms)", e.digit, e.digit_duration_ms),
+        Ok(Kind::Quality) => match s.quality.as_ref() {
+            Some(q) => format!(
+                "received {}, loss {:.1}%, jitter {:.1} ms, MOS {:.2}",
+                q.packets_received, q.loss_percent, q.jitter_ms, q.mos
+            ),
+            None => String::new(),
+        },
         Ok(Kind::RtpSourceLatched) => match s.quality.as_ref().map(|q| q.rtp_source.as_str()) {
             Some(src) if !src.is_empty() => format!(
                 "RTP from {src} (SDP said {})",

@@ -121,9 +121,14 @@ impl Media {
         let h = health.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
+                ticks += 1;
                 r.sweep(Instant::now());
+                if ticks.is_multiple_of(10) {
+                    r.emit_quality();
+                }
                 h.set("rtp_ports_free", r.counts().2 > 0);
             }
         });

@@ -297,6 +297,7 @@ impl pb::media_server::Media for MediaService {
                     EventKind::Released => pb::session_event::Kind::Released,
                     EventKind::Dtmf => pb::session_event::Kind::Dtmf,
                     EventKind::RtpSourceLatched => pb::session_event::Kind::RtpSourceLatched,
+                    EventKind::Quality => pb::session_event::Kind::Quality,
                 };
                 Some(Ok(pb::SessionEvent {
                     kind: kind as i32,

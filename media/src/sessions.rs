@@ -71,6 +71,7 @@ pub enum EventKind {
     Released,
     Dtmf,
     RtpSourceLatched,
+    Quality,
 }
 
 #[derive(Debug, Clone)]
@@ -518,6 +519,22 @@ impl Registry {
                     &format!("RTP comes from {from}, SDP said {sdp}"),
                 );
             }
+        }
+    }
+
+    /// Streams the receive quality of every session that has received RTP (WatchSessions).
+    pub fn emit_quality(&self) {
+        let snaps: Vec<Snapshot> = {
+            let inner = self.lock();
+            inner
+                .sessions
+                .iter()
+                .map(|(id, s)| self.snapshot(id, s))
+                .filter(|s| s.quality.as_ref().is_some_and(|q| q.packets_received > 0))
+                .collect()
+        };
+        for snap in snaps {
+            self.emit(EventKind::Quality, snap, "");
         }
     }
 
