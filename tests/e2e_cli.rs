@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::rtp::RtpSink;
-use common::{bin_path, grpc, scenario, temp_dir, wait_bounded, Mode, Server, TestConfig};
+use common::{bin_path, grpc, temp_dir, tone_scenario, wait_bounded, Mode, Server, TestConfig};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -104,15 +104,7 @@ fn sessions_list_get_and_watch_show_a_live_call() {
 
     let sink = RtpSink::bind();
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0".into()),
-            ("BYE_TIMEOUT_MS", "15000".into()),
-        ],
-        &dir,
-    );
+    let sc = tone_scenario(&dir, sink.port(), "0", 15000);
     let remote = format!("127.0.0.1:{}", sink.port());
     let (session_id, call_id) = std::thread::scope(|s| {
         let caller = s.spawn(|| common::sipp(&server, &sc, &[], 15 * SEC));

@@ -13,7 +13,10 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
-use common::{require_tool, scenario, sipp_from, temp_dir};
+use common::{
+    answered_media, reject_scenario, require_tool, scenario, sipp_from, temp_dir, tone_scenario,
+    wait_until,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 const PROJECT: &str = "milliwatt-e2e";
@@ -144,15 +147,6 @@ fn inspect(id: &str, format: &str) -> String {
     .to_string()
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    t0.elapsed()
-}
-
 fn http(ip: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
@@ -173,28 +167,12 @@ fn target() -> SocketAddr {
 }
 
 fn tone_call_scenario(dir: &Path, sink: &RtpSink) -> PathBuf {
-    scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0 8 101".into()),
-            ("BYE_TIMEOUT_MS", ((TONE_SECONDS + 5) * 1000).to_string()),
-        ],
-        dir,
-    )
+    tone_scenario(dir, sink.port(), "0 8 101", (TONE_SECONDS + 5) * 1000)
 }
 
 fn reject_503(dir: &Path) {
-    let sc = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", "30000".into()),
-            ("FORMATS", "0".into()),
-            ("STATUS", "503".into()),
-        ],
-        dir,
-    );
-    sipp_from(GATEWAY, target(), &sc, &[], 10 * SEC).assert_ok();
+    let sc = reject_scenario(dir, "0", 503);
+    sipp_from(GATEWAY, target(), &sc, &[], 10 * SEC).assert_503_with_retry_after();
 }
 
 fn sink() -> RtpSink {
@@ -210,24 +188,6 @@ fn expect_from_media(source: Option<SocketAddr>) -> Expect {
         source,
         duration: Duration::from_secs(TONE_SECONDS),
     }
-}
-
-/// The RTP address in the 200 OK's SDP.
-fn answered_media(messages: &str) -> SocketAddr {
-    let ok = messages
-        .split("message received")
-        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("m=audio"))
-        .expect("200 OK with SDP");
-    let c = ok
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
-        .unwrap();
-    let port = ok
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))
-        .and_then(|m| m.split_whitespace().next())
-        .unwrap();
-    format!("{}:{}", c.trim(), port).parse().unwrap()
 }
 
 #[test]

@@ -6,40 +6,22 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::rtp::RtpSink;
-use common::{grpc, scenario, sipp, temp_dir, Mode, Server, TestConfig};
+use common::{
+    grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig,
+};
 use milliwatt_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn retry_after_in_503(run: &common::SippRun) {
-    let resp = run
-        .messages
-        .split("message received")
-        .find(|m| m.contains("SIP/2.0 503"))
-        .expect("a 503 in SIPp's log");
-    assert!(
-        resp.contains("Retry-After:"),
-        "503 without Retry-After:\n{resp}"
-    );
-}
-
 #[test]
 fn media_unavailable_gets_503_with_retry_after() {
     let server = Server::start(TestConfig::new(), Mode::SignalingOnly);
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", "30000".into()),
-            ("FORMATS", "0".into()),
-            ("STATUS", "503".into()),
-        ],
-        &dir,
-    );
+    let sc = reject_scenario(&dir, "0", 503);
     let run = sipp(&server, &sc, &[], Duration::from_secs(15));
     run.assert_ok();
-    retry_after_in_503(&run);
+    run.assert_503_with_retry_after();
     server.wait_log("media service unavailable", 2 * SEC);
 }
 
@@ -59,21 +41,13 @@ fn rtp_ports_exhausted_gets_503() {
         ],
         &dir,
     );
-    let reject = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0".into()),
-            ("STATUS", "503".into()),
-        ],
-        &dir,
-    );
+    let reject = reject_scenario(&dir, "0", 503);
     std::thread::scope(|s| {
         let first = s.spawn(|| sipp(&server, &ringing, &[], Duration::from_secs(15)));
         server.wait_log("ringing", 5 * SEC);
         let second = sipp(&server, &reject, &[], Duration::from_secs(10));
         second.assert_ok();
-        retry_after_in_503(&second);
+        second.assert_503_with_retry_after();
         first.join().unwrap().assert_ok();
     });
     server.wait_log("no free RTP port", 2 * SEC);
@@ -86,15 +60,7 @@ fn a_lost_signaling_instance_leaks_no_media_session() {
     let mut server = Server::start(cfg, Mode::Split);
     let sink = RtpSink::bind();
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0".into()),
-            ("BYE_TIMEOUT_MS", "15000".into()),
-        ],
-        &dir,
-    );
+    let sc = tone_scenario(&dir, sink.port(), "0", 15000);
     std::thread::scope(|s| {
         let target = server.cfg.sip_addr();
         let sc = &sc;
@@ -150,15 +116,7 @@ fn watch_sessions_streams_a_call_and_health_and_reflection_answer() {
     });
     let sink = RtpSink::bind();
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "8".into()),
-            ("BYE_TIMEOUT_MS", "5000".into()),
-        ],
-        &dir,
-    );
+    let sc = tone_scenario(&dir, sink.port(), "8", 5000);
     sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
     let events: Vec<pb::SessionEvent> = rt.block_on(async {
         let mut out = Vec::new();

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::rtp::RtpSink;
-use common::{http_get, scenario, sipp, temp_dir, Mode, Server, TestConfig};
+use common::{
+    http_get, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -45,26 +47,10 @@ fn metrics_parse_as_openmetrics_and_count_the_calls() {
     let dir = temp_dir("metrics");
     for _ in 0..2 {
         let sink = RtpSink::bind();
-        let sc = scenario(
-            "uac_tone.xml",
-            &[
-                ("RTP_PORT", sink.port().to_string()),
-                ("FORMATS", "0".into()),
-                ("BYE_TIMEOUT_MS", "5000".into()),
-            ],
-            &dir,
-        );
+        let sc = tone_scenario(&dir, sink.port(), "0", 5000);
         sipp(&server, &sc, &[], 10 * SEC).assert_ok();
     }
-    let reject = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", "30000".into()),
-            ("FORMATS", "18".into()),
-            ("STATUS", "488".into()),
-        ],
-        &dir,
-    );
+    let reject = reject_scenario(&dir, "18", 488);
     sipp(&server, &reject, &[], 10 * SEC).assert_ok();
     sipp(&server, &scenario("options.xml", &[], &dir), &[], 10 * SEC).assert_ok();
     server.wait_log("media session released", 2 * SEC);

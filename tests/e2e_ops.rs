@@ -7,42 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
-use common::{http_get, scenario, sipp, sipp_to, temp_dir, Mode, Server, TestConfig};
+use common::{
+    http_get, reject_scenario, scenario, sipp, sipp_to, temp_dir, tone_scenario, wait_until, Mode,
+    Server, TestConfig,
+};
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn tone_scenario(dir: &std::path::Path, rtp_port: u16, bye_timeout_ms: u64) -> std::path::PathBuf {
-    scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", rtp_port.to_string()),
-            ("FORMATS", "0 8".into()),
-            ("BYE_TIMEOUT_MS", bye_timeout_ms.to_string()),
-        ],
-        dir,
-    )
-}
-
-fn reject_scenario(dir: &std::path::Path, status: u16) -> std::path::PathBuf {
-    scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", "30000".into()),
-            ("FORMATS", "0".into()),
-            ("STATUS", status.to_string()),
-        ],
-        dir,
-    )
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t0.elapsed()
-}
 
 fn wait_rtp(sink: &RtpSink) {
     wait_until("RTP arrives", 10 * SEC, || !sink.packets().is_empty());
@@ -80,11 +50,13 @@ fn admin_probes_metrics_and_the_healthcheck_subcommand() {
     let dir = temp_dir("ops");
     sipp(
         &server,
-        &tone_scenario(&dir, sink.port(), 5000),
+        &tone_scenario(&dir, sink.port(), "0 8", 5000),
         &[],
         10 * SEC,
     )
     .assert_ok();
+    // SIPp is done once it has answered our BYE; the call task then releases media.
+    server.wait_log("call ended", 2 * SEC);
     let (status, text) = http_get(admin, "/metrics").expect("metrics answer");
     assert_eq!(status, 200);
     assert!(
@@ -150,7 +122,7 @@ fn media_loss_ends_calls_within_2s_refuses_new_ones_and_recovers() {
     });
     let dir = temp_dir("ops");
     let sink = RtpSink::bind();
-    let sc = tone_scenario(&dir, sink.port(), 40_000);
+    let sc = tone_scenario(&dir, sink.port(), "0 8", 40_000);
     let target = cfg.sip_addr();
     std::thread::scope(|s| {
         let sc = &sc;
@@ -168,7 +140,7 @@ fn media_loss_ends_calls_within_2s_refuses_new_ones_and_recovers() {
     let (status, body) = http_get(cfg.admin_port, "/readyz").unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("media_reachable"), "{body}");
-    let refused = sipp(&server, &reject_scenario(&dir, 503), &[], 10 * SEC);
+    let refused = sipp(&server, &reject_scenario(&dir, "0", 503), &[], 10 * SEC);
     refused.assert_ok();
 
     server.restart("milliwatt-media");
@@ -202,7 +174,7 @@ fn sigterm_lets_calls_finish_refuses_new_ones_then_exits_0() {
     let mut server = Server::start(cfg.clone(), Mode::AllInOne);
     let dir = temp_dir("ops");
     let sink = RtpSink::bind();
-    let sc = tone_scenario(&dir, sink.port(), 10_000);
+    let sc = tone_scenario(&dir, sink.port(), "0 8", 10_000);
     let target = cfg.sip_addr();
     std::thread::scope(|s| {
         let sc = &sc;
@@ -213,7 +185,7 @@ fn sigterm_lets_calls_finish_refuses_new_ones_then_exits_0() {
             http_get(cfg.admin_port, "/readyz")
                 .is_some_and(|(st, b)| st == 503 && b.contains("draining"))
         });
-        sipp(&server, &reject_scenario(&dir, 503), &[], 10 * SEC).assert_ok();
+        sipp(&server, &reject_scenario(&dir, "0", 503), &[], 10 * SEC).assert_ok();
         call.join().unwrap().assert_ok();
     });
     let status = server.wait_exit("milliwatt", 5 * SEC);
@@ -231,7 +203,7 @@ fn media_sigterm_keeps_streaming_until_its_sessions_end() {
     let mut server = Server::start(cfg.clone(), Mode::Split);
     let dir = temp_dir("ops");
     let sink = RtpSink::bind();
-    let sc = tone_scenario(&dir, sink.port(), 10_000);
+    let sc = tone_scenario(&dir, sink.port(), "0 8", 10_000);
     let target = cfg.sip_addr();
     std::thread::scope(|s| {
         let sc = &sc;

@@ -3,29 +3,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
-use common::{grpc, scenario, sipp, temp_dir, Mode, Server, TestConfig};
-
-/// The media address our 200 OK advertised (c= and m= of the answer SIPp received).
-fn answered_media(messages: &str) -> SocketAddr {
-    let ok = messages
-        .split("message received")
-        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("m=audio"))
-        .expect("a 200 OK with SDP in SIPp's message log");
-    let c = ok
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
-        .expect("c= line");
-    let port = ok
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))
-        .and_then(|m| m.split_whitespace().next())
-        .expect("m= line");
-    format!("{}:{}", c.trim(), port).parse().unwrap()
-}
+use common::{
+    answered_media, grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server,
+    TestConfig,
+};
 
 fn wait_no_sessions(server: &Server) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -60,15 +44,7 @@ fn tone_call(t: ToneCall) {
     let server = Server::start(cfg.clone(), t.mode);
     let sink = RtpSink::bind();
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", t.formats.to_string()),
-            ("BYE_TIMEOUT_MS", "10000".into()),
-        ],
-        &dir,
-    );
+    let sc = tone_scenario(&dir, sink.port(), t.formats, 10000);
     let transport_flag = if t.transport == "tcp" { "t1" } else { "u1" };
     let run = sipp(
         &server,
@@ -325,15 +301,7 @@ fn options_answers_allow_and_accept() {
 fn no_common_codec_gets_488() {
     let server = Server::start(TestConfig::new(), Mode::AllInOne);
     let dir = temp_dir("scn");
-    let sc = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", "40000".into()),
-            ("FORMATS", "18 9".into()),
-            ("STATUS", "488".into()),
-        ],
-        &dir,
-    );
+    let sc = reject_scenario(&dir, "18 9", 488);
     let run = sipp(&server, &sc, &[], Duration::from_secs(10));
     run.assert_ok();
     assert!(grpc::list_sessions(&server.grpc_endpoint()).is_empty());
@@ -356,29 +324,13 @@ fn over_capacity_gets_503_with_retry_after() {
         ],
         &dir,
     );
-    let reject = scenario(
-        "uac_reject.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0".into()),
-            ("STATUS", "503".into()),
-        ],
-        &dir,
-    );
+    let reject = reject_scenario(&dir, "0", 503);
     std::thread::scope(|s| {
         let first = s.spawn(|| sipp(&server, &ringing, &[], Duration::from_secs(15)));
         server.wait_log("ringing", Duration::from_secs(5));
         let second = sipp(&server, &reject, &[], Duration::from_secs(10));
         second.assert_ok();
-        let resp = second
-            .messages
-            .split("message received")
-            .find(|m| m.contains("SIP/2.0 503"))
-            .expect("503 in the log");
-        assert!(
-            resp.contains("Retry-After:"),
-            "503 without Retry-After:\n{resp}"
-        );
+        second.assert_503_with_retry_after();
         first.join().unwrap().assert_ok();
     });
     wait_no_sessions(&server);

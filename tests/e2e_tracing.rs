@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::rtp::RtpSink;
-use common::{http_get, scenario, sipp, temp_dir, Mode, Server, TestConfig};
+use common::{http_get, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -101,15 +101,7 @@ fn hex(b: &[u8]) -> String {
 fn one_call(server: &Server) {
     let sink = RtpSink::bind();
     let dir = temp_dir("trace");
-    let sc = scenario(
-        "uac_tone.xml",
-        &[
-            ("RTP_PORT", sink.port().to_string()),
-            ("FORMATS", "0".into()),
-            ("BYE_TIMEOUT_MS", "5000".into()),
-        ],
-        &dir,
-    );
+    let sc = tone_scenario(&dir, sink.port(), "0", 5000);
     sipp(server, &sc, &[], 10 * SEC).assert_ok();
     server.wait_log("call ended", 2 * SEC);
     assert!(sink.finish().len() >= 45, "the call had no tone");

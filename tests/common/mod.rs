@@ -483,6 +483,20 @@ impl SippRun {
         })
     }
 
+    /// Checks that SIPp got a 503 carrying Retry-After.
+    pub fn assert_503_with_retry_after(&self) {
+        self.assert_ok();
+        let resp = self
+            .messages
+            .split("message received")
+            .find(|m| m.contains("SIP/2.0 503"))
+            .expect("a 503 in SIPp's log");
+        assert!(
+            resp.contains("Retry-After:"),
+            "503 without Retry-After:\n{resp}"
+        );
+    }
+
     /// The status codes of the responses SIPp received, in order.
     pub fn received_statuses(&self) -> Vec<u16> {
         self.messages
@@ -574,6 +588,60 @@ pub fn sipp_from(
     };
     let _ = std::fs::remove_dir_all(&dir);
     run
+}
+
+/// `uac_tone.xml`: a caller that listens to the whole tone at `rtp_port`, offering `formats`.
+pub fn tone_scenario(dir: &Path, rtp_port: u16, formats: &str, bye_timeout_ms: u64) -> PathBuf {
+    scenario(
+        "uac_tone.xml",
+        &[
+            ("RTP_PORT", rtp_port.to_string()),
+            ("FORMATS", formats.to_string()),
+            ("BYE_TIMEOUT_MS", bye_timeout_ms.to_string()),
+        ],
+        dir,
+    )
+}
+
+/// `uac_reject.xml`: an INVITE offering `formats` that must be refused with `status`.
+pub fn reject_scenario(dir: &Path, formats: &str, status: u16) -> PathBuf {
+    scenario(
+        "uac_reject.xml",
+        &[
+            ("RTP_PORT", "30000".into()),
+            ("FORMATS", formats.to_string()),
+            ("STATUS", status.to_string()),
+        ],
+        dir,
+    )
+}
+
+/// The media address our 200 OK advertised (c= and m= of the SDP answer SIPp received).
+pub fn answered_media(messages: &str) -> SocketAddr {
+    let ok = messages
+        .split("message received")
+        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("m=audio"))
+        .expect("a 200 OK with SDP in SIPp's message log");
+    let c = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .expect("c= line");
+    let port = ok
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|m| m.split_whitespace().next())
+        .expect("m= line");
+    format!("{}:{}", c.trim(), port).parse().unwrap()
+}
+
+/// Polls `f` until it holds; fails the test after `limit`. Returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
 }
 
 /// Waits for a child, killing it after `limit`.
