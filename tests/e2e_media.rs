@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::rtp::RtpSink;
+use common::rtp::{judge, Expect, Law, RtpSink};
 use common::{
     grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig,
 };
@@ -118,6 +118,15 @@ fn watch_sessions_streams_a_call_and_health_and_reflection_answer() {
     let dir = temp_dir("scn");
     let sc = tone_scenario(&dir, sink.port(), "8", 5000);
     sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    judge(
+        &sink.packets(),
+        &Expect {
+            payload_type: 8,
+            law: Law::A,
+            ..Expect::pcmu_440(SEC)
+        },
+    );
     let events: Vec<pb::SessionEvent> = rt.block_on(async {
         let mut out = Vec::new();
         while out.len() < 3 {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::rtp::RtpSink;
+use common::rtp::{judge, Expect, RtpSink};
 use common::{
     http_get, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig,
 };
@@ -49,6 +49,8 @@ fn metrics_parse_as_openmetrics_and_count_the_calls() {
         let sink = RtpSink::bind();
         let sc = tone_scenario(&dir, sink.port(), "0", 5000);
         sipp(&server, &sc, &[], 10 * SEC).assert_ok();
+        std::thread::sleep(Duration::from_millis(100));
+        judge(&sink.finish(), &Expect::pcmu_440(SEC));
     }
     let reject = reject_scenario(&dir, "18", 488);
     sipp(&server, &reject, &[], 10 * SEC).assert_ok();

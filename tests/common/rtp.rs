@@ -217,6 +217,20 @@ pub struct Expect {
     pub duration: Duration,
 }
 
+impl Expect {
+    /// The default tone (440 Hz, −10 dBm0) in PCMU (PT 0) for `duration`, from any source.
+    pub fn pcmu_440(duration: Duration) -> Expect {
+        Expect {
+            payload_type: 0,
+            law: Law::Mu,
+            frequency: 440.0,
+            level_dbm0: -10.0,
+            source: None,
+            duration,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Report {
     pub packets: usize,
