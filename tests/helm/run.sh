@@ -151,15 +151,15 @@ else notok "checksum/config changes when the config changes" "default=$a 1004Hz=
 # renders NOTES without a cluster).
 notes() { "$HELM" install "$RELEASE" "$CHART" --namespace "$NAMESPACE" --dry-run=client "$@" 2>&1 | sed -n '/^NOTES:/,$p'; }
 n=$(notes -f "$HERE/values/loadbalancer.yaml")
-if grep -q 'sipp -sn uac -m 1 -s milliwatt 203.0.113.10:5060' <<<"$n" && grep -q 'sip:milliwatt@203.0.113.10:5060' <<<"$n"; then
+if grep -q 'sipp -sn uac -d 5000 -m 1 -s milliwatt 203.0.113.10:5060' <<<"$n" && grep -q 'sip:milliwatt@203.0.113.10:5060' <<<"$n"; then
   ok "[loadbalancer] NOTES: SIPp one-liner and softphone URI at the LoadBalancer IP"
 else notok "[loadbalancer] NOTES: SIPp one-liner and softphone URI at the LoadBalancer IP" "$n"; fi
 n=$(notes)
-if grep -q "jsonpath='{.spec.clusterIP}'" <<<"$n" && grep -q 'sipp -sn uac -m 1 -s milliwatt $SIP_IP:5060' <<<"$n"; then
+if grep -q "jsonpath='{.spec.clusterIP}'" <<<"$n" && grep -q 'sipp -sn uac -d 5000 -m 1 -s milliwatt $SIP_IP:5060' <<<"$n"; then
   ok "[default] NOTES: in-cluster SIPp call to the ClusterIP"
 else notok "[default] NOTES: in-cluster SIPp call to the ClusterIP" "$n"; fi
 n=$(notes -f "$HERE/values/nodeport-tcp.yaml")
-if grep -q 'sipp -sn uac -m 1 -t t1 -s milliwatt $NODE_IP:$NODE_PORT' <<<"$n" && grep -q ';transport=tcp' <<<"$n"; then
+if grep -q 'sipp -sn uac -d 5000 -m 1 -t t1 -s milliwatt $NODE_IP:$NODE_PORT' <<<"$n" && grep -q ';transport=tcp' <<<"$n"; then
   ok "[nodeport-tcp] NOTES: SIPp over TCP to a node port"
 else notok "[nodeport-tcp] NOTES: SIPp over TCP to a node port" "$n"; fi
 
