@@ -100,21 +100,7 @@ impl RawSip {
 
     /// An INVITE offering PCMU and telephone-event 101, RTP to 127.0.0.1:`sdp_port`.
     pub fn invite_with_dtmf(&self, call_id: &str, branch: &str, sdp_port: u16) -> String {
-        let sdp = format!(
-            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {sdp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
-             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
-        );
-        self.request(
-            "INVITE",
-            call_id,
-            branch,
-            1,
-            "tag=rawfrom",
-            true,
-            "application/sdp",
-            &sdp,
-        )
+        self.invite_offering(call_id, branch, sdp_port, true)
     }
 
     /// Places a call and ACKs the 200: returns the media address of the SDP answer.
@@ -126,25 +112,26 @@ impl RawSip {
             .filter(|m| m.status() == Some(200))
             .expect("no 200 OK");
         self.send(&self.ack_for(&ok, call_id, "ack"));
-        let c = ok
-            .text
-            .lines()
-            .find_map(|l| l.strip_prefix("c=IN IP4 "))
-            .expect("c=");
-        let port = ok
-            .text
-            .lines()
-            .find_map(|l| l.strip_prefix("m=audio "))
-            .and_then(|m| m.split_whitespace().next())
-            .expect("m=");
-        format!("{}:{}", c.trim(), port).parse().unwrap()
+        super::answered_media(&ok.text)
     }
 
-    /// An INVITE; `sdp_port` is where the caller wants RTP (on loopback).
+    /// An INVITE offering PCMU; `sdp_port` is where the caller wants RTP (on loopback).
     pub fn invite(&self, call_id: &str, branch: &str, sdp_port: u16) -> String {
+        self.invite_offering(call_id, branch, sdp_port, false)
+    }
+
+    fn invite_offering(&self, call_id: &str, branch: &str, sdp_port: u16, dtmf: bool) -> String {
+        let (fmts, dtmf_lines) = if dtmf {
+            (
+                "0 101",
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
+            )
+        } else {
+            ("0", "")
+        };
         let sdp = format!(
             "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {sdp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+             m=audio {sdp_port} RTP/AVP {fmts}\r\na=rtpmap:0 PCMU/8000\r\n{dtmf_lines}"
         );
         self.request(
             "INVITE",
