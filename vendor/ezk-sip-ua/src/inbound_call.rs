@@ -161,6 +161,11 @@ impl<M> From<crate::invite::acceptor::Error> for AcceptCallError<M> {
         match e {
             crate::invite::acceptor::Error::Core(e) => AcceptCallError::Core(e),
             crate::invite::acceptor::Error::RequestTerminated => AcceptCallError::Cancelled,
+            // PATCH(milliwatt): the high-level call keeps 0.9.1's outcome (the session is
+            // dropped); applications that want the BYE use the acceptor directly.
+            crate::invite::acceptor::Error::NoAck(_) => {
+                AcceptCallError::Core(sip_core::Error::RequestTimedOut)
+            }
         }
     }
 }

@@ -23,6 +23,22 @@ pub enum Error {
 
     #[error("peer cancelled its request")]
     RequestTerminated,
+
+    // PATCH(milliwatt): see `NoAck`.
+    #[error("no ACK for the 2xx within 64*T1")]
+    NoAck(Box<NoAck>),
+}
+
+// PATCH(milliwatt): RFC 3261 13.3.1.4: no ACK came for the 2xx within 64*T1. The dialog is
+// confirmed and the session SHOULD be terminated with a BYE: `session.terminate()`.
+pub struct NoAck {
+    pub session: InviteSession,
+}
+
+impl std::fmt::Debug for NoAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoAck")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,9 +295,10 @@ impl InviteAcceptor {
                 Err(sip_core::Error::RequestTimedOut) => {
                     // PATCH(milliwatt): RFC 3261 13.3.1.4: with no ACK after 64*T1 the dialog
                     // is confirmed but the session SHOULD be terminated with a BYE (0.9.1
-                    // dropped the dialog silently).
+                    // dropped the dialog silently). Hand the session to the application,
+                    // which decides and sends the BYE with `terminate()`.
                     drop(state);
-                    let mut session = InviteSession::new(
+                    let session = InviteSession::new(
                         self.endpoint.clone(),
                         self.inner.clone(),
                         Role::Uas,
@@ -290,10 +307,7 @@ impl InviteAcceptor {
                         self.usage_guard.take().unwrap(),
                         dialog,
                     );
-                    if let Err(e) = session.terminate().await {
-                        log::warn!("Failed to send BYE after the ACK timeout, {e}");
-                    }
-                    return Err(Error::Core(sip_core::Error::RequestTimedOut));
+                    return Err(Error::NoAck(Box::new(NoAck { session })));
                 }
                 Err(e) => return Err(e.into()),
             };
