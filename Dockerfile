@@ -14,15 +14,17 @@ COPY common/Cargo.toml common/
 COPY proto/Cargo.toml proto/build.rs proto/
 COPY proto/proto proto/proto
 COPY media/Cargo.toml media/
+COPY media/core/Cargo.toml media/core/
 COPY signaling/Cargo.toml signaling/
-RUN mkdir -p src common/src proto/src media/src signaling/src \
+COPY signaling/core/Cargo.toml signaling/core/
+RUN mkdir -p src common/src proto/src media/src media/core/src signaling/src signaling/core/src \
     && echo 'fn main() {}' > src/main.rs \
-    && for c in common proto media signaling; do : > "$c/src/lib.rs"; done \
+    && for c in common proto media media/core signaling signaling/core; do : > "$c/src/lib.rs"; done \
     && echo 'fn main() {}' > media/src/main.rs \
     && echo 'fn main() {}' > signaling/src/main.rs \
     && touch config.toml \
     && cargo build --release --locked -p milliwatt-media -p milliwatt-signaling \
-    && rm -rf src common/src proto/src media/src signaling/src
+    && rm -rf src common/src proto/src media/src media/core/src signaling/src signaling/core/src
 COPY . .
 # Newer than the stub build, whatever the build context's timestamps.
 RUN find common proto media signaling src -name '*.rs' -exec touch {} + && touch config.toml \

@@ -110,20 +110,14 @@ pub struct BehaviorConfig {
     pub max_concurrent_calls: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum CodecName {
-    #[serde(alias = "pcmu", alias = "ulaw", alias = "G711U")]
-    PCMU,
-    #[serde(alias = "pcma", alias = "alaw", alias = "G711A")]
-    PCMA,
-}
+pub use milliwatt_media_core::Codec;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaConfig {
     pub rtp_port_range_start: u16,
     pub rtp_port_range_end: u16,
-    pub preferred_codecs: Vec<CodecName>,
+    pub preferred_codecs: Vec<Codec>,
     pub enable_dtmf: bool,
     pub audio_sample_rate: u32,
     pub bind_address: IpAddr,
@@ -446,10 +440,7 @@ mod tests {
         let c = load(None, &[], &[]).unwrap();
         assert_eq!(c.sip.port, 5060);
         assert_eq!(c.behavior.tone_frequency, 440);
-        assert_eq!(
-            c.media.preferred_codecs,
-            vec![CodecName::PCMU, CodecName::PCMA]
-        );
+        assert_eq!(c.media.preferred_codecs, vec![Codec::Pcmu, Codec::Pcma]);
     }
 
     #[test]
@@ -473,12 +464,9 @@ mod tests {
             &[("MILLIWATT_MEDIA__PREFERRED_CODECS", "PCMA,PCMU")],
         )
         .unwrap();
-        assert_eq!(
-            c.media.preferred_codecs,
-            vec![CodecName::PCMA, CodecName::PCMU]
-        );
+        assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma, Codec::Pcmu]);
         let c = load(None, &["media.preferred_codecs=PCMA"], &[]).unwrap();
-        assert_eq!(c.media.preferred_codecs, vec![CodecName::PCMA]);
+        assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma]);
     }
 
     #[test]

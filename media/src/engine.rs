@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::pacing::Pacer;
-use crate::rtp::{RtpSender, PACKET_LEN};
-use crate::tone::ToneTable;
+use milliwatt_media_core::pacing::Pacer;
+use milliwatt_media_core::rtp::{RtpSender, PACKET_LEN};
+use milliwatt_media_core::tone::ToneTable;
 
 /// Counters of one session, shared with the registry for inspection and with the receive task
 /// for RTCP sender reports.

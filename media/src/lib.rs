@@ -5,19 +5,11 @@
 //! [`server`] (wiring), [`cli`] (the `sessions` inspection client).
 
 pub mod cli;
-pub mod dtmf;
 pub mod engine;
-pub mod g711;
 pub mod metrics;
-pub mod pacing;
-pub mod quality;
 pub mod receiver;
-pub mod rtcp;
-pub mod rtp;
-pub mod rtp_in;
 pub mod server;
 pub mod service;
 pub mod sessions;
-pub mod tone;
 
 pub use server::Media;

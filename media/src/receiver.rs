@@ -1,7 +1,7 @@
 //! The receive shell of one session: a task that reads the caller's RTP and RTCP, keeps RFC 3550
 //! receiver statistics, detects RFC 4733 DTMF, latches to the caller's real RTP source
 //! (symmetric RTP), and sends RTCP reports every 5 s. The logic lives in the pure modules
-//! [`crate::rtp_in`], [`crate::quality`], [`crate::rtcp`] and [`crate::dtmf`].
+//! [`milliwatt_media_core::rtp_in`], [`milliwatt_media_core::quality`], [`milliwatt_media_core::rtcp`] and [`milliwatt_media_core::dtmf`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::dtmf::DtmfDetector;
 use crate::engine::{EngineCounters, SessionCounters};
-use crate::quality::{ReceiverStats, G711_CLOCK_RATE};
-use crate::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
-use crate::rtp_in::{self, PacketKind};
+use milliwatt_media_core::dtmf::DtmfDetector;
+use milliwatt_media_core::quality::{ReceiverStats, G711_CLOCK_RATE};
+use milliwatt_media_core::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
+use milliwatt_media_core::rtp_in::{self, PacketKind};
 
 /// RFC 3550 6.2: at least 5 s between reports for a session this small.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -31,25 +31,7 @@ pub struct RxParams {
     pub dtmf_payload_type: Option<u8>,
 }
 
-/// Receive-side quality of a session, as shown by GetSession and logged at release.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Quality {
-    pub packets_received: u64,
-    pub bytes_received: u64,
-    pub packets_lost: u64,
-    pub loss_percent: f64,
-    pub jitter_ms: f64,
-    /// 0 before any RTP arrived.
-    pub mos: f64,
-    pub packets_invalid: u64,
-    pub packets_from_unexpected_source: u64,
-    pub rtp_source: Option<SocketAddr>,
-    pub rtcp_received: u64,
-    pub remote_loss_percent: f64,
-    pub remote_jitter_ms: f64,
-    pub rtt_ms: f64,
-    pub dtmf_digits: String,
-}
+pub use milliwatt_media_core::session::Quality;
 
 /// What the receive task tells the registry.
 #[derive(Debug, Clone)]

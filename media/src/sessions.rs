@@ -11,81 +11,17 @@ use rand::Rng;
 use tokio::sync::broadcast;
 
 use crate::engine::{Engine, Finished, SessionCounters, Stream};
-use crate::receiver::{Quality, Receiver, RxEvent, RxParams, RxSetup};
-use crate::rtp::RtpSender;
-use crate::tone::{Codec, ToneKey, ToneTable};
+use crate::receiver::{Receiver, RxEvent, RxParams, RxSetup};
+use milliwatt_media_core::rtp::RtpSender;
+use milliwatt_media_core::tone::{ToneKey, ToneTable};
+use milliwatt_media_core::SessionId;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MediaError {
-    #[error("no session {0}")]
-    NotFound(String),
-    #[error("no free RTP port in the configured range")]
-    PortsExhausted,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Allocated,
-    Sending,
-    Stopped,
-    Released,
-}
-
-/// A validated StartTone request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToneRequest {
-    pub remote: SocketAddr,
-    pub codec: Codec,
-    pub payload_type: u8,
-    pub frequency_hz: u32,
-    pub level_dbm0: f64,
-    pub duration: Option<Duration>,
-    /// The caller's telephone-event payload type, for DTMF detection.
-    pub dtmf_payload_type: Option<u8>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub id: String,
-    pub call_id: String,
-    pub owner: String,
-    pub state: State,
-    pub tone: Option<ToneRequest>,
-    pub local_host: String,
-    pub local_port: u16,
-    pub ssrc: u32,
-    pub packets_sent: u64,
-    pub bytes_sent: u64,
-    pub packets_skipped: u64,
-    pub created_at: SystemTime,
-    pub age: Duration,
-    /// Receive side; `None` where no receiver runs (unit tests without a runtime).
-    pub quality: Option<Quality>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Allocated,
-    ToneStarted,
-    ToneStopped,
-    Released,
-    Dtmf,
-    RtpSourceLatched,
-    Quality,
-}
-
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub kind: EventKind,
-    pub session: Snapshot,
-    pub reason: String,
-    pub at: SystemTime,
-    /// For [`EventKind::Dtmf`]: the digit and its duration.
-    pub digit: Option<(char, Duration)>,
-}
+pub use milliwatt_media_core::session::{
+    Event, EventKind, MediaError, Snapshot, State, ToneRequest,
+};
 
 pub struct Allocated {
-    pub id: String,
+    pub id: SessionId,
     pub host: String,
     pub port: u16,
     pub lease: Duration,
@@ -121,8 +57,8 @@ struct Session {
 }
 
 struct Inner {
-    sessions: HashMap<String, Session>,
-    keys: HashMap<u64, String>,
+    sessions: HashMap<SessionId, Session>,
+    keys: HashMap<u64, SessionId>,
     free_ports: VecDeque<u16>,
     owners: HashMap<String, (Instant, Duration)>,
     tables: HashMap<ToneKey, Weak<ToneTable>>,
@@ -231,9 +167,9 @@ impl Registry {
         let _ = self.events.send(e);
     }
 
-    fn snapshot(&self, id: &str, s: &Session) -> Snapshot {
+    fn snapshot(&self, id: &SessionId, s: &Session) -> Snapshot {
         Snapshot {
-            id: id.to_string(),
+            id: id.clone(),
             call_id: s.call_id.clone(),
             owner: s.owner.clone(),
             state: s.state,
@@ -277,7 +213,7 @@ impl Registry {
         let Some((port, (rtp, rtcp))) = bound else {
             return Err(MediaError::PortsExhausted);
         };
-        let id = format!("{:016x}", rand::rng().random::<u64>());
+        let id = SessionId::from_random(rand::rng().random());
         let counters: Arc<SessionCounters> = Arc::default();
         let key = inner.next_key;
         inner.next_key += 1;
@@ -326,7 +262,7 @@ impl Registry {
         let snap = self.snapshot(&id, &session);
         inner.sessions.insert(id.clone(), session);
         drop(inner);
-        tracing::debug!(session = %id, call_id, port, "session allocated");
+        tracing::debug!(session = %id, call_id = call_id, port, "session allocated");
         self.emit(EventKind::Allocated, snap, "");
         Ok(Allocated {
             id,
@@ -347,7 +283,7 @@ impl Registry {
     }
 
     /// Starts (or restarts, after hold or with new parameters) the tone. Returns the SSRC.
-    pub fn start_tone(&self, id: &str, req: ToneRequest) -> Result<u32, MediaError> {
+    pub fn start_tone(&self, id: &SessionId, req: ToneRequest) -> Result<u32, MediaError> {
         let mut inner = self.lock();
         let table = Self::table(
             &mut inner,
@@ -405,7 +341,7 @@ impl Registry {
         Ok(ssrc)
     }
 
-    pub fn stop_tone(&self, id: &str, now: Instant) -> Result<(), MediaError> {
+    pub fn stop_tone(&self, id: &SessionId, now: Instant) -> Result<(), MediaError> {
         let mut inner = self.lock();
         let s = inner
             .sessions
@@ -441,7 +377,7 @@ impl Registry {
         self.emit(EventKind::ToneStopped, snap, "tone duration elapsed");
     }
 
-    pub fn release(&self, id: &str, reason: &str) -> Result<Snapshot, MediaError> {
+    pub fn release(&self, id: &SessionId, reason: &str) -> Result<Snapshot, MediaError> {
         let mut inner = self.lock();
         let mut s = inner
             .sessions
@@ -552,7 +488,7 @@ impl Registry {
 
     /// Releases sessions whose owner's lease lapsed or whose tone ended more than the grace ago.
     pub fn sweep(&self, now: Instant) -> usize {
-        let expired: Vec<(String, &'static str)> = {
+        let expired: Vec<(SessionId, &'static str)> = {
             let inner = self.lock();
             inner
                 .sessions
@@ -584,7 +520,7 @@ impl Registry {
         expired.len()
     }
 
-    pub fn get(&self, id: &str) -> Result<Snapshot, MediaError> {
+    pub fn get(&self, id: &SessionId) -> Result<Snapshot, MediaError> {
         let inner = self.lock();
         let s = inner
             .sessions
@@ -672,15 +608,18 @@ mod tests {
         .0
     }
 
-    /// Finds `n` free even ports (with their odd neighbour) on loopback.
+    /// Finds `n` free even ports (with their odd neighbour) on loopback. One counter for the
+    /// whole test binary: tests running at once never probe (and get) the same ports.
     fn free_ports(n: usize) -> Vec<u16> {
+        use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let base = 40_000 + (std::process::id() % 1000) as u16 * 16;
         let mut out = Vec::new();
-        let mut p = 40_000 + (std::process::id() % 1000) as u16 * 16;
         while out.len() < n {
+            let p = base + NEXT.fetch_add(2, SeqCst);
             if bind_pair("127.0.0.1".parse().unwrap(), p).is_ok() {
                 out.push(p);
             }
-            p += 2;
         }
         out
     }

@@ -12,3 +12,5 @@ pub mod media {
 }
 
 pub use media::v1;
+
+pub mod convert;

@@ -1,11 +1,12 @@
 //! milliwatt-signaling: the SIP user agent server.
 //!
-//! Pure parts: [`call`] (call policy with simulated time), [`sdp`] (offer/answer). Shells:
-//! [`uas`] (ezk endpoint and call tasks), [`media_client`] (gRPC to media).
+//! The decisions live in the pure crate `milliwatt-signaling-core` (the call state machine,
+//! screening, SDP). This crate is the shell: [`uas`] (the ezk endpoint: dispatch, bind, drain,
+//! media watchdog), [`call_shell` (private)] (executes one call's core outputs), [`media_client`] (gRPC
+//! to media), [`stats`] (counters and the statistics line).
 
-pub mod call;
+mod call_shell;
 pub mod media_client;
-pub mod sdp;
 pub mod stats;
 pub mod uas;
 

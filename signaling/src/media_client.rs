@@ -1,13 +1,14 @@
-//! The signaling side of the media gRPC contract: converts between domain values and prost
-//! messages, bounds every call with a timeout, and renews this instance's lease.
+//! The signaling side of the media gRPC contract: calls media with the conversions of the proto
+//! crate, bounds every call with a timeout, and renews this instance's lease.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use milliwatt_common::prometheus_client::metrics::family::Family;
 use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
 use milliwatt_common::telemetry::TraceContextInterceptor;
-use milliwatt_common::CodecName;
+use milliwatt_media_core::session::{Figures, ToneRequest};
+use milliwatt_media_core::SessionId;
+use milliwatt_proto::convert::{media_failure, start_tone_request};
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient as GrpcClient;
 use tonic::service::interceptor::InterceptedService;
@@ -19,61 +20,13 @@ type Client = GrpcClient<InterceptedService<Channel, TraceContextInterceptor>>;
 /// Bound on one media call: a media service slower than this is treated as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, thiserror::Error)]
-pub enum MediaError {
-    #[error("media service unavailable: {0}")]
-    Unavailable(String),
-    #[error("no free RTP port on the media service")]
-    PortsExhausted,
-    #[error("media session not found")]
-    NotFound,
-    #[error("media service refused the request: {0}")]
-    Refused(String),
-}
-
-impl From<tonic::Status> for MediaError {
-    fn from(s: tonic::Status) -> Self {
-        match s.code() {
-            tonic::Code::ResourceExhausted => MediaError::PortsExhausted,
-            tonic::Code::NotFound => MediaError::NotFound,
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Cancelled
-            | tonic::Code::Unknown => MediaError::Unavailable(s.message().to_string()),
-            _ => MediaError::Refused(format!("{:?}: {}", s.code(), s.message())),
-        }
-    }
-}
+pub use milliwatt_signaling_core::call::MediaFailure as MediaError;
 
 #[derive(Debug, Clone)]
 pub struct Allocation {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub host: String,
     pub port: u16,
-}
-
-#[derive(Debug, Clone)]
-pub struct Tone {
-    pub remote: SocketAddr,
-    pub codec: CodecName,
-    pub payload_type: u8,
-    pub frequency_hz: u32,
-    pub level_dbm0: f64,
-    /// Media stops by itself after this long (a safety net; signaling ends the call earlier).
-    pub duration: Duration,
-    /// The caller's telephone-event payload type (DTMF detection by media).
-    pub dtmf_payload_type: Option<u8>,
-}
-
-/// What media says of a released session.
-#[derive(Debug, Clone, Default)]
-pub struct Released {
-    pub packets_sent: u64,
-    pub packets_received: u64,
-    pub loss_percent: f64,
-    pub jitter_ms: f64,
-    pub mos: f64,
-    pub dtmf_digits: String,
 }
 
 /// gRPC call latency by method.
@@ -134,53 +87,52 @@ impl MediaClient {
             })
             .await;
         self.observe("AllocateSession", t);
-        let r = r?.into_inner();
+        let r = r.map_err(|s| media_failure(&s))?.into_inner();
         let port = u16::try_from(r.rtp_port)
             .map_err(|_| MediaError::Refused(format!("media answered port {}", r.rtp_port)))?;
+        let session_id = r
+            .session_id
+            .parse()
+            .map_err(|e| MediaError::Refused(format!("media answered a bad session id: {e}")))?;
         Ok(Allocation {
-            session_id: r.session_id,
+            session_id,
             host: r.rtp_address,
             port,
         })
     }
 
-    pub async fn start_tone(&self, session_id: &str, tone: &Tone) -> Result<u32, MediaError> {
-        let codec = match tone.codec {
-            CodecName::PCMU => pb::Codec::Pcmu,
-            CodecName::PCMA => pb::Codec::Pcma,
-        };
+    pub async fn start_tone(
+        &self,
+        session_id: &SessionId,
+        tone: &ToneRequest,
+    ) -> Result<u32, MediaError> {
         let t = std::time::Instant::now();
         let r = self
             .client
             .clone()
-            .start_tone(pb::StartToneRequest {
-                session_id: session_id.to_string(),
-                remote_address: tone.remote.ip().to_string(),
-                remote_port: u32::from(tone.remote.port()),
-                codec: codec as i32,
-                payload_type: u32::from(tone.payload_type),
-                frequency_hz: tone.frequency_hz,
-                level_dbm0: tone.level_dbm0,
-                duration_ms: u32::try_from(tone.duration.as_millis()).unwrap_or(u32::MAX),
-                dtmf_payload_type: tone.dtmf_payload_type.map(u32::from).unwrap_or(0),
-            })
+            .start_tone(start_tone_request(session_id, tone))
             .await;
         self.observe("StartTone", t);
-        Ok(r?.into_inner().ssrc)
+        Ok(r.map_err(|s| media_failure(&s))?.into_inner().ssrc)
     }
 
-    pub async fn stop_tone(&self, session_id: &str) -> Result<(), MediaError> {
+    pub async fn stop_tone(&self, session_id: &SessionId) -> Result<(), MediaError> {
         self.client
             .clone()
             .stop_tone(pb::StopToneRequest {
                 session_id: session_id.to_string(),
             })
-            .await?;
+            .await
+            .map_err(|s| media_failure(&s))?;
         Ok(())
     }
 
     /// Releases the session; returns its final figures.
-    pub async fn release(&self, session_id: &str, reason: &str) -> Result<Released, MediaError> {
+    pub async fn release(
+        &self,
+        session_id: &SessionId,
+        reason: &str,
+    ) -> Result<Figures, MediaError> {
         let t = std::time::Instant::now();
         let r = self
             .client
@@ -191,17 +143,8 @@ impl MediaClient {
             })
             .await;
         self.observe("ReleaseSession", t);
-        let r = r?.into_inner();
-        let s = r.session.unwrap_or_default();
-        let q = s.quality.unwrap_or_default();
-        Ok(Released {
-            packets_sent: s.packets_sent,
-            packets_received: q.packets_received,
-            loss_percent: q.loss_percent,
-            jitter_ms: q.jitter_ms,
-            mos: q.mos,
-            dtmf_digits: q.dtmf_digits,
-        })
+        let r = r.map_err(|s| media_failure(&s))?.into_inner();
+        Ok(r.session.unwrap_or_default().into())
     }
 
     /// Renews this instance's lease; returns the media process's instance id.
@@ -210,7 +153,12 @@ impl MediaClient {
             owner: self.owner.clone(),
         });
         req.set_timeout(timeout);
-        let r = self.client.clone().renew_lease(req).await?;
+        let r = self
+            .client
+            .clone()
+            .renew_lease(req)
+            .await
+            .map_err(|s| media_failure(&s))?;
         Ok(r.into_inner().media_instance)
     }
 }

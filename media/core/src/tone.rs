@@ -4,8 +4,6 @@
 
 use std::f64::consts::PI;
 
-use crate::g711;
-
 pub const SAMPLE_RATE: u32 = 8000;
 /// Samples in one 20 ms packet.
 pub const SAMPLES_PER_PACKET: usize = 160;
@@ -15,42 +13,9 @@ pub const SAMPLES_PER_PACKET: usize = 160;
 const ULAW_0DBM0_PEAK: f64 = 32636.0 / 1.440_1; // 10^(3.17/20)
 const ALAW_0DBM0_PEAK: f64 = 32768.0 / 1.435_1; // 10^(3.14/20)
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    Pcmu,
-    Pcma,
-}
+pub use crate::codec::Codec;
 
 impl Codec {
-    pub fn encode(self, sample: i16) -> u8 {
-        match self {
-            Codec::Pcmu => g711::linear_to_ulaw(sample),
-            Codec::Pcma => g711::linear_to_alaw(sample),
-        }
-    }
-
-    pub fn decode(self, code: u8) -> i16 {
-        match self {
-            Codec::Pcmu => g711::ulaw_to_linear(code),
-            Codec::Pcma => g711::alaw_to_linear(code),
-        }
-    }
-
-    /// The static RTP payload type (RFC 3551).
-    pub fn static_payload_type(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-
     fn zero_dbm0_peak(self) -> f64 {
         match self {
             Codec::Pcmu => ULAW_0DBM0_PEAK,

@@ -8,7 +8,7 @@ use bytesstr::BytesStr;
 use ezk_sdp_types::{
     Direction, MediaDescription, MediaType, SessionDescription, TaggedAddress, TransportProtocol,
 };
-use milliwatt_common::CodecName;
+use milliwatt_media_core::Codec;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {
@@ -23,7 +23,7 @@ pub enum SdpError {
 /// What we agreed with the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Negotiated {
-    pub codec: CodecName,
+    pub codec: Codec,
     /// The payload type to send the codec with (the caller's number for it).
     pub payload_type: u8,
     /// The caller's payload type for telephone-event, when offered and enabled.
@@ -41,26 +41,26 @@ pub struct Negotiated {
     m_lines: usize,
 }
 
-fn codec_of(encoding: &str, clock_rate: u32) -> Option<CodecName> {
+fn codec_of(encoding: &str, clock_rate: u32) -> Option<Codec> {
     if clock_rate != 8000 {
         return None;
     }
     if encoding.eq_ignore_ascii_case("PCMU") {
-        Some(CodecName::PCMU)
+        Some(Codec::Pcmu)
     } else if encoding.eq_ignore_ascii_case("PCMA") {
-        Some(CodecName::PCMA)
+        Some(Codec::Pcma)
     } else {
         None
     }
 }
 
 /// The codec a payload type means in this m= line: its rtpmap, or the static assignment.
-fn format_codec(m: &MediaDescription, pt: u8) -> Option<CodecName> {
+fn format_codec(m: &MediaDescription, pt: u8) -> Option<Codec> {
     match m.rtpmap.iter().find(|r| r.payload == pt) {
         Some(r) => codec_of(&r.encoding, r.clock_rate),
         None => match pt {
-            0 => Some(CodecName::PCMU),
-            8 => Some(CodecName::PCMA),
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
             _ => None,
         },
     }
@@ -77,7 +77,7 @@ fn address_of(a: &TaggedAddress) -> Result<IpAddr, SdpError> {
 }
 
 /// Chooses the first of `prefs` that the offer's first usable audio stream contains.
-pub fn negotiate(offer: &str, prefs: &[CodecName], dtmf: bool) -> Result<Negotiated, SdpError> {
+pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated, SdpError> {
     let sdp = SessionDescription::parse(&BytesStr::from(offer))
         .map_err(|e| SdpError::Unparseable(e.to_string()))?;
     if sdp.media_descriptions.is_empty() {
@@ -188,8 +188,8 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
         _ => ("IN", "IP4"),
     };
     let codec_name = match n.codec {
-        CodecName::PCMU => "PCMU",
-        CodecName::PCMA => "PCMA",
+        Codec::Pcmu => "PCMU",
+        Codec::Pcma => "PCMA",
     };
     let mut out = format!(
         "v=0\r\no=milliwatt {session_id} {version} {net} {addr_type} {host}\r\ns=milliwatt\r\n\
@@ -228,7 +228,7 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use CodecName::{PCMA, PCMU};
+    use Codec::{Pcma as PCMA, Pcmu as PCMU};
 
     fn offer(m: &str, extra: &str) -> String {
         format!(

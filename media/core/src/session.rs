@@ -1,0 +1,103 @@
+//! What a media session is, as the engine, the gRPC edge and the inspection client see it.
+//! Plain data: the proto crate converts these to and from the wire types.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use crate::codec::{Codec, SessionId};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MediaError {
+    #[error("no session {0}")]
+    NotFound(String),
+    #[error("no free RTP port in the configured range")]
+    PortsExhausted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Allocated,
+    Sending,
+    Stopped,
+    Released,
+}
+
+/// A validated StartTone request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToneRequest {
+    pub remote: SocketAddr,
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub frequency_hz: u32,
+    pub level_dbm0: f64,
+    pub duration: Option<Duration>,
+    /// The caller's telephone-event payload type, for DTMF detection.
+    pub dtmf_payload_type: Option<u8>,
+}
+
+/// Receive-side quality of a session, as shown by GetSession and logged at release.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quality {
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_lost: u64,
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+    /// 0 before any RTP arrived.
+    pub mos: f64,
+    pub packets_invalid: u64,
+    pub packets_from_unexpected_source: u64,
+    pub rtp_source: Option<SocketAddr>,
+    pub rtcp_received: u64,
+    pub remote_loss_percent: f64,
+    pub remote_jitter_ms: f64,
+    pub rtt_ms: f64,
+    pub dtmf_digits: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: SessionId,
+    pub call_id: String,
+    pub owner: String,
+    pub state: State,
+    pub tone: Option<ToneRequest>,
+    pub local_host: String,
+    pub local_port: u16,
+    pub ssrc: u32,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_skipped: u64,
+    pub created_at: SystemTime,
+    pub age: Duration,
+    /// Receive side; `None` where no receiver runs (unit tests without a runtime).
+    pub quality: Option<Quality>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Allocated,
+    ToneStarted,
+    ToneStopped,
+    Released,
+    Dtmf,
+    RtpSourceLatched,
+    Quality,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: EventKind,
+    pub session: Snapshot,
+    pub reason: String,
+    pub at: SystemTime,
+    /// For [`EventKind::Dtmf`]: the digit and its duration.
+    pub digit: Option<(char, Duration)>,
+}
+
+/// What a released session's owner learns of it (logged in the call's last line).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub packets_sent: u64,
+    pub quality: Quality,
+}

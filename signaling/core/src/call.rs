@@ -1,0 +1,1289 @@
+//! One incoming call as a sans-IO state machine (str0m/quinn style). The SIP shell turns what
+//! happens on the wire into [`Event`]s, calls [`CallCore::handle`] with the time, then drains
+//! [`CallCore::poll_output`] until it returns `None` and executes each [`Output`]; it sleeps
+//! until [`CallCore::poll_timeout`] and feeds [`Event::Timeout`]. Every decision lives here:
+//! screening and refusal kinds, ring delay, answer SDP (and its `o=` version across
+//! re-INVITEs), tone start and stop, duration, CANCEL races, a lost ACK, media loss, drain.
+//! No clock is read and no message is sent here, so every path is tested in simulated time.
+//!
+//! ```text
+//!  new() ─► Trying + Allocate ─► Allocating ──Allocated──► Ringing ──answer time──► Answering
+//!                 │                   │                      │                         │ ACK
+//!                 ▼                   ▼ (refuse 503/500)     ▼ CANCEL (487)            ▼
+//!              Refuse              Ended ◄───────────────── Ended ◄──── BYE/timer ── Confirmed
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use milliwatt_media_core::session::ToneRequest;
+use milliwatt_media_core::Codec;
+
+use crate::sdp::{self, Negotiated, SdpError};
+
+/// Seconds a 503 asks the caller to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 5;
+/// Media stops the tone by itself this long after our own hangup time (a safety net for a
+/// signaling instance that vanishes; normally our BYE and release come first).
+pub const MEDIA_SAFETY_MARGIN: Duration = Duration::from_secs(5);
+
+/// What every call of this instance does (from configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Time between 180 Ringing and 200 OK; `None` rings until the caller cancels.
+    pub answer_after: Option<Duration>,
+    /// Tone time between the ACK and our BYE.
+    pub tone: Duration,
+    pub tone_frequency_hz: u32,
+    pub tone_level_dbm0: f64,
+    pub preferred_codecs: Vec<Codec>,
+    pub enable_dtmf: bool,
+    pub max_concurrent_calls: u32,
+    /// Host names a Request-URI may carry (IP literals are always accepted).
+    pub domains: Vec<String>,
+}
+
+/// What the shell read from the INVITE (no SIP types cross this wall).
+#[derive(Debug, Clone, Copy)]
+pub struct InviteFacts<'a> {
+    pub has_from_tag: bool,
+    pub has_contact: bool,
+    /// The Request-URI host when it is a name rather than an IP literal.
+    pub uri_host_name: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// The state of this instance when the INVITE arrived.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    pub draining: bool,
+    pub media_down: bool,
+    /// Calls in progress, this one not counted.
+    pub active_calls: u64,
+}
+
+/// Why an INVITE is refused before the call is answered; each kind has one status code and
+/// one metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    Malformed,
+    UnknownDomain,
+    UnsupportedBody,
+    NoAcceptableMedia,
+    Draining,
+    MediaUnavailable,
+    OverCapacity,
+    RtpPortsExhausted,
+    MediaRefused,
+    MediaLost,
+}
+
+impl RefusalKind {
+    pub fn code(self) -> u16 {
+        match self {
+            RefusalKind::Malformed => 400,
+            RefusalKind::UnknownDomain => 404,
+            RefusalKind::UnsupportedBody => 415,
+            RefusalKind::NoAcceptableMedia => 488,
+            RefusalKind::MediaRefused => 500,
+            RefusalKind::Draining
+            | RefusalKind::MediaUnavailable
+            | RefusalKind::OverCapacity
+            | RefusalKind::RtpPortsExhausted
+            | RefusalKind::MediaLost => 503,
+        }
+    }
+
+    /// The `reason` label of `milliwatt_calls_failed_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusalKind::Malformed => "malformed",
+            RefusalKind::UnknownDomain => "unknown_domain",
+            RefusalKind::UnsupportedBody => "unsupported_body",
+            RefusalKind::NoAcceptableMedia => "no_acceptable_media",
+            RefusalKind::Draining => "draining",
+            RefusalKind::MediaUnavailable => "media_unavailable",
+            RefusalKind::OverCapacity => "over_capacity",
+            RefusalKind::RtpPortsExhausted => "rtp_ports_exhausted",
+            RefusalKind::MediaRefused => "media_refused",
+            RefusalKind::MediaLost => "media_lost",
+        }
+    }
+
+    /// `Retry-After` seconds, for the refusals that are about our state, not the request.
+    pub fn retry_after(self) -> Option<u32> {
+        (self.code() == 503).then_some(RETRY_AFTER_SECS)
+    }
+}
+
+/// A refusal: the kind and the text for the `Warning` header and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(kind: RefusalKind, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why media could not give us an endpoint (the shell maps gRPC statuses to these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaFailure {
+    Unavailable(String),
+    PortsExhausted,
+    NotFound,
+    Refused(String),
+}
+
+impl fmt::Display for MediaFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaFailure::Unavailable(m) => write!(f, "media service unavailable: {m}"),
+            MediaFailure::PortsExhausted => f.write_str("no free RTP port on the media service"),
+            MediaFailure::NotFound => f.write_str("media session not found"),
+            MediaFailure::Refused(m) => write!(f, "media service refused the request: {m}"),
+        }
+    }
+}
+
+/// The checks that need no dialog: headers, Request-URI, body and SDP offer, then our load.
+pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Negotiated, Refusal> {
+    use RefusalKind::*;
+    if !invite.has_from_tag {
+        return Err(Refusal::new(Malformed, "From header has no tag"));
+    }
+    if !invite.has_contact {
+        return Err(Refusal::new(Malformed, "missing or invalid Contact header"));
+    }
+    if let Some(name) = invite.uri_host_name {
+        if !s.domains.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+            return Err(Refusal::new(
+                UnknownDomain,
+                format!("domain {name} is not served here"),
+            ));
+        }
+    }
+    if invite.body.is_empty() {
+        return Err(Refusal::new(
+            NoAcceptableMedia,
+            "INVITE without SDP offer is not supported",
+        ));
+    }
+    let is_sdp = invite
+        .content_type
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/sdp"));
+    if !is_sdp {
+        return Err(Refusal::new(UnsupportedBody, "body is not application/sdp"));
+    }
+    let body = std::str::from_utf8(invite.body)
+        .map_err(|_| Refusal::new(Malformed, "SDP is not UTF-8"))?;
+    let negotiated = negotiate(s, body)?;
+    if load.draining {
+        return Err(Refusal::new(Draining, "shutting down"));
+    }
+    if load.media_down {
+        return Err(Refusal::new(MediaUnavailable, "media service unavailable"));
+    }
+    if load.active_calls >= u64::from(s.max_concurrent_calls) {
+        return Err(Refusal::new(
+            OverCapacity,
+            format!(
+                "{} calls in progress, max_concurrent_calls reached",
+                load.active_calls
+            ),
+        ));
+    }
+    Ok(negotiated)
+}
+
+fn negotiate(s: &Settings, body: &str) -> Result<Negotiated, Refusal> {
+    sdp::negotiate(body, &s.preferred_codecs, s.enable_dtmf).map_err(|e| match e {
+        SdpError::Unparseable(r) => {
+            Refusal::new(RefusalKind::Malformed, format!("unparseable SDP: {r}"))
+        }
+        SdpError::NotAcceptable(r) => Refusal::new(RefusalKind::NoAcceptableMedia, r),
+    })
+}
+
+/// Why a call ended (logged, and given to media as the release reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Refused before the answer (the [`Refusal`] says why).
+    Refused(RefusalKind),
+    /// We played the tone for its whole duration and sent BYE.
+    ToneFinished,
+    /// The caller sent BYE (or the dialog ended under us).
+    CallerHungUp,
+    /// The caller sent CANCEL before the answer (487).
+    CallerCancelled,
+    /// No ACK for our 200 OK within 64*T1 (we send BYE).
+    NoAck,
+    /// The media service lost the session or became unreachable (we send BYE).
+    MediaLost,
+    /// The drain grace lapsed (we send BYE).
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn who_hung_up(self) -> &'static str {
+        match self {
+            EndReason::CallerHungUp | EndReason::CallerCancelled => "caller",
+            _ => "milliwatt",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Refused(k) => write!(f, "refused ({})", k.label()),
+            EndReason::ToneFinished => f.write_str("tone finished"),
+            EndReason::CallerHungUp => f.write_str("caller hung up"),
+            EndReason::CallerCancelled => f.write_str("caller cancelled"),
+            EndReason::NoAck => f.write_str("no ACK for 200 OK"),
+            EndReason::MediaLost => f.write_str("media session lost"),
+            EndReason::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// What happens on the wire or in media, as the shell saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The time given is at or past [`CallCore::poll_timeout`].
+    Timeout,
+    /// The dialog could not be created from the INVITE (before 100 Trying went out).
+    DialogFailed(String),
+    /// Media gave us an endpoint: the address for our SDP.
+    Allocated {
+        host: String,
+        port: u16,
+    },
+    AllocationFailed(MediaFailure),
+    /// CANCEL (the stack answers it 200 and the INVITE 487 when it comes before our 200).
+    Cancel,
+    /// Our 200 OK could not be sent because a CANCEL won the race.
+    AnswerRaced,
+    Ack,
+    /// The stack retransmitted our 200 OK until 64*T1 without an ACK.
+    AckTimeout,
+    Bye,
+    /// The dialog ended under us (transport failure, stack error).
+    DialogEnded,
+    /// A re-INVITE inside the dialog; `offer` is its SDP body, `None` when it has none.
+    ReInvite {
+        offer: Option<String>,
+    },
+    /// Media lost the session or became unreachable.
+    MediaLost,
+    /// The drain grace lapsed: end now.
+    Shutdown,
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Create the dialog and send 100 Trying (on failure feed [`Event::DialogFailed`]).
+    Trying,
+    /// Ask media for an RTP endpoint (answer with `Allocated`/`AllocationFailed`).
+    Allocate,
+    /// Send 180 Ringing (with To-tag).
+    Ringing,
+    /// Refuse the INVITE with a final response (`Retry-After` from the kind).
+    Refuse(Refusal),
+    /// Send 200 OK with this SDP answer (then feed `Ack` or `AckTimeout`).
+    Answer { sdp: String },
+    /// The ACK came: the call is established (counted as answered).
+    Established,
+    /// Tell media to send the tone.
+    StartTone(ToneRequest),
+    /// Tell media to stop sending (hold); the session stays.
+    StopTone,
+    /// Answer the re-INVITE 200 with this SDP.
+    AcceptReInvite { sdp: String, send: bool },
+    /// Refuse the re-INVITE; the call goes on.
+    RefuseReInvite(Refusal),
+    /// Send BYE.
+    SendBye(EndReason),
+    /// Release the media session.
+    Release(EndReason),
+    /// The call is over; nothing follows.
+    Finished(Summary),
+}
+
+/// The last word on a call, for its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub reason: EndReason,
+    /// From the ACK to the end, if the call was established.
+    pub talk: Option<Duration>,
+    /// From the INVITE to the end.
+    pub age: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// 100 Trying sent, media asked.
+    Allocating,
+    /// 180 sent; answering at `answer_at` (never without auto answer).
+    Ringing {
+        answer_at: Option<Instant>,
+    },
+    /// 200 OK sent; waiting for the ACK. `then` is an end decided meanwhile (media lost,
+    /// shutdown): applied when the ACK comes, since a BYE needs a confirmed dialog.
+    Answering {
+        then: Option<EndReason>,
+    },
+    /// ACK received; the tone plays until `hangup_at`.
+    Confirmed {
+        hangup_at: Instant,
+    },
+    /// Waiting only for media's answer to release what it allocated after we gave up.
+    Abandoned,
+    Ended,
+}
+
+/// The answer SDP of this call: the `o=` session id stays, the version counts changes.
+#[derive(Debug, Clone)]
+struct SdpState {
+    host: String,
+    port: u16,
+    session_id: u64,
+    version: u64,
+    /// The last answer sent (at `version`).
+    last: String,
+}
+
+/// One call. Create it with [`CallCore::new`] for each out-of-dialog INVITE.
+#[derive(Debug)]
+pub struct CallCore {
+    settings: Settings,
+    phase: Phase,
+    started: Instant,
+    acked_at: Option<Instant>,
+    negotiated: Option<Negotiated>,
+    sdp: Option<SdpState>,
+    /// Set once the tone has been asked for and not stopped since.
+    sending: bool,
+    /// Whether media holds a session for us (so the end must release it).
+    allocated: bool,
+    /// Why the call ended while media was still allocating (see [`Phase::Abandoned`]).
+    abandoned: EndReason,
+    /// Chosen by the shell (random): the `o=` session id of every answer of this call.
+    sdp_session_id: u64,
+    out: VecDeque<Output>,
+}
+
+impl CallCore {
+    /// A call for an INVITE received at `now`: screened at once (the first outputs are either
+    /// `Refuse` and `Finished`, or `Trying` and `Allocate`).
+    pub fn new(
+        settings: Settings,
+        invite: &InviteFacts<'_>,
+        load: Load,
+        sdp_session_id: u64,
+        now: Instant,
+    ) -> CallCore {
+        let mut call = CallCore {
+            phase: Phase::Allocating,
+            started: now,
+            acked_at: None,
+            negotiated: None,
+            sdp: None,
+            sending: false,
+            allocated: false,
+            abandoned: EndReason::CallerCancelled,
+            sdp_session_id,
+            out: VecDeque::new(),
+            settings,
+        };
+        match screen(&call.settings, invite, load) {
+            Ok(n) => {
+                call.negotiated = Some(n);
+                call.out.push_back(Output::Trying);
+                call.out.push_back(Output::Allocate);
+            }
+            Err(r) => call.refuse(r, now),
+        }
+        call
+    }
+
+    /// The negotiated media (after screening), for logs.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Ended && self.out.is_empty()
+    }
+
+    /// The next thing to do; drain until `None` after every [`CallCore::handle`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Event::Timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Ringing { answer_at } => answer_at,
+            Phase::Confirmed { hangup_at } => Some(hangup_at),
+            _ => None,
+        }
+    }
+
+    pub fn handle(&mut self, event: Event, now: Instant) {
+        use Phase::*;
+        match (self.phase.clone(), event) {
+            (Ended, _) => {}
+            // Media answered after we gave up: give its session back.
+            (Abandoned, Event::Allocated { .. }) => {
+                self.allocated = true;
+                self.finish_with(self.abandoned, now);
+            }
+            (Abandoned, Event::AllocationFailed(_)) => self.finish_with(self.abandoned, now),
+            (Abandoned, _) => {}
+
+            (Allocating, Event::DialogFailed(reason)) => {
+                self.out.clear();
+                self.refuse(Refusal::new(RefusalKind::Malformed, reason), now);
+            }
+            (Allocating, Event::Allocated { host, port }) => {
+                self.allocated = true;
+                self.sdp = Some(SdpState {
+                    host,
+                    port,
+                    session_id: self.sdp_session_id,
+                    version: 1,
+                    last: String::new(),
+                });
+                self.out.push_back(Output::Ringing);
+                self.phase = Ringing {
+                    answer_at: self.settings.answer_after.map(|d| now + d),
+                };
+            }
+            (Allocating, Event::AllocationFailed(f)) => {
+                let kind = match f {
+                    MediaFailure::PortsExhausted => RefusalKind::RtpPortsExhausted,
+                    MediaFailure::Unavailable(_) => RefusalKind::MediaUnavailable,
+                    MediaFailure::NotFound | MediaFailure::Refused(_) => RefusalKind::MediaRefused,
+                };
+                self.refuse(Refusal::new(kind, f.to_string()), now);
+            }
+            (Allocating, Event::Cancel) => self.abandon(EndReason::CallerCancelled),
+            (Allocating, Event::MediaLost) => {
+                self.out.push_back(Output::Refuse(Refusal::new(
+                    RefusalKind::MediaLost,
+                    "media service lost",
+                )));
+                self.abandon(EndReason::Refused(RefusalKind::MediaLost));
+            }
+            (Allocating, Event::Shutdown) => {
+                self.out.push_back(Output::Refuse(Refusal::new(
+                    RefusalKind::Draining,
+                    "shutting down",
+                )));
+                self.abandon(EndReason::Refused(RefusalKind::Draining));
+            }
+            (Allocating, _) => {}
+
+            (Ringing { answer_at }, Event::Timeout) if answer_at.is_some_and(|t| now >= t) => {
+                self.answer()
+            }
+            (Ringing { .. }, Event::Cancel | Event::AnswerRaced) => {
+                self.finish_with(EndReason::CallerCancelled, now)
+            }
+            (Ringing { .. }, Event::MediaLost) => self.refuse(
+                Refusal::new(RefusalKind::MediaLost, "media service lost"),
+                now,
+            ),
+            (Ringing { .. }, Event::Shutdown) => {
+                self.refuse(Refusal::new(RefusalKind::Draining, "shutting down"), now)
+            }
+            (Ringing { .. }, _) => {}
+
+            // A CANCEL that crosses our 200 OK has no effect (RFC 3261 9.2).
+            (Answering { .. }, Event::AnswerRaced) => {
+                self.finish_with(EndReason::CallerCancelled, now)
+            }
+            (Answering { then }, Event::Ack) => {
+                self.acked_at = Some(now);
+                self.out.push_back(Output::Established);
+                match then {
+                    Some(reason) => self.hang_up(reason, now),
+                    None => {
+                        self.phase = Confirmed {
+                            hangup_at: now + self.settings.tone,
+                        };
+                        self.apply_media(now);
+                    }
+                }
+            }
+            (Answering { .. }, Event::AckTimeout) => self.hang_up(EndReason::NoAck, now),
+            (Answering { .. }, Event::Bye | Event::DialogEnded) => {
+                self.finish_with(EndReason::CallerHungUp, now)
+            }
+            (Answering { .. }, Event::MediaLost) => {
+                self.phase = Answering {
+                    then: Some(EndReason::MediaLost),
+                }
+            }
+            (Answering { .. }, Event::Shutdown) => {
+                self.phase = Answering {
+                    then: Some(EndReason::Shutdown),
+                }
+            }
+            (Answering { .. }, _) => {}
+
+            (Confirmed { hangup_at }, Event::Timeout) if now >= hangup_at => {
+                self.hang_up(EndReason::ToneFinished, now)
+            }
+            (Confirmed { .. }, Event::Bye | Event::DialogEnded) => {
+                self.finish_with(EndReason::CallerHungUp, now)
+            }
+            (Confirmed { .. }, Event::MediaLost) => self.hang_up(EndReason::MediaLost, now),
+            (Confirmed { .. }, Event::Shutdown) => self.hang_up(EndReason::Shutdown, now),
+            (Confirmed { .. }, Event::ReInvite { offer }) => self.reinvite(offer, now),
+            (Confirmed { .. }, _) => {}
+        }
+    }
+
+    fn refuse(&mut self, r: Refusal, now: Instant) {
+        let kind = r.kind;
+        self.out.push_back(Output::Refuse(r));
+        self.finish_with(EndReason::Refused(kind), now);
+    }
+
+    /// Ends before media answered: the session media may still allocate must be released
+    /// when its answer comes.
+    fn abandon(&mut self, reason: EndReason) {
+        self.abandoned = reason;
+        self.phase = Phase::Abandoned;
+    }
+
+    fn answer(&mut self) {
+        let n = self.negotiated.as_ref().expect("screened before ringing");
+        let sdp = self.sdp.as_mut().expect("allocated before ringing");
+        sdp.last = sdp::answer(n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+        self.out.push_back(Output::Answer {
+            sdp: sdp.last.clone(),
+        });
+        self.phase = Phase::Answering { then: None };
+    }
+
+    /// Starts or stops the tone to match the negotiated media.
+    fn apply_media(&mut self, now: Instant) {
+        let Phase::Confirmed { hangup_at } = self.phase else {
+            return;
+        };
+        let n = self.negotiated.as_ref().expect("negotiated");
+        match n.remote.filter(|_| n.send) {
+            Some(remote) => {
+                let remaining = hangup_at.saturating_duration_since(now);
+                self.out
+                    .push_back(Output::StartTone(self.tone_request(n, remote, remaining)));
+                self.sending = true;
+            }
+            None if self.sending => {
+                self.out.push_back(Output::StopTone);
+                self.sending = false;
+            }
+            None => {}
+        }
+    }
+
+    fn tone_request(&self, n: &Negotiated, remote: SocketAddr, remaining: Duration) -> ToneRequest {
+        ToneRequest {
+            remote,
+            codec: n.codec,
+            payload_type: n.payload_type,
+            frequency_hz: self.settings.tone_frequency_hz,
+            level_dbm0: self.settings.tone_level_dbm0,
+            duration: Some(remaining + MEDIA_SAFETY_MARGIN),
+            dtmf_payload_type: n.dtmf_payload_type,
+        }
+    }
+
+    /// RFC 3264 §8: a new offer in the dialog gets an answer with the same `o=` session id and
+    /// the version +1 when the answer changed, the same version when it did not.
+    fn reinvite(&mut self, offer: Option<String>, now: Instant) {
+        let negotiated = match offer {
+            // No offer (a session refresh): our answer is the current media, unchanged.
+            None => Ok(self.negotiated.clone().expect("negotiated")),
+            Some(body) => negotiate(&self.settings, &body),
+        };
+        let n = match negotiated {
+            Ok(n) => n,
+            Err(r) => {
+                self.out.push_back(Output::RefuseReInvite(r));
+                return;
+            }
+        };
+        let sdp = self.sdp.as_mut().expect("allocated");
+        let same = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+        if same != sdp.last {
+            sdp.version += 1;
+            sdp.last = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+        }
+        let media_changed = self.negotiated.as_ref() != Some(&n);
+        self.out.push_back(Output::AcceptReInvite {
+            sdp: sdp.last.clone(),
+            send: n.send,
+        });
+        self.negotiated = Some(n);
+        if media_changed {
+            self.apply_media(now);
+        }
+    }
+
+    /// We end an established (or answered) call: BYE, then release.
+    fn hang_up(&mut self, reason: EndReason, now: Instant) {
+        self.out.push_back(Output::SendBye(reason));
+        self.finish_with(reason, now);
+    }
+
+    fn finish_with(&mut self, reason: EndReason, now: Instant) {
+        if self.allocated {
+            self.out.push_back(Output::Release(reason));
+            self.allocated = false;
+        }
+        self.out.push_back(Output::Finished(Summary {
+            reason,
+            talk: self.acked_at.map(|t| now.saturating_duration_since(t)),
+            age: now.saturating_duration_since(self.started),
+        }));
+        self.phase = Phase::Ended;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+    const SDP: &str = "application/sdp";
+
+    fn settings() -> Settings {
+        Settings {
+            answer_after: Some(MS(1000)),
+            tone: Duration::from_secs(10),
+            tone_frequency_hz: 440,
+            tone_level_dbm0: -10.0,
+            preferred_codecs: vec![Codec::Pcmu, Codec::Pcma],
+            enable_dtmf: true,
+            max_concurrent_calls: 10,
+            domains: vec!["milliwatt.test".into()],
+        }
+    }
+
+    fn offer_with(c: &str, port: u16, codecs: &str, dir: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {c}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {codecs}\r\na={dir}\r\n"
+        )
+    }
+
+    fn offer() -> String {
+        offer_with("127.0.0.1", 4000, "0 8", "sendrecv")
+    }
+
+    fn facts(body: &str) -> InviteFacts<'_> {
+        InviteFacts {
+            has_from_tag: true,
+            has_contact: true,
+            uri_host_name: None,
+            content_type: Some(SDP),
+            body: body.as_bytes(),
+        }
+    }
+
+    /// A caller driving one call in simulated time.
+    struct Sim {
+        call: CallCore,
+        now: Instant,
+        t0: Instant,
+        log: Vec<(Duration, Output)>,
+    }
+
+    impl Sim {
+        fn new(s: Settings, body: &str, load: Load) -> Sim {
+            let t0 = Instant::now();
+            let mut sim = Sim {
+                call: CallCore::new(s, &facts(body), load, 77, t0),
+                now: t0,
+                t0,
+                log: Vec::new(),
+            };
+            sim.drain();
+            sim
+        }
+
+        fn answered() -> Sim {
+            let mut sim = Sim::new(settings(), &offer(), Load::default());
+            sim.event(Event::Allocated {
+                host: "192.0.2.1".into(),
+                port: 20000,
+            });
+            sim.run_until(MS(1000));
+            sim.event(Event::Ack);
+            sim
+        }
+
+        fn drain(&mut self) {
+            while let Some(o) = self.call.poll_output() {
+                self.log.push((self.now - self.t0, o));
+            }
+        }
+
+        fn event(&mut self, e: Event) {
+            self.call.handle(e, self.now);
+            self.drain();
+        }
+
+        fn at(&mut self, since_start: Duration, e: Event) {
+            self.run_until(since_start);
+            self.event(e);
+        }
+
+        /// Runs the call's timers until `since_start`.
+        fn run_until(&mut self, since_start: Duration) {
+            let until = self.t0 + since_start;
+            while let Some(t) = self.call.poll_timeout().filter(|t| *t <= until) {
+                self.now = t;
+                self.event(Event::Timeout);
+            }
+            self.now = until;
+        }
+
+        fn outputs(&self) -> Vec<Output> {
+            self.log.iter().map(|(_, o)| o.clone()).collect()
+        }
+
+        fn kinds(&self) -> Vec<&'static str> {
+            self.log.iter().map(|(_, o)| kind(o)).collect()
+        }
+
+        fn summary(&self) -> Summary {
+            match self.log.last() {
+                Some((_, Output::Finished(s))) => *s,
+                other => panic!("not finished: {other:?}"),
+            }
+        }
+
+        fn when(&self, k: &str) -> Duration {
+            self.log
+                .iter()
+                .find(|(_, o)| kind(o) == k)
+                .unwrap_or_else(|| panic!("no {k} in {:?}", self.kinds()))
+                .0
+        }
+    }
+
+    fn kind(o: &Output) -> &'static str {
+        match o {
+            Output::Trying => "trying",
+            Output::Allocate => "allocate",
+            Output::Ringing => "ringing",
+            Output::Refuse(_) => "refuse",
+            Output::Answer { .. } => "answer",
+            Output::Established => "established",
+            Output::StartTone(_) => "start_tone",
+            Output::StopTone => "stop_tone",
+            Output::AcceptReInvite { .. } => "accept_reinvite",
+            Output::RefuseReInvite(_) => "refuse_reinvite",
+            Output::SendBye(_) => "bye",
+            Output::Release(_) => "release",
+            Output::Finished(_) => "finished",
+        }
+    }
+
+    fn o_line(sdp: &str) -> (String, String) {
+        let o = sdp.lines().find(|l| l.starts_with("o=")).expect("o= line");
+        let f: Vec<&str> = o.split_whitespace().collect();
+        (f[1].to_string(), f[2].to_string())
+    }
+
+    #[test]
+    fn a_call_rings_answers_after_the_delay_plays_the_tone_and_hangs_up() {
+        let mut sim = Sim::answered();
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(
+            sim.kinds(),
+            [
+                "trying",
+                "allocate",
+                "ringing",
+                "answer",
+                "established",
+                "start_tone",
+                "bye",
+                "release",
+                "finished"
+            ]
+        );
+        assert_eq!(sim.when("answer"), MS(1000));
+        assert_eq!(
+            sim.when("bye"),
+            MS(11_000),
+            "BYE tone_duration after the ACK"
+        );
+        let Output::StartTone(t) = &sim.outputs()[5] else {
+            panic!()
+        };
+        assert_eq!(t.remote, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!((t.codec, t.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(t.frequency_hz, 440);
+        assert_eq!(
+            t.duration,
+            Some(Duration::from_secs(10) + MEDIA_SAFETY_MARGIN)
+        );
+        let Output::Answer { sdp } = &sim.outputs()[3] else {
+            panic!()
+        };
+        assert!(sdp.contains("c=IN IP4 192.0.2.1") && sdp.contains("m=audio 20000 "));
+        assert_eq!(o_line(sdp), ("77".into(), "1".into()));
+        let s = sim.summary();
+        assert_eq!(s.reason, EndReason::ToneFinished);
+        assert_eq!(s.talk, Some(Duration::from_secs(10)));
+        assert_eq!(s.age, MS(11_000));
+    }
+
+    #[test]
+    fn screening_refuses_each_kind_with_its_code() {
+        let body = offer();
+        let g729 = offer_with("127.0.0.1", 4000, "18", "sendrecv");
+        let cases: Vec<(InviteFacts, Load, RefusalKind, u16)> = vec![
+            (
+                InviteFacts {
+                    has_from_tag: false,
+                    ..facts(&body)
+                },
+                Load::default(),
+                RefusalKind::Malformed,
+                400,
+            ),
+            (
+                InviteFacts {
+                    has_contact: false,
+                    ..facts(&body)
+                },
+                Load::default(),
+                RefusalKind::Malformed,
+                400,
+            ),
+            (
+                InviteFacts {
+                    uri_host_name: Some("elsewhere.test"),
+                    ..facts(&body)
+                },
+                Load::default(),
+                RefusalKind::UnknownDomain,
+                404,
+            ),
+            (
+                facts(""),
+                Load::default(),
+                RefusalKind::NoAcceptableMedia,
+                488,
+            ),
+            (
+                InviteFacts {
+                    content_type: Some("text/plain"),
+                    ..facts(&body)
+                },
+                Load::default(),
+                RefusalKind::UnsupportedBody,
+                415,
+            ),
+            (
+                facts("garbage"),
+                Load::default(),
+                RefusalKind::Malformed,
+                400,
+            ),
+            (
+                facts(&g729),
+                Load::default(),
+                RefusalKind::NoAcceptableMedia,
+                488,
+            ),
+            (
+                facts(&body),
+                Load {
+                    draining: true,
+                    ..Load::default()
+                },
+                RefusalKind::Draining,
+                503,
+            ),
+            (
+                facts(&body),
+                Load {
+                    media_down: true,
+                    ..Load::default()
+                },
+                RefusalKind::MediaUnavailable,
+                503,
+            ),
+            (
+                facts(&body),
+                Load {
+                    active_calls: 10,
+                    ..Load::default()
+                },
+                RefusalKind::OverCapacity,
+                503,
+            ),
+        ];
+        for (f, load, want, code) in cases {
+            let t0 = Instant::now();
+            let mut call = CallCore::new(settings(), &f, load, 1, t0);
+            let Some(Output::Refuse(r)) = call.poll_output() else {
+                panic!("{want:?} not refused")
+            };
+            assert_eq!((r.kind, r.kind.code()), (want, code), "{}", r.reason);
+            assert_eq!(r.kind.retry_after().is_some(), code == 503);
+            assert!(matches!(
+                call.poll_output(),
+                Some(Output::Finished(Summary {
+                    reason: EndReason::Refused(k),
+                    talk: None,
+                    ..
+                })) if k == want
+            ));
+            assert_eq!(call.poll_output(), None, "nothing after Finished");
+            assert!(call.is_finished());
+        }
+        let ok = InviteFacts {
+            uri_host_name: Some("MILLIWATT.test"),
+            ..facts(&body)
+        };
+        assert!(screen(&settings(), &ok, Load::default()).is_ok());
+    }
+
+    #[test]
+    fn a_dialog_that_cannot_be_created_is_a_400_and_nothing_is_allocated() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.log.clear();
+        sim.call.out.clear(); // the shell executes Trying first and fails there
+        sim.event(Event::DialogFailed("bad From".into()));
+        assert_eq!(sim.kinds(), ["refuse", "finished"]);
+        let Output::Refuse(r) = &sim.outputs()[0] else {
+            panic!()
+        };
+        assert_eq!(r.kind.code(), 400);
+    }
+
+    #[test]
+    fn allocation_failures_map_to_503_or_500() {
+        for (f, code, label) in [
+            (MediaFailure::PortsExhausted, 503, "rtp_ports_exhausted"),
+            (
+                MediaFailure::Unavailable("down".into()),
+                503,
+                "media_unavailable",
+            ),
+            (MediaFailure::Refused("bad".into()), 500, "media_refused"),
+        ] {
+            let mut sim = Sim::new(settings(), &offer(), Load::default());
+            sim.event(Event::AllocationFailed(f));
+            assert_eq!(sim.kinds(), ["trying", "allocate", "refuse", "finished"]);
+            let Output::Refuse(r) = &sim.outputs()[2] else {
+                panic!()
+            };
+            assert_eq!((r.kind.code(), r.kind.label()), (code, label));
+        }
+    }
+
+    #[test]
+    fn cancel_while_media_allocates_releases_what_media_returns_later() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.at(MS(5), Event::Cancel);
+        assert_eq!(sim.kinds(), ["trying", "allocate"], "waits for media");
+        sim.at(
+            MS(8),
+            Event::Allocated {
+                host: "192.0.2.1".into(),
+                port: 20000,
+            },
+        );
+        assert_eq!(
+            sim.kinds(),
+            ["trying", "allocate", "release", "finished"],
+            "no 180 and no leaked session"
+        );
+        assert_eq!(sim.summary().reason, EndReason::CallerCancelled);
+    }
+
+    #[test]
+    fn cancel_during_the_ring_delay_ends_without_answer() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.at(MS(500), Event::Cancel);
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(
+            sim.kinds(),
+            ["trying", "allocate", "ringing", "release", "finished"]
+        );
+        assert_eq!(sim.summary().reason, EndReason::CallerCancelled);
+        assert_eq!(sim.summary().talk, None);
+    }
+
+    #[test]
+    fn a_cancel_that_crosses_the_200_is_ignored_but_a_lost_race_is_a_cancel() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.run_until(MS(1000));
+        sim.at(MS(1001), Event::Cancel);
+        sim.at(MS(1002), Event::Ack);
+        assert_eq!(sim.kinds().last(), Some(&"start_tone"));
+
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.run_until(MS(1000));
+        sim.event(Event::AnswerRaced);
+        assert_eq!(sim.kinds()[3..], ["answer", "release", "finished"]);
+        assert_eq!(sim.summary().reason, EndReason::CallerCancelled);
+    }
+
+    #[test]
+    fn caller_bye_during_the_tone_ends_without_our_bye() {
+        let mut sim = Sim::answered();
+        sim.at(MS(4000), Event::Bye);
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(sim.kinds()[5..], ["start_tone", "release", "finished"]);
+        assert_eq!(sim.summary().reason, EndReason::CallerHungUp);
+        assert_eq!(sim.summary().talk, Some(MS(3000)));
+    }
+
+    #[test]
+    fn a_lost_ack_ends_the_call_with_our_bye_and_no_tone() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.run_until(MS(1000));
+        sim.at(MS(33_000), Event::AckTimeout);
+        assert_eq!(sim.kinds()[3..], ["answer", "bye", "release", "finished"]);
+        assert_eq!(
+            sim.outputs()[4],
+            Output::SendBye(EndReason::NoAck),
+            "RFC 3261 13.3.1.4: BYE after 64*T1 without ACK"
+        );
+    }
+
+    #[test]
+    fn without_auto_answer_it_rings_until_cancelled() {
+        let s = Settings {
+            answer_after: None,
+            ..settings()
+        };
+        let mut sim = Sim::new(s, &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        assert_eq!(sim.call.poll_timeout(), None);
+        sim.run_until(Duration::from_secs(3600));
+        assert_eq!(sim.kinds(), ["trying", "allocate", "ringing"]);
+        sim.event(Event::Cancel);
+        assert_eq!(sim.summary().reason, EndReason::CallerCancelled);
+    }
+
+    #[test]
+    fn media_loss_refuses_a_ringing_call_and_hangs_up_an_established_one() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.at(MS(300), Event::MediaLost);
+        assert_eq!(sim.kinds()[3..], ["refuse", "release", "finished"]);
+        let Output::Refuse(r) = &sim.outputs()[3] else {
+            panic!()
+        };
+        assert_eq!((r.kind.code(), r.kind.label()), (503, "media_lost"));
+
+        let mut sim = Sim::answered();
+        sim.at(MS(2000), Event::MediaLost);
+        assert_eq!(sim.kinds()[6..], ["bye", "release", "finished"]);
+        assert_eq!(sim.summary().reason, EndReason::MediaLost);
+    }
+
+    #[test]
+    fn media_loss_while_waiting_for_the_ack_hangs_up_when_the_ack_comes() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.run_until(MS(1000));
+        sim.at(MS(1010), Event::MediaLost);
+        assert_eq!(sim.kinds().last(), Some(&"answer"), "no BYE before the ACK");
+        sim.at(MS(1020), Event::Ack);
+        assert_eq!(
+            sim.kinds()[4..],
+            ["established", "bye", "release", "finished"]
+        );
+        assert_eq!(sim.summary().reason, EndReason::MediaLost);
+    }
+
+    #[test]
+    fn shutdown_refuses_before_the_answer_and_hangs_up_after() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
+        sim.at(MS(1), Event::Shutdown);
+        assert_eq!(sim.kinds(), ["trying", "allocate", "refuse"]);
+        sim.event(Event::AllocationFailed(MediaFailure::Unavailable(
+            "x".into(),
+        )));
+        assert_eq!(sim.kinds()[3..], ["finished"]);
+        assert_eq!(
+            sim.summary().reason,
+            EndReason::Refused(RefusalKind::Draining)
+        );
+
+        let mut sim = Sim::answered();
+        sim.at(MS(5000), Event::Shutdown);
+        assert_eq!(sim.outputs()[6], Output::SendBye(EndReason::Shutdown));
+    }
+
+    #[test]
+    fn events_after_the_end_are_ignored() {
+        let mut sim = Sim::answered();
+        sim.at(MS(2000), Event::Bye);
+        let n = sim.log.len();
+        for e in [
+            Event::Bye,
+            Event::Ack,
+            Event::MediaLost,
+            Event::Timeout,
+            Event::ReInvite { offer: None },
+        ] {
+            sim.event(e);
+        }
+        assert_eq!(sim.log.len(), n);
+        assert!(sim.call.is_finished());
+        assert_eq!(sim.call.poll_timeout(), None);
+    }
+
+    #[test]
+    fn reinvite_keeps_the_session_id_and_counts_versions_only_for_changes() {
+        let mut sim = Sim::answered();
+        let Output::Answer { sdp } = &sim.outputs()[3] else {
+            panic!()
+        };
+        assert_eq!(o_line(sdp), ("77".into(), "1".into()));
+        let reinvite = |sim: &mut Sim, at: u64, offer: Option<String>| {
+            let n = sim.log.len();
+            sim.at(MS(at), Event::ReInvite { offer });
+            sim.log[n..]
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>()
+        };
+        // The same offer again: same answer, same version, no media change.
+        let out = reinvite(&mut sim, 2000, Some(offer()));
+        let [Output::AcceptReInvite { sdp, send: true }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o_line(sdp), ("77".into(), "1".into()));
+        // Offerless (refresh): unchanged.
+        let out = reinvite(&mut sim, 2500, None);
+        let [Output::AcceptReInvite { sdp, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o_line(sdp).1, "1");
+        // Hold: version 2, the tone stops.
+        let out = reinvite(
+            &mut sim,
+            3000,
+            Some(offer_with("127.0.0.1", 4000, "0 8", "sendonly")),
+        );
+        assert!(
+            matches!(
+                &out[..],
+                [Output::AcceptReInvite { send: false, .. }, Output::StopTone]
+            ),
+            "{out:?}"
+        );
+        let Output::AcceptReInvite { sdp, .. } = &out[0] else {
+            panic!()
+        };
+        assert_eq!(o_line(sdp), ("77".into(), "2".into()));
+        assert!(sdp.contains("a=recvonly"));
+        // Resume: version 3, the tone restarts for the rest of the call only.
+        let out = reinvite(&mut sim, 4000, Some(offer()));
+        let [Output::AcceptReInvite { sdp, send: true }, Output::StartTone(t)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o_line(sdp).1, "3");
+        assert_eq!(t.duration, Some(MS(7000) + MEDIA_SAFETY_MARGIN));
+        // Codec change: version 4, the tone restarts with PCMA.
+        let out = reinvite(
+            &mut sim,
+            5000,
+            Some(offer_with("127.0.0.1", 4000, "8", "sendrecv")),
+        );
+        let [Output::AcceptReInvite { sdp, .. }, Output::StartTone(t)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o_line(sdp).1, "4");
+        assert_eq!((t.codec, t.payload_type), (Codec::Pcma, 8));
+        // A bad offer is refused; the call and its version go on.
+        let out = reinvite(&mut sim, 5500, Some("garbage".into()));
+        let [Output::RefuseReInvite(r)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(r.kind.code(), 400);
+        let out = reinvite(
+            &mut sim,
+            5600,
+            Some(offer_with("127.0.0.1", 4000, "18", "sendrecv")),
+        );
+        assert!(matches!(&out[..], [Output::RefuseReInvite(r)] if r.kind.code() == 488));
+        // The hangup time is the ACK's + tone, whatever happened meanwhile.
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(sim.when("bye"), MS(11_000));
+    }
+
+    #[test]
+    fn a_call_offered_on_hold_is_answered_without_tone_until_resumed() {
+        let mut sim = Sim::new(
+            settings(),
+            &offer_with("0.0.0.0", 4000, "0", "sendrecv"),
+            Load::default(),
+        );
+        sim.event(Event::Allocated {
+            host: "h".into(),
+            port: 2,
+        });
+        sim.run_until(MS(1000));
+        sim.event(Event::Ack);
+        assert_eq!(sim.kinds().last(), Some(&"established"), "no tone, no stop");
+        sim.at(
+            MS(2000),
+            Event::ReInvite {
+                offer: Some(offer()),
+            },
+        );
+        assert_eq!(sim.kinds()[5..], ["accept_reinvite", "start_tone"]);
+    }
+}

@@ -1,0 +1,8 @@
+//! milliwatt-signaling-core: what a call does, without I/O. [`call::CallCore`] is one call's
+//! state machine (str0m/quinn style: `handle(event, now)`, `poll_output()`, `poll_timeout()`);
+//! [`sdp`] is RFC 3264 offer/answer on text. No sockets, no clock reads, no async runtime:
+//! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
+//! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
+
+pub mod call;
+pub mod sdp;

@@ -1,0 +1,540 @@
+//! The I/O of one call: reads the INVITE into [`InviteFacts`], feeds what happens on the wire
+//! and in media into a [`CallCore`], and executes its outputs with ezk and the media client.
+//! It decides nothing: every branch here is "the core said so" or "the wire said so".
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use bytesstr::BytesStr;
+use ezk_sip_core::transport::OutgoingResponse;
+use ezk_sip_core::{Endpoint, IncomingRequest};
+use ezk_sip_types::header::typed::{Contact, ContentType, RetryAfter};
+use ezk_sip_types::host::Host;
+use ezk_sip_types::print::AppendCtx;
+use ezk_sip_types::uri::{NameAddr, SipUri};
+use ezk_sip_types::{Name, StatusCode};
+use ezk_sip_ua::dialog::Dialog;
+use ezk_sip_ua::invite::acceptor::InviteAcceptor;
+use ezk_sip_ua::invite::session::{InviteSession, InviteSessionEvent, ReInviteReceived};
+use milliwatt_media_core::session::Figures;
+use milliwatt_signaling_core::call::{
+    CallCore, EndReason, Event, InviteFacts, Load, Output, Refusal, RefusalKind, Summary,
+};
+use rand::Rng;
+use tracing::{info, warn, Instrument};
+
+use crate::media_client::{Allocation, MediaError};
+use crate::uas::{ensure_to_tag, random_tag, Shared};
+
+type AllocationFuture = Pin<Box<dyn Future<Output = Result<Allocation, MediaError>> + Send>>;
+
+/// Decrements the active-call count when the call task ends, whatever the path.
+struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.stats.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Everything the shell holds for one call: the SIP objects in the order the call needs them.
+struct CallIo {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    /// The INVITE, until the dialog takes it.
+    invite: Option<IncomingRequest>,
+    acceptor: Option<InviteAcceptor>,
+    session: Option<InviteSession>,
+    /// A re-INVITE waiting for the core's answer.
+    reinvite: Option<ReInviteReceived>,
+    allocating: Option<AllocationFuture>,
+    allocation: Option<Allocation>,
+    cancel_seen: bool,
+    call_id: String,
+    figures: Option<Result<Figures, MediaError>>,
+    received: Instant,
+    _active: Option<ActiveGuard>,
+}
+
+/// Runs one out-of-dialog INVITE to its end.
+pub(crate) async fn handle_invite(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    invite: IncomingRequest,
+) {
+    let print = |u: &SipUri| u.default_print_ctx().to_string();
+    let from = print(&invite.base_headers.from.uri.uri);
+    let to = print(&invite.base_headers.to.uri.uri);
+    let source = invite.tp_info.source;
+    let transport = if invite.tp_info.transport.is_udp() {
+        "UDP"
+    } else {
+        "TCP"
+    };
+    let received = Instant::now();
+    info!(%from, %to, %source, transport, "incoming INVITE");
+    shared.stats.total.fetch_add(1, Relaxed);
+
+    let content_type = invite
+        .headers
+        .get_named::<ContentType>()
+        .ok()
+        .map(|c| c.0.to_string());
+    let uri_host_name = match &invite.line.uri.host_port.host {
+        Host::Name(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let facts = InviteFacts {
+        has_from_tag: invite.base_headers.from.tag.is_some(),
+        has_contact: invite.headers.get_named::<Contact>().is_ok(),
+        uri_host_name: uri_host_name.as_deref(),
+        content_type: content_type.as_deref(),
+        body: &invite.body,
+    };
+    let load = Load {
+        draining: shared.health.is_draining(),
+        media_down: shared.media_down.load(Relaxed),
+        active_calls: shared.stats.active.load(Relaxed),
+    };
+    let core = CallCore::new(
+        shared.call_settings.clone(),
+        &facts,
+        load,
+        u64::from(rand::rng().random::<u32>()),
+        received,
+    );
+    let call_id = invite.base_headers.call_id.0.to_string();
+    let io = CallIo {
+        shared,
+        endpoint,
+        invite: Some(invite),
+        acceptor: None,
+        session: None,
+        reinvite: None,
+        allocating: None,
+        allocation: None,
+        cancel_seen: false,
+        call_id,
+        figures: None,
+        received,
+        _active: None,
+    };
+    io.run(core).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the acceptor sees a CANCEL (never without an acceptor).
+async fn cancelled(acceptor: Option<&mut InviteAcceptor>) {
+    match acceptor {
+        Some(a) => a.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn allocated(f: Option<&mut AllocationFuture>) -> Result<Allocation, MediaError> {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn dialog_event(
+    session: Option<&mut InviteSession>,
+) -> Result<InviteSessionEvent, ezk_sip_core::Error> {
+    match session {
+        Some(s) => s.run().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn warning(resp: &mut OutgoingResponse, text: &str) {
+    resp.msg.headers.insert(
+        Name::WARNING,
+        format!("399 milliwatt \"{}\"", text.replace('"', "'")),
+    );
+}
+
+impl CallIo {
+    async fn run(mut self, mut core: CallCore) {
+        let mut media_lost = self.shared.media_lost.subscribe();
+        let mut hang_up_all = self.shared.hang_up_all.subscribe();
+        loop {
+            while let Some(output) = core.poll_output() {
+                if let Some(event) = self.execute(output, &core).await {
+                    core.handle(event, Instant::now());
+                }
+            }
+            if core.is_finished() {
+                return;
+            }
+            let event = tokio::select! {
+                _ = sleep_until(core.poll_timeout()) => Event::Timeout,
+                a = allocated(self.allocating.as_mut()) => {
+                    self.allocating = None;
+                    match a {
+                        Ok(a) => {
+                            let e = Event::Allocated { host: a.host.clone(), port: a.port };
+                            self.allocation = Some(a);
+                            e
+                        }
+                        Err(e) => Event::AllocationFailed(e),
+                    }
+                }
+                _ = cancelled(self.acceptor.as_mut()), if !self.cancel_seen => {
+                    self.cancel_seen = true;
+                    Event::Cancel
+                }
+                Ok(()) = media_lost.changed() => Event::MediaLost,
+                Ok(()) = hang_up_all.changed() => Event::Shutdown,
+                e = dialog_event(self.session.as_mut()) => match self.dialog_event(e).await {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            core.handle(event, Instant::now());
+        }
+    }
+
+    async fn dialog_event(
+        &mut self,
+        e: Result<InviteSessionEvent, ezk_sip_core::Error>,
+    ) -> Option<Event> {
+        Some(match e {
+            Ok(InviteSessionEvent::Bye(bye)) => {
+                let session = self.session.as_mut().expect("polled only with a session");
+                match session.handle_bye(bye).await {
+                    Ok(()) => self.shared.stats.response(200),
+                    Err(e) => warn!(error = %e, "answering BYE failed"),
+                }
+                Event::Bye
+            }
+            Ok(InviteSessionEvent::ReInviteReceived(r)) => {
+                let body = String::from_utf8_lossy(&r.invite.body).into_owned();
+                self.reinvite = Some(r);
+                Event::ReInvite {
+                    offer: (!body.trim().is_empty()).then_some(body),
+                }
+            }
+            // Session timers and NOTIFY are not this product's business (yet).
+            Ok(InviteSessionEvent::RefreshNeeded) | Ok(InviteSessionEvent::Notify(_)) => {
+                return None
+            }
+            Ok(InviteSessionEvent::Terminated) => Event::DialogEnded,
+            Err(e) => {
+                warn!(error = %e, "dialog error");
+                Event::DialogEnded
+            }
+        })
+    }
+
+    /// Executes one output; returns what the wire answered when the core must hear it at once.
+    async fn execute(&mut self, output: Output, core: &CallCore) -> Option<Event> {
+        let shared = self.shared.clone();
+        match output {
+            Output::Trying => return self.trying().await,
+            Output::Allocate => {
+                let call_id = self.call_id.clone();
+                let media = shared.media.clone();
+                self.allocating = Some(Box::pin(
+                    async move { media.allocate(&call_id).await }
+                        .instrument(tracing::info_span!("sip.invite")),
+                ));
+            }
+            Output::Ringing => {
+                let a = self.allocation.as_ref().expect("ringing after allocation");
+                let n = core.negotiated().expect("screened");
+                info!(
+                    local_rtp = %format!("{}:{}", a.host, a.port),
+                    remote_rtp = %n.remote.map(|r| r.to_string()).unwrap_or_else(|| "none (hold)".into()),
+                    codec = %n.codec,
+                    payload_type = n.payload_type,
+                    dtmf_payload_type = ?n.dtmf_payload_type,
+                    media_session = %a.session_id,
+                    "media allocated"
+                );
+                let acceptor = self.acceptor.as_mut().expect("ringing with a dialog");
+                match provisional(acceptor, StatusCode::RINGING).await {
+                    Ok(()) => shared.stats.response(180),
+                    Err(e) => warn!(error = %e, "sending 180 Ringing failed"),
+                }
+                info!(answer_in_ms = ?core.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()).as_millis()), "ringing");
+            }
+            Output::Refuse(r) => self.refuse(r),
+            Output::Answer { sdp } => return self.answer(sdp).await,
+            Output::Established => {
+                shared.stats.answered.fetch_add(1, Relaxed);
+                info!("answered (ACK received)");
+            }
+            Output::StartTone(tone) => {
+                let id = &self.allocation.as_ref().expect("allocated").session_id;
+                match shared
+                    .media
+                    .start_tone(id, &tone)
+                    .instrument(tracing::info_span!("sip.answer"))
+                    .await
+                {
+                    Ok(ssrc) => info!(
+                        remote_rtp = %tone.remote,
+                        codec = %tone.codec,
+                        frequency_hz = tone.frequency_hz,
+                        ssrc = format!("{ssrc:08x}"),
+                        "tone started"
+                    ),
+                    Err(e) => warn!(error = %e, "starting the tone failed"),
+                }
+            }
+            Output::StopTone => {
+                let id = &self.allocation.as_ref().expect("allocated").session_id;
+                match shared.media.stop_tone(id).await {
+                    Ok(()) => info!("tone stopped: the caller does not receive (hold)"),
+                    Err(e) => warn!(error = %e, "stopping the tone failed"),
+                }
+            }
+            Output::AcceptReInvite { sdp, send } => self.accept_reinvite(sdp, send).await,
+            Output::RefuseReInvite(r) => {
+                let reinvite = self.reinvite.take()?;
+                info!(status = r.kind.code(), reason = %r.reason, "re-INVITE rejected; the call goes on");
+                let session = self.session.as_ref().expect("re-INVITE in a session");
+                let code = StatusCode::from(r.kind.code());
+                if let Ok(mut resp) = session.dialog.create_response(&reinvite.invite, code, None) {
+                    warning(&mut resp, &r.reason);
+                    let _ = reinvite.transaction.respond_failure(resp).await;
+                }
+            }
+            Output::SendBye(reason) => match self.session.as_mut() {
+                Some(session) => match session
+                    .terminate()
+                    .instrument(tracing::info_span!("sip.bye"))
+                    .await
+                {
+                    Ok(_) => info!(reason = %reason, "BYE sent"),
+                    Err(e) => warn!(error = %e, "sending BYE failed"),
+                },
+                None => warn!(reason = %reason, "no dialog to send BYE in"),
+            },
+            Output::Release(reason) => {
+                let id = &self.allocation.as_ref().expect("allocated").session_id;
+                self.figures = Some(
+                    shared
+                        .media
+                        .release(id, &reason.to_string())
+                        .instrument(tracing::info_span!("call.release"))
+                        .await,
+                );
+            }
+            Output::Finished(summary) => self.finished(summary),
+        }
+        None
+    }
+
+    /// Creates the dialog (Contact and Via carry our advertised address) and sends 100.
+    async fn trying(&mut self) -> Option<Event> {
+        let shared = self.shared.clone();
+        let invite = self.invite.as_ref().expect("Trying comes first");
+        let mut contact_uri = SipUri::new(shared.advertised.clone());
+        if !invite.tp_info.transport.is_udp() {
+            contact_uri = contact_uri.uri_param_value("transport", "tcp");
+        }
+        let dialog = match Dialog::new_server(
+            self.endpoint.clone(),
+            invite,
+            Contact::new(NameAddr::uri(contact_uri)),
+        ) {
+            Ok(d) => d,
+            Err(e) => return Some(Event::DialogFailed(e.to_string())),
+        };
+        shared.stats.active.fetch_add(1, Relaxed);
+        self._active = Some(ActiveGuard(shared.clone()));
+        dialog.target_tp_info.lock().await.via_host_port = Some(shared.advertised.clone());
+        let invite = self.invite.take().expect("checked above");
+        let mut acceptor = InviteAcceptor::new(dialog, invite);
+        // 100 Trying at once (ezk sends none), through the transaction.
+        match provisional(&mut acceptor, StatusCode::TRYING).await {
+            Ok(()) => shared.stats.response(100),
+            Err(e) => warn!(error = %e, "sending 100 Trying failed"),
+        }
+        self.acceptor = Some(acceptor);
+        None
+    }
+
+    /// A final non-2xx response to the INVITE. It waits for the ACK, so it runs on its own.
+    fn refuse(&mut self, r: Refusal) {
+        let shared = &self.shared;
+        let code = r.kind.code();
+        if r.kind == RefusalKind::Malformed {
+            shared.stats.rejected_malformed.fetch_add(1, Relaxed);
+        }
+        shared.stats.response(code);
+        info!(status = code, reason = %r.reason, "call rejected");
+        let status = StatusCode::from(code);
+        let retry_after = r.kind.retry_after();
+        let finish = move |mut resp: OutgoingResponse| {
+            if let Some(s) = retry_after {
+                resp.msg.headers.insert_named(&RetryAfter::new(s));
+            }
+            warning(&mut resp, &r.reason);
+            resp
+        };
+        if let Some(acceptor) = self.acceptor.take() {
+            tokio::spawn(
+                async move {
+                    if let Ok(resp) = acceptor.create_response(status, None).await {
+                        let _ = acceptor.respond_failure(finish(resp)).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        } else if let Some(mut invite) = self.invite.take() {
+            let endpoint = self.endpoint.clone();
+            tokio::spawn(
+                async move {
+                    let mut resp = endpoint.create_response(&invite, status, None);
+                    ensure_to_tag(&mut resp, &random_tag());
+                    let tsx = endpoint.create_server_inv_tsx(&mut invite);
+                    if let Err(e) = tsx.respond_failure(finish(resp)).await {
+                        tracing::debug!(error = %e, "no ACK for the final response");
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+
+    /// Sends 200 OK and waits for the ACK (the stack retransmits the 200 from T1 to T2 until
+    /// 64*T1, vendor patch 0003; without an ACK it hands back the session, patch 0004).
+    async fn answer(&mut self, sdp: String) -> Option<Event> {
+        let shared = self.shared.clone();
+        let acceptor = self.acceptor.take().expect("answer with a dialog");
+        let mut ok = match acceptor.create_response(StatusCode::OK, None).await {
+            Ok(r) => r,
+            // CANCEL won the race with our answer.
+            Err(_) => return Some(Event::AnswerRaced),
+        };
+        ok.msg
+            .headers
+            .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
+        ok.msg.body = Bytes::from(sdp);
+        info!("answering");
+        shared.stats.response(200);
+        shared
+            .stats
+            .answer_latency
+            .observe(self.received.elapsed().as_secs_f64());
+        let result = acceptor
+            .respond_success(ok)
+            .instrument(tracing::info_span!("sip.answer"))
+            .await;
+        match result {
+            // The ACK holds a transaction registration: drop it now, not at the end.
+            Ok((session, _ack)) => {
+                self.session = Some(session);
+                Some(Event::Ack)
+            }
+            // RFC 3261 13.3.1.4: the dialog is confirmed; the core decides the BYE.
+            Err(ezk_sip_ua::invite::acceptor::Error::NoAck(no_ack)) => {
+                warn!("no ACK for 200 OK within 64*T1");
+                self.session = Some(no_ack.session);
+                Some(Event::AckTimeout)
+            }
+            Err(e) => {
+                warn!(error = ?e, "answering failed");
+                Some(Event::DialogEnded)
+            }
+        }
+    }
+
+    async fn accept_reinvite(&mut self, sdp: String, send: bool) {
+        let Some(reinvite) = self.reinvite.take() else {
+            return;
+        };
+        let session = self.session.as_mut().expect("re-INVITE in a session");
+        let mut resp = match session
+            .dialog
+            .create_response(&reinvite.invite, StatusCode::OK, None)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "building the re-INVITE answer failed");
+                return;
+            }
+        };
+        resp.msg
+            .headers
+            .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
+        resp.msg.body = Bytes::from(sdp);
+        info!(send, "re-INVITE answered");
+        if let Err(e) = session.handle_reinvite_success(reinvite, resp).await {
+            warn!(error = ?e, "no ACK for the re-INVITE answer");
+        }
+    }
+
+    fn finished(&mut self, s: Summary) {
+        let stats = &self.shared.stats;
+        match s.reason {
+            EndReason::CallerCancelled => {
+                stats.cancelled.fetch_add(1, Relaxed);
+                stats.response(487);
+            }
+            EndReason::Refused(kind) => stats.fail(kind.label()),
+            EndReason::NoAck => stats.fail("no_ack"),
+            _ => {}
+        }
+        let talk = format!("{:.1}", s.talk.unwrap_or_default().as_secs_f64());
+        let age = format!("{:.1}", s.age.as_secs_f64());
+        let reason = s.reason;
+        match self.figures.take() {
+            Some(Ok(f)) => {
+                let q = f.quality;
+                info!(
+                    hangup_by = reason.who_hung_up(),
+                    reason = %reason,
+                    talk_seconds = talk,
+                    call_seconds = age,
+                    rtp_packets_sent = f.packets_sent,
+                    rtp_packets_received = q.packets_received,
+                    loss_percent = format!("{:.2}", q.loss_percent),
+                    jitter_ms = format!("{:.2}", q.jitter_ms),
+                    mos = format!("{:.2}", q.mos),
+                    dtmf = %q.dtmf_digits,
+                    "call ended"
+                )
+            }
+            Some(Err(e)) => info!(
+                hangup_by = reason.who_hung_up(),
+                reason = %reason,
+                talk_seconds = talk,
+                release_error = %e,
+                "call ended"
+            ),
+            None if matches!(reason, EndReason::Refused(_)) => {}
+            None => info!(
+                hangup_by = reason.who_hung_up(),
+                reason = %reason,
+                talk_seconds = talk,
+                call_seconds = age,
+                "call ended"
+            ),
+        }
+    }
+}
+
+/// Sends a provisional response through the INVITE transaction, so that INVITE
+/// retransmissions are answered with it (vendored ezk-sip-core patch). The dialog adds the
+/// To-tag to everything but 100 (vendored ezk-sip-ua patch).
+async fn provisional(
+    acceptor: &mut InviteAcceptor,
+    code: StatusCode,
+) -> Result<(), ezk_sip_ua::invite::acceptor::Error> {
+    let resp = acceptor.create_response(code, None).await?;
+    acceptor.respond_provisional(resp).await
+}
