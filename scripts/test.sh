@@ -10,6 +10,7 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v patch >/dev/null 2>&1 || missing+=(patch) # vendor/apply.sh (tests/vendor_drift.rs)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   sudo=""
@@ -18,10 +19,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-python3 -c 'import prometheus_client' 2>/dev/null || {
-  echo "test.sh: installing the Python package prometheus-client (OpenMetrics parser for the tests)"
-  python3 -m pip install -q prometheus-client
-}
+# The OpenMetrics parser (Python prometheus-client) for tests/e2e_metrics.rs, in a venv of its own:
+# a stock Debian Python refuses `pip install` outside one (PEP 668, externally managed).
+TOOLS=${MILLIWATT_TEST_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/milliwatt-test-tools}
+PYENV=$TOOLS/py-metrics
+if ! "$PYENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "test.sh: installing the Python package prometheus-client into $PYENV (OpenMetrics parser for the tests)"
+  mkdir -p "$TOOLS"
+  if ! python3 -m venv "$PYENV" 2>/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv
+    rm -rf "$PYENV"
+    python3 -m venv "$PYENV"
+  fi
+  "$PYENV/bin/python" -m pip install -q --disable-pip-version-check prometheus-client
+fi
+# Not MILLIWATT_*: the services read every MILLIWATT_ variable as configuration (and reject unknown keys).
+export OPENMETRICS_PARSER_PYTHON=$PYENV/bin/python
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -29,7 +45,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (the binaries the end-to-end tests start)"
 cargo build --workspace --bins
-echo "== cargo test"
-cargo test --workspace
+echo "== unit tests (the pure cores in simulated time, the shells), design walls, vendor drift"
+cargo test --workspace --lib --bins
+cargo test --test walls --test vendor_drift
+# The end-to-end tests run in real time (20 ms packet pacing judged to 2 %, RFC 3261 timers to
+# 250 ms): one test at a time, so that they do not starve each other on 2 cores.
+for t in tests/e2e_*.rs; do
+  name=$(basename "$t" .rs)
+  echo "== $name (one test at a time)"
+  cargo test --test "$name" -- --test-threads=1
+done
 echo "== helm chart (lint, template, Kubernetes schema validation, negative cases)"
 bash tests/helm/run.sh

@@ -17,13 +17,15 @@ const SEC: Duration = Duration::from_secs(1);
 
 fn parse(text: &str) -> HashMap<String, f64> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metrics/parse.py");
-    let mut child = Command::new("python3")
+    // scripts/test.sh points this at a venv holding prometheus-client.
+    let python = std::env::var("OPENMETRICS_PARSER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
         .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 is needed for the OpenMetrics parser");
+        .unwrap_or_else(|e| panic!("{python} is needed for the OpenMetrics parser: {e}"));
     child
         .stdin
         .take()

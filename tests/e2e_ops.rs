@@ -140,6 +140,13 @@ fn media_loss_ends_calls_within_2s_refuses_new_ones_and_recovers() {
     let (status, body) = http_get(cfg.admin_port, "/readyz").unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("media_reachable"), "{body}");
+    for path in ["/health", "/healthz"] {
+        assert_eq!(
+            http_get(cfg.admin_port, path),
+            Some((status, body.clone())),
+            "{path} answers like /readyz"
+        );
+    }
     let refused = sipp(&server, &reject_scenario(&dir, "0", 503), &[], 10 * SEC);
     refused.assert_ok();
 
@@ -148,6 +155,10 @@ fn media_loss_ends_calls_within_2s_refuses_new_ones_and_recovers() {
         http_get(cfg.admin_port, "/readyz").map(|r| r.0) == Some(200)
     });
     eprintln!("ready again {back:?} after the media restart");
+    for path in ["/health", "/healthz"] {
+        let (status, body) = http_get(cfg.admin_port, path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+    }
     let sink = RtpSink::bind();
     let bye = scenario(
         "uac_caller_bye.xml",

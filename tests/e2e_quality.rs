@@ -216,6 +216,38 @@ fn symmetric_rtp_follows_the_real_source_and_bad_packets_are_counted() {
         "not sending to the latched source"
     );
     server.wait_log("symmetric RTP", SEC);
+    // The stream moved, it did not restart: packets at both addresses come from the address
+    // of our SDP answer, with one SSRC and one gap-free sequence across the switch.
+    let (to_sdp, to_nat) = (advertised.packets(), nat.packets());
+    for p in to_sdp.iter().chain(&to_nat) {
+        assert_eq!(
+            p.from, media,
+            "RTP from {} instead of the SDP answer's address",
+            p.from
+        );
+    }
+    let header = |p: &common::rtp::Packet| {
+        (
+            u32::from_be_bytes(p.data[8..12].try_into().unwrap()),
+            u16::from_be_bytes([p.data[2], p.data[3]]),
+        )
+    };
+    let mut all: Vec<(u32, u16)> = to_sdp.iter().chain(&to_nat).map(header).collect();
+    assert!(
+        all.iter().all(|(ssrc, _)| *ssrc == all[0].0),
+        "SSRC changed at the switch"
+    );
+    let first = all[0].1;
+    all.sort_by_key(|(_, seq)| seq.wrapping_sub(first));
+    for w in all.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "sequence gap or repeat at the switch: {} then {}",
+            w[0].1,
+            w[1].1
+        );
+    }
 
     // Bad packets: too short, wrong version, unknown payload type, from a third address.
     let third = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -203,13 +203,35 @@ fn json_logs_carry_call_id_and_trace_id() {
 
 #[test]
 fn a_collector_that_is_down_neither_blocks_calls_nor_goes_uncounted() {
-    let dead = common::free_port();
+    // A black hole, not a refused port: it accepts connections and never answers, so the
+    // exporter's 2 s timeout is what ends each export.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = hole.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            // Bounded: at most 64 connections held; the thread ends with the test process.
+            for conn in hole.incoming().take(64).flatten() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+    }
     let mut cfg = TestConfig::new();
     cfg.tone_seconds = 1;
     cfg.extra = format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{dead}\"\n");
     let server = Server::start(cfg.clone(), Mode::AllInOne);
     for _ in 0..2 {
+        // A 1 s tone answered at once: the call takes its own time, not the exporter's.
+        let t = std::time::Instant::now();
         one_call(&server);
+        let took = t.elapsed();
+        assert!(
+            took < 5 * SEC,
+            "a call took {took:?} with the collector hanging"
+        );
     }
     // The batch processor tries every 5 s; its failure is counted.
     let deadline = std::time::Instant::now() + 15 * SEC;
@@ -236,5 +258,9 @@ fn a_collector_that_is_down_neither_blocks_calls_nor_goes_uncounted() {
         );
         std::thread::sleep(SEC);
     };
-    eprintln!("{dropped} spans dropped with the collector down");
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the exporter never connected to the black hole: the timeout was not exercised"
+    );
+    eprintln!("{dropped} spans dropped with the collector hanging");
 }

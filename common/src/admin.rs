@@ -1,5 +1,6 @@
 //! The admin listener every service serves: `/livez` (the process answers), `/readyz` (explicit
-//! readiness conditions, false while draining) and `/metrics` (Prometheus text).
+//! readiness conditions, false while draining; also at `/health` and `/healthz`, the paths the
+//! server this product replaces documented) and `/metrics` (Prometheus text).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -125,6 +126,9 @@ impl Admin {
         let app = Router::new()
             .route("/livez", get(livez))
             .route("/readyz", get(readyz))
+            // The server this product replaces documented `curl localhost:8080/health`.
+            .route("/health", get(readyz))
+            .route("/healthz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(AdminState { health, registry });
         tokio::spawn(async move {

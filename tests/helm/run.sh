@@ -132,12 +132,20 @@ for s in "${scenarios[@]}"; do
   fi
   check "[$s] kubernetes-validate --strict -k $KUBE_VERSION ($(grep -c '^kind:' "$WORK/$s.yaml") objects)" \
     "$KV" --strict --quiet -k "$KUBE_VERSION" "$WORK/$s.yaml"
-  out=$("$PY" "$HERE/check_manifests.py" "$s" "$WORK/$s.yaml" "$REFERENCE" 2>&1) || true
+  # Its exit status counts on its own: a crash after some `ok` lines, or a failure it reports
+  # only by status, fails the run.
+  cm_status=0
+  out=$("$PY" "$HERE/check_manifests.py" "$s" "$WORK/$s.yaml" "$REFERENCE" 2>&1) || cm_status=$?
   printf '%s\n' "$out"
   pass=$((pass + $(grep -c '^ok ' <<<"$out" || true)))
   n=$(grep -c '^FAIL ' <<<"$out" || true)
   fail=$((fail + n))
-  if ! grep -q '^ok ' <<<"$out" && [ "$n" -eq 0 ]; then notok "[$s] check_manifests.py ran" "$out"; fi
+  if [ "$cm_status" -ne 0 ] && [ "$n" -eq 0 ]; then
+    notok "[$s] check_manifests.py exited $cm_status without naming a failed check" "$out"
+  elif [ "$cm_status" -eq 0 ] && [ "$n" -ne 0 ]; then
+    notok "[$s] check_manifests.py reported failures but exited 0" "$out"
+  fi
+  if ! grep -q '^ok ' <<<"$out"; then notok "[$s] check_manifests.py ran no check" "$out"; fi
 done
 
 # Config changes must roll the pods: the checksum annotation follows the ConfigMap.
