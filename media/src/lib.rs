@@ -1,8 +1,10 @@
 //! milliwatt-media: RTP endpoints, G.711 tone generation, pacing and the gRPC service.
 //!
-//! Pure parts (no sockets, no clock): [`g711`], [`tone`], [`rtp`], [`pacing`]. Shells:
-//! [`engine`] (pacing threads), [`sessions`] (registry and ports), [`service`] (gRPC edge),
-//! [`server`] (wiring), [`cli`] (the `sessions` inspection client).
+//! The pure parts (G.711, tone tables, RTP/RTCP, pacing, quality, session data) live in the
+//! crate `milliwatt-media-core`. This crate is the shell: [`engine`] (pacing threads),
+//! [`sessions`] (registry and ports), [`receiver`] (receive tasks), [`service`] (gRPC edge,
+//! conversions from `milliwatt_proto::convert`), [`server`] (wiring), [`cli`] (the `sessions`
+//! inspection client).
 
 pub mod cli;
 pub mod engine;

@@ -55,6 +55,8 @@ struct CallIo {
     allocation: Option<Allocation>,
     cancel_seen: bool,
     call_id: String,
+    /// The `sip.answer` span, parent of the first StartTone.
+    answer_span: Option<tracing::Span>,
     figures: Option<Result<Figures, MediaError>>,
     received: Instant,
     _active: Option<ActiveGuard>,
@@ -119,6 +121,7 @@ pub(crate) async fn handle_invite(
         allocation: None,
         cancel_seen: false,
         call_id,
+        answer_span: None,
         figures: None,
         received,
         _active: None,
@@ -277,12 +280,13 @@ impl CallIo {
             }
             Output::StartTone(tone) => {
                 let id = &self.allocation.as_ref().expect("allocated").session_id;
-                match shared
-                    .media
-                    .start_tone(id, &tone)
-                    .instrument(tracing::info_span!("sip.answer"))
-                    .await
-                {
+                // The first tone belongs to the answer's span (one trace: INVITE, answer,
+                // StartTone, BYE); a re-INVITE's restart to a span of its own.
+                let span = self
+                    .answer_span
+                    .take()
+                    .unwrap_or_else(|| tracing::info_span!("sip.reinvite"));
+                match shared.media.start_tone(id, &tone).instrument(span).await {
                     Ok(ssrc) => info!(
                         remote_rtp = %tone.remote,
                         codec = %tone.codec,
@@ -430,10 +434,9 @@ impl CallIo {
             .stats
             .answer_latency
             .observe(self.received.elapsed().as_secs_f64());
-        let result = acceptor
-            .respond_success(ok)
-            .instrument(tracing::info_span!("sip.answer"))
-            .await;
+        let span = tracing::info_span!("sip.answer");
+        self.answer_span = Some(span.clone());
+        let result = acceptor.respond_success(ok).instrument(span).await;
         match result {
             // The ACK holds a transaction registration: drop it now, not at the end.
             Ok((session, _ack)) => {
