@@ -215,14 +215,61 @@ fn media_sigterm_keeps_streaming_until_its_sessions_end() {
         let sc = &sc;
         let call = s.spawn(move || sipp_to(target, sc, &[], 15 * SEC));
         wait_rtp(&sink);
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let endpoint = server.grpc_endpoint();
+        for service in ["", "milliwatt.media.v1.Media"] {
+            assert_eq!(
+                common::grpc::health(&endpoint, service).map_err(|e| e.to_string()),
+                Ok(ServingStatus::Serving as i32),
+                "gRPC health of {service:?} before the drain"
+            );
+        }
         server.sigterm("milliwatt-media");
         wait_until("media readiness false while draining", 2 * SEC, || {
             http_get(cfg.media_admin_port, "/readyz").is_some_and(|(st, _)| st == 503)
         });
+        for service in ["", "milliwatt.media.v1.Media"] {
+            assert_eq!(
+                common::grpc::health(&endpoint, service).map_err(|e| e.to_string()),
+                Ok(ServingStatus::NotServing as i32),
+                "gRPC health of {service:?} while draining"
+            );
+        }
         call.join().unwrap().assert_ok();
     });
     let status = server.wait_exit("milliwatt-media", 5 * SEC);
     assert!(status.success(), "media exit status {status}");
     std::thread::sleep(Duration::from_millis(100));
     judge(&sink.finish(), &expect_tone(3));
+}
+
+#[test]
+fn sigterm_past_the_grace_hangs_up_the_calls_with_bye_then_exits_0() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 20;
+    cfg.grace_seconds = 1;
+    let mut server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("ops");
+    let sink = RtpSink::bind();
+    let sc = tone_scenario(&dir, sink.port(), "0", 30_000);
+    let target = cfg.sip_addr();
+    let (run, signalled) = std::thread::scope(|s| {
+        let sc = &sc;
+        let call = s.spawn(move || sipp_to(target, sc, &[], 30 * SEC));
+        wait_rtp(&sink);
+        let signalled = Instant::now();
+        server.sigterm("milliwatt");
+        (call.join().unwrap(), signalled)
+    });
+    run.assert_ok(); // it got our BYE and answered it
+    let bye_after = run.finished_at.duration_since(signalled);
+    assert!(
+        bye_after >= Duration::from_millis(900) && bye_after <= 3 * SEC,
+        "BYE {bye_after:?} after SIGTERM; expected the 1 s grace"
+    );
+    let status = server.wait_exit("milliwatt", 5 * SEC);
+    assert!(status.success(), "exit status {status}");
+    let log = server.log_text();
+    assert!(log.contains("drain grace lapsed"), "{log}");
+    assert!(log.contains("reason=shutdown"), "{log}");
 }

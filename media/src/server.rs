@@ -136,26 +136,46 @@ impl Media {
         health_reporter
             .set_serving::<pb::media_server::MediaServer<MediaService>>()
             .await;
+        health_reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building gRPC reflection")?;
         let drain_health = health.clone();
-        let draining_registry = registry.clone();
+        let mut sessions = registry.session_count();
+        let reporter = health_reporter.clone();
         let shutdown = async move {
             shutdown.await;
+            // gRPC health says it first (clients that route by health stop sending sessions
+            // here), then readiness.
+            reporter
+                .set_not_serving::<pb::media_server::MediaServer<MediaService>>()
+                .await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
             drain_health.start_draining();
-            let deadline = Instant::now() + grace;
-            let mut sessions = draining_registry.counts().0;
-            if sessions > 0 {
-                tracing::info!(sessions, grace_seconds = grace.as_secs(), "media draining");
+            let left = *sessions.borrow();
+            if left > 0 {
+                tracing::info!(
+                    sessions = left,
+                    grace_seconds = grace.as_secs(),
+                    "media draining"
+                );
             }
-            while sessions > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                sessions = draining_registry.counts().0;
+            // Woken by each release, not polled.
+            let drained = tokio::time::timeout(grace, sessions.wait_for(|n| *n == 0))
+                .await
+                .is_ok();
+            let left = *sessions.borrow();
+            if drained {
+                tracing::info!(sessions_left = left, "media stopping");
+            } else {
+                tracing::warn!(sessions_left = left, "media drain grace lapsed; stopping");
             }
-            tracing::info!(sessions_left = sessions, "media stopping");
         };
         health.set("grpc_serving", true);
         let result = tonic::transport::Server::builder()

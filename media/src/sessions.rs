@@ -81,6 +81,8 @@ pub struct Registry {
     inner: Mutex<Inner>,
     engine: Engine,
     events: broadcast::Sender<Event>,
+    /// The number of sessions, published on every change (the drain waits on it).
+    count: tokio::sync::watch::Sender<usize>,
 }
 
 /// Why a session should be released now, if it should: its owner's lease lapsed, or its tone
@@ -124,6 +126,7 @@ impl Registry {
             inner: Mutex::new(inner),
             engine,
             events,
+            count: tokio::sync::watch::channel(0).0,
         });
         (
             registry,
@@ -146,6 +149,11 @@ impl Registry {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The number of sessions, as it changes.
+    pub fn session_count(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -261,6 +269,7 @@ impl Registry {
         };
         let snap = self.snapshot(&id, &session);
         inner.sessions.insert(id.clone(), session);
+        self.count.send_replace(inner.sessions.len());
         drop(inner);
         tracing::debug!(session = %id, call_id = call_id, port, "session allocated");
         self.emit(EventKind::Allocated, snap, "");
@@ -388,6 +397,7 @@ impl Registry {
             self.engine.stop_stream(s.key);
         }
         inner.free_ports.push_back(s.port);
+        self.count.send_replace(inner.sessions.len());
         s.state = State::Released;
         let snap = self.snapshot(id, &s);
         drop(inner);

@@ -54,6 +54,7 @@ struct CallIo {
     allocating: Option<AllocationFuture>,
     allocation: Option<Allocation>,
     cancel_seen: bool,
+    hang_up_seen: bool,
     call_id: String,
     /// The `sip.answer` span, parent of the first StartTone.
     answer_span: Option<tracing::Span>,
@@ -120,6 +121,7 @@ pub(crate) async fn handle_invite(
         allocating: None,
         allocation: None,
         cancel_seen: false,
+        hang_up_seen: false,
         call_id,
         answer_span: None,
         figures: None,
@@ -170,7 +172,7 @@ fn warning(resp: &mut OutgoingResponse, text: &str) {
 impl CallIo {
     async fn run(mut self, mut core: CallCore) {
         let mut media_lost = self.shared.media_lost.subscribe();
-        let mut hang_up_all = self.shared.hang_up_all.subscribe();
+        let hang_up_all = self.shared.hang_up_all.clone();
         loop {
             while let Some(output) = core.poll_output() {
                 if let Some(event) = self.execute(output, &core).await {
@@ -198,7 +200,10 @@ impl CallIo {
                     Event::Cancel
                 }
                 Ok(()) = media_lost.changed() => Event::MediaLost,
-                Ok(()) = hang_up_all.changed() => Event::Shutdown,
+                _ = hang_up_all.cancelled(), if !self.hang_up_seen => {
+                    self.hang_up_seen = true;
+                    Event::Shutdown
+                }
                 e = dialog_event(self.session.as_mut()) => match self.dialog_event(e).await {
                     Some(e) => e,
                     None => continue,

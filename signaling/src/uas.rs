@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytesstr::BytesStr;
@@ -21,6 +21,8 @@ use milliwatt_common::{Config, Health};
 use rand::Rng;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::call_shell;
@@ -43,14 +45,18 @@ pub(crate) struct Shared {
     media_up: AtomicBool,
     /// Bumped when media is lost (unreachable or restarted): calls end with BYE.
     pub(crate) media_lost: watch::Sender<u64>,
-    /// Set when the drain grace lapses: remaining calls end with BYE.
-    pub(crate) hang_up_all: watch::Sender<bool>,
+    /// Cancelled when the drain grace lapses: remaining calls end with BYE.
+    pub(crate) hang_up_all: CancellationToken,
+    /// Every call task, so that the drain waits for them (no polling).
+    pub(crate) calls: TaskTracker,
 }
 
 /// How often signaling checks media (and renews its lease): a lost media service is noticed,
 /// and its calls hung up, within MEDIA_CHECK_EVERY + MEDIA_CHECK_TIMEOUT.
 const MEDIA_CHECK_EVERY: Duration = Duration::from_millis(500);
 const MEDIA_CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
+/// After the drain grace, how long the hung-up calls get to send BYE and release.
+const HANG_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct UasLayer {
     shared: Arc<Shared>,
@@ -101,7 +107,8 @@ impl Layer for UasLayer {
                 "trace_id",
                 tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
             );
-            tokio::spawn(call_shell::handle_invite(shared, endpoint, invite).instrument(span));
+            let calls = shared.calls.clone();
+            calls.spawn(call_shell::handle_invite(shared, endpoint, invite).instrument(span));
         } else if method == Method::OPTIONS {
             let mut req = request.take();
             let mut resp = endpoint.create_response(&req, StatusCode::OK, None);
@@ -178,7 +185,8 @@ impl Signaling {
             media_up: AtomicBool::new(false),
             media_down: AtomicBool::new(false),
             media_lost: watch::channel(0).0,
-            hang_up_all: watch::channel(false).0,
+            hang_up_all: CancellationToken::new(),
+            calls: TaskTracker::new(),
         });
         shared.health.set("sip_bound", false);
         shared.health.set("media_reachable", false);
@@ -271,26 +279,30 @@ impl Signaling {
         });
         shutdown.await;
         shared.health.start_draining();
-        let active = shared.stats.active.load(Relaxed);
         info!(
-            active_calls = active,
+            active_calls = shared.stats.active.load(Relaxed),
             grace_seconds = grace.as_secs(),
             "draining: new calls get 503"
         );
-        let deadline = Instant::now() + grace;
-        while shared.stats.active.load(Relaxed) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let left = shared.stats.active.load(Relaxed);
-        if left > 0 {
+        // New INVITEs still get their 503 from a tracked task; `wait` ends when none is left.
+        shared.calls.close();
+        if tokio::time::timeout(grace, shared.calls.wait())
+            .await
+            .is_err()
+        {
             warn!(
-                calls = left,
+                calls = shared.stats.active.load(Relaxed),
                 "drain grace lapsed: hanging up the remaining calls"
             );
-            let _ = shared.hang_up_all.send(true);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while shared.stats.active.load(Relaxed) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            shared.hang_up_all.cancel();
+            if tokio::time::timeout(HANG_UP_TIMEOUT, shared.calls.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    calls = shared.calls.len(),
+                    "calls still ending after BYE; stopping anyway"
+                );
             }
         }
         info!(stats = %shared.stats.line(), "signaling stopping");

@@ -34,3 +34,21 @@ pub fn stats(endpoint: &str) -> pb::EngineStats {
             .into_inner()
     })
 }
+
+/// The gRPC health status (`grpc.health.v1`) of `service` ("" for the whole server).
+pub fn health(endpoint: &str, service: &str) -> Result<i32, tonic::Status> {
+    runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .expect("endpoint URL")
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut c = tonic_health::pb::health_client::HealthClient::new(channel);
+        Ok(c.check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await?
+        .into_inner()
+        .status)
+    })
+}
