@@ -135,25 +135,37 @@ pub struct Stream {
     pub socket: Arc<UdpSocket>,
     pub remote: SocketAddr,
     pub table: Arc<ToneTable>,
-    pub sender: RtpSender,
     /// How long to send; `None`: until stopped.
     pub duration: Option<Duration>,
     pub counters: Arc<SessionCounters>,
 }
 
-enum Command {
-    Start(u64, Box<Stream>),
-    /// Send to another address from now on (symmetric RTP).
-    Retarget(u64, SocketAddr),
-    /// Stops sending; the RTP state goes back through the reply so a resume continues it.
-    Stop(u64, mpsc::Sender<Option<RtpSender>>),
+/// The RTP state of a started stream.
+pub enum StreamRtp {
+    /// A new stream (new SSRC, random sequence and timestamp).
+    New(RtpSender),
+    /// The session's stream goes on: same SSRC, sequence and timestamp continue, marker set.
+    /// The pacing thread keeps every stream's RTP state until the session is forgotten, so a
+    /// resume needs no round trip.
+    Continue,
 }
 
-/// A stream that ended by itself (its duration elapsed).
+/// Commands to a pacing thread: all fire-and-forget (a gRPC handler never waits on a pacing
+/// thread).
+enum Command {
+    Start(u64, Box<Stream>, StreamRtp),
+    /// Send to another address from now on (symmetric RTP).
+    Retarget(u64, SocketAddr),
+    /// Stops sending; the RTP state stays parked for a resume.
+    Stop(u64),
+    /// The session is gone: drop its stream and RTP state.
+    Forget(u64),
+}
+
+/// A stream that ended by itself (its duration elapsed); its RTP state stays parked.
 #[derive(Debug)]
 pub struct Finished {
     pub key: u64,
-    pub sender: RtpSender,
 }
 
 pub struct Engine {
@@ -195,9 +207,11 @@ impl Engine {
         &self.shards[(key % self.shards.len() as u64) as usize]
     }
 
-    pub fn start_stream(&self, key: u64, stream: Stream) {
+    pub fn start_stream(&self, key: u64, stream: Stream, rtp: StreamRtp) {
         // A pacing thread only exits when the engine is dropped.
-        let _ = self.shard(key).send(Command::Start(key, Box::new(stream)));
+        let _ = self
+            .shard(key)
+            .send(Command::Start(key, Box::new(stream), rtp));
     }
 
     /// Sends the stream to `remote` from its next packet on.
@@ -205,16 +219,20 @@ impl Engine {
         let _ = self.shard(key).send(Command::Retarget(key, remote));
     }
 
-    /// Stops a stream; returns its RTP state if it was sending.
-    pub fn stop_stream(&self, key: u64) -> Option<RtpSender> {
-        let (tx, rx) = mpsc::channel();
-        self.shard(key).send(Command::Stop(key, tx)).ok()?;
-        rx.recv().ok().flatten()
+    /// Stops a stream (hold); a later `start_stream` with [`StreamRtp::Continue`] resumes it.
+    pub fn stop_stream(&self, key: u64) {
+        let _ = self.shard(key).send(Command::Stop(key));
+    }
+
+    /// Forgets a released session's stream.
+    pub fn forget(&self, key: u64) {
+        let _ = self.shard(key).send(Command::Forget(key));
     }
 }
 
 struct Active {
     stream: Box<Stream>,
+    sender: RtpSender,
     ends_at_tick: Option<u64>,
 }
 
@@ -226,6 +244,7 @@ fn run_shard(
 ) {
     let mut pacer: Pacer<u64> = Pacer::new(epoch);
     let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut parked: HashMap<u64, RtpSender> = HashMap::new();
     let mut buf = [0u8; PACKET_LEN];
     let mut ended: Vec<u64> = Vec::new();
     let mut next = Instant::now();
@@ -237,18 +256,34 @@ fn run_shard(
             rx.recv_timeout(next.saturating_duration_since(Instant::now()))
         };
         match command {
-            Ok(Command::Start(key, stream)) => {
+            Ok(Command::Start(key, stream, rtp)) => {
+                let was_running = active.contains_key(&key);
+                let running = active.remove(&key).map(|a| a.sender);
+                let sender = match rtp {
+                    StreamRtp::New(sender) => Some(sender),
+                    StreamRtp::Continue => running.or_else(|| parked.remove(&key)).map(|mut s| {
+                        s.resume();
+                        s
+                    }),
+                };
+                parked.remove(&key);
+                let Some(sender) = sender else {
+                    // The registry continues only streams it started; nothing to resume.
+                    tracing::warn!(key, "no RTP state to continue; stream not started");
+                    pacer.remove(key);
+                    continue;
+                };
                 let now_tick = pacer.tick_of(Instant::now());
                 let ends_at_tick = stream.duration.map(|d| now_tick + d.as_millis() as u64);
-                if let Some(old) = active.insert(
+                active.insert(
                     key,
                     Active {
                         stream,
+                        sender,
                         ends_at_tick,
                     },
-                ) {
-                    drop(old);
-                } else {
+                );
+                if !was_running {
                     pacer.insert(key);
                 }
                 continue;
@@ -259,12 +294,18 @@ fn run_shard(
                 }
                 continue;
             }
-            Ok(Command::Stop(key, reply)) => {
-                let sender = active.remove(&key).map(|a| {
+            Ok(Command::Stop(key)) => {
+                if let Some(a) = active.remove(&key) {
                     pacer.remove(key);
-                    a.stream.sender
-                });
-                let _ = reply.send(sender);
+                    parked.insert(key, a.sender);
+                }
+                continue;
+            }
+            Ok(Command::Forget(key)) => {
+                if active.remove(&key).is_some() {
+                    pacer.remove(key);
+                }
+                parked.remove(&key);
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -280,7 +321,7 @@ fn run_shard(
                 return;
             }
             let s = &mut a.stream;
-            let w = s.sender.write_next(due_tick, &s.table, &mut buf);
+            let w = a.sender.write_next(due_tick, &s.table, &mut buf);
             counters.record_lateness(now.saturating_duration_since(pacer_instant(epoch, due_tick)));
             if w.skipped > 0 {
                 s.counters.packets_skipped.fetch_add(w.skipped, Relaxed);
@@ -307,10 +348,8 @@ fn run_shard(
         for key in ended.drain(..) {
             pacer.remove(key);
             if let Some(a) = active.remove(&key) {
-                let _ = finished.send(Finished {
-                    key,
-                    sender: a.stream.sender,
-                });
+                parked.insert(key, a.sender);
+                let _ = finished.send(Finished { key });
             }
         }
     }
@@ -323,6 +362,79 @@ fn pacer_instant(epoch: Instant, tick: u64) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use milliwatt_media_core::tone::ToneKey;
+    use milliwatt_media_core::Codec;
+
+    /// (ssrc, seq, marker) of each packet that arrives within `for_`.
+    fn receive(sock: &UdpSocket, for_: Duration) -> Vec<(u32, u16, bool)> {
+        let until = Instant::now() + for_;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while Instant::now() < until {
+            if let Ok(n) = sock.recv(&mut buf) {
+                assert_eq!(n, PACKET_LEN);
+                out.push((
+                    u32::from_be_bytes(buf[8..12].try_into().unwrap()),
+                    u16::from_be_bytes([buf[2], buf[3]]),
+                    buf[1] & 0x80 != 0,
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_stopped_stream_continues_without_a_round_trip_and_forget_ends_it() {
+        let (finished, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = Engine::start(1, finished);
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let table = Arc::new(ToneTable::new(ToneKey::new(Codec::Pcmu, 440, -10.0)));
+        let stream = || Stream {
+            socket: socket.clone(),
+            remote: sink.local_addr().unwrap(),
+            table: table.clone(),
+            duration: None,
+            counters: Arc::default(),
+        };
+        engine.start_stream(
+            7,
+            stream(),
+            StreamRtp::New(RtpSender::new(0xabc, 0, 100, 0)),
+        );
+        let mut first = receive(&sink, Duration::from_millis(200));
+        engine.stop_stream(7);
+        std::thread::sleep(Duration::from_millis(30));
+        first.extend(receive(&sink, Duration::from_millis(10))); // in flight at the stop
+        assert!(
+            receive(&sink, Duration::from_millis(60)).is_empty(),
+            "sending while held"
+        );
+        engine.start_stream(7, stream(), StreamRtp::Continue);
+        let resumed = receive(&sink, Duration::from_millis(200));
+        assert!(
+            first.len() >= 3 && resumed.len() >= 3,
+            "{first:?} {resumed:?}"
+        );
+        assert_eq!(first[0], (0xabc, 100, true), "marker on the first packet");
+        assert!(first[1..].iter().all(|p| !p.2));
+        let last = first.last().unwrap().1;
+        assert_eq!(resumed[0].0, 0xabc, "same SSRC after the resume");
+        assert!(resumed[0].2, "marker after the resume");
+        assert_eq!(resumed[0].1, last.wrapping_add(1), "sequence goes on");
+        engine.forget(7);
+        std::thread::sleep(Duration::from_millis(30));
+        let _ = receive(&sink, Duration::from_millis(10));
+        assert!(
+            receive(&sink, Duration::from_millis(60)).is_empty(),
+            "sending after forget"
+        );
+        // Forgotten: nothing to continue.
+        engine.start_stream(7, stream(), StreamRtp::Continue);
+        assert!(receive(&sink, Duration::from_millis(60)).is_empty());
+    }
 
     #[test]
     fn lateness_quantiles_come_from_the_buckets() {

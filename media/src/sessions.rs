@@ -1,7 +1,9 @@
-//! The session registry: port reservation, session state, leases, and the events that
-//! `WatchSessions` streams. Calls are short and synchronous (a mutex, no await inside).
+//! The session registry: the shell around the pure [`SessionTable`]. It binds each session's
+//! RTP/RTCP sockets outside any lock, runs its receive task, drives the pacing threads with
+//! fire-and-forget commands (no gRPC handler ever waits on a pacing thread), and publishes the
+//! events `WatchSessions` streams. Every lock is held for a few map operations only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -10,15 +12,17 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use tokio::sync::broadcast;
 
-use crate::engine::{Engine, Finished, SessionCounters, Stream};
+use crate::engine::{Engine, Finished, SessionCounters, Stream, StreamRtp};
 use crate::receiver::{Receiver, RxEvent, RxParams, RxSetup};
 use milliwatt_media_core::rtp::RtpSender;
+use milliwatt_media_core::table::{Counts, Entry, SessionTable, TableConfig};
 use milliwatt_media_core::tone::{ToneKey, ToneTable};
 use milliwatt_media_core::SessionId;
 
 pub use milliwatt_media_core::session::{
     Event, EventKind, MediaError, Snapshot, State, ToneRequest,
 };
+pub use milliwatt_media_core::table::expiry_reason;
 
 pub struct Allocated {
     pub id: SessionId,
@@ -36,35 +40,19 @@ pub struct RegistryConfig {
     pub grace: Duration,
 }
 
-struct Session {
-    key: u64,
-    call_id: String,
-    owner: String,
-    state: State,
-    tone: Option<ToneRequest>,
-    port: u16,
+/// A session's I/O: its sockets, counters and receive task.
+struct SessionIo {
     socket: Arc<UdpSocket>,
     /// Holds the RTCP port (+1) so nobody else takes it.
     _rtcp: UdpSocket,
-    /// RTP state kept across hold/resume.
-    sender: Option<RtpSender>,
     counters: Arc<SessionCounters>,
-    created: Instant,
-    created_at: SystemTime,
-    /// When the tone finished or was stopped (for the grace period).
-    idle_since: Option<Instant>,
     receiver: Option<Receiver>,
 }
 
 struct Inner {
-    sessions: HashMap<SessionId, Session>,
-    keys: HashMap<u64, SessionId>,
-    free_ports: VecDeque<u16>,
-    owners: HashMap<String, (Instant, Duration)>,
+    table: SessionTable,
+    io: HashMap<u64, SessionIo>,
     tables: HashMap<ToneKey, Weak<ToneTable>>,
-    next_key: u64,
-    total: u64,
-    expired: u64,
 }
 
 /// What the registry's owner must feed back into it (see [`Registry::tone_finished`] and
@@ -85,24 +73,6 @@ pub struct Registry {
     count: tokio::sync::watch::Sender<usize>,
 }
 
-/// Why a session should be released now, if it should: its owner's lease lapsed, or its tone
-/// ended more than `grace` ago.
-pub fn expiry_reason(
-    now: Instant,
-    owner_renewed: Option<(Instant, Duration)>,
-    idle_since: Option<Instant>,
-    grace: Duration,
-) -> Option<&'static str> {
-    match owner_renewed {
-        Some((at, lease)) if now.saturating_duration_since(at) <= lease => {}
-        _ => return Some("lease expired"),
-    }
-    match idle_since {
-        Some(t) if now.saturating_duration_since(t) > grace => Some("tone finished"),
-        _ => None,
-    }
-}
-
 impl Registry {
     pub fn new(cfg: RegistryConfig, pacing_threads: usize) -> (Arc<Registry>, RegistryInputs) {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -110,14 +80,13 @@ impl Registry {
         let engine = Engine::start(pacing_threads, finished_tx);
         let (events, _) = broadcast::channel(4096);
         let inner = Inner {
-            sessions: HashMap::new(),
-            keys: HashMap::new(),
-            free_ports: cfg.ports.iter().copied().collect(),
-            owners: HashMap::new(),
+            table: SessionTable::new(TableConfig {
+                ports: cfg.ports.clone(),
+                default_lease: cfg.default_lease,
+                grace: cfg.grace,
+            }),
+            io: HashMap::new(),
             tables: HashMap::new(),
-            next_key: 1,
-            total: 0,
-            expired: 0,
         };
         let registry = Arc::new(Registry {
             cfg,
@@ -175,25 +144,34 @@ impl Registry {
         let _ = self.events.send(e);
     }
 
-    fn snapshot(&self, id: &SessionId, s: &Session) -> Snapshot {
+    fn snapshot(&self, id: &SessionId, e: &Entry, io: Option<&SessionIo>) -> Snapshot {
+        let c = io.map(|io| &*io.counters);
         Snapshot {
             id: id.clone(),
-            call_id: s.call_id.clone(),
-            owner: s.owner.clone(),
-            state: s.state,
-            tone: s.tone.clone(),
+            call_id: e.call_id.clone(),
+            owner: e.owner.clone(),
+            state: e.state,
+            tone: e.tone.clone(),
             local_host: self.cfg.advertised_host.clone(),
-            local_port: s.port,
-            ssrc: s.sender.as_ref().map(|r| r.ssrc()).unwrap_or(0),
-            packets_sent: s.counters.packets_sent.load(Relaxed),
-            bytes_sent: s.counters.bytes_sent.load(Relaxed),
-            packets_skipped: s.counters.packets_skipped.load(Relaxed),
-            created_at: s.created_at,
-            age: s.created.elapsed(),
-            quality: s.receiver.as_ref().map(Receiver::quality),
+            local_port: e.port,
+            ssrc: e.ssrc.unwrap_or(0),
+            packets_sent: c.map_or(0, |c| c.packets_sent.load(Relaxed)),
+            bytes_sent: c.map_or(0, |c| c.bytes_sent.load(Relaxed)),
+            packets_skipped: c.map_or(0, |c| c.packets_skipped.load(Relaxed)),
+            created_at: e.created_at,
+            age: e.created.elapsed(),
+            quality: io
+                .and_then(|io| io.receiver.as_ref())
+                .map(Receiver::quality),
         }
     }
 
+    fn snapshot_of(&self, inner: &Inner, id: &SessionId) -> Result<Snapshot, MediaError> {
+        let e = inner.table.get(id)?;
+        Ok(self.snapshot(id, e, inner.io.get(&e.key)))
+    }
+
+    /// Reserves an RTP/RTCP port pair (bound outside the lock) and records the session.
     pub fn allocate(
         &self,
         call_id: &str,
@@ -201,12 +179,13 @@ impl Registry {
         lease: Option<Duration>,
         now: Instant,
     ) -> Result<Allocated, MediaError> {
-        let lease = lease.unwrap_or(self.cfg.default_lease);
-        let mut inner = self.lock();
         // Try each free port once; ports that someone else holds go to the back.
+        let tries = self.lock().table.free_ports();
         let mut bound = None;
-        for _ in 0..inner.free_ports.len() {
-            let port = inner.free_ports.pop_front().expect("counted above");
+        for _ in 0..tries {
+            let Some(port) = self.lock().table.take_port() else {
+                break;
+            };
             match bind_pair(self.cfg.bind, port) {
                 Ok(pair) => {
                     bound = Some((port, pair));
@@ -214,7 +193,7 @@ impl Registry {
                 }
                 Err(e) => {
                     tracing::debug!(port, error = %e, "RTP port busy, trying the next");
-                    inner.free_ports.push_back(port);
+                    self.lock().table.port_busy(port);
                 }
             }
         }
@@ -223,11 +202,16 @@ impl Registry {
         };
         let id = SessionId::from_random(rand::rng().random());
         let counters: Arc<SessionCounters> = Arc::default();
-        let key = inner.next_key;
-        inner.next_key += 1;
-        inner.total += 1;
-        inner.owners.insert(owner.to_string(), (now, lease));
-        inner.keys.insert(key, id.clone());
+        let mut inner = self.lock();
+        let (key, lease) = inner.table.insert(
+            id.clone(),
+            call_id,
+            owner,
+            lease,
+            port,
+            now,
+            SystemTime::now(),
+        );
         // The receive task needs a runtime (the gRPC server's); unit tests have none.
         let receiver = if tokio::runtime::Handle::try_current().is_ok() {
             match Receiver::spawn(
@@ -251,27 +235,19 @@ impl Registry {
         } else {
             None
         };
-        let session = Session {
+        inner.io.insert(
             key,
-            call_id: call_id.to_string(),
-            owner: owner.to_string(),
-            state: State::Allocated,
-            tone: None,
-            port,
-            socket: Arc::new(rtp),
-            _rtcp: rtcp,
-            sender: None,
-            counters,
-            created: now,
-            created_at: SystemTime::now(),
-            idle_since: None,
-            receiver,
-        };
-        let snap = self.snapshot(&id, &session);
-        inner.sessions.insert(id.clone(), session);
-        self.count.send_replace(inner.sessions.len());
+            SessionIo {
+                socket: Arc::new(rtp),
+                _rtcp: rtcp,
+                counters,
+                receiver,
+            },
+        );
+        self.count.send_replace(inner.table.len());
+        let snap = self.snapshot_of(&inner, &id)?;
         drop(inner);
-        tracing::debug!(session = %id, call_id = call_id, port, "session allocated");
+        tracing::debug!(session = %id, call_id, port, "session allocated");
         self.emit(EventKind::Allocated, snap, "");
         Ok(Allocated {
             id,
@@ -293,76 +269,55 @@ impl Registry {
 
     /// Starts (or restarts, after hold or with new parameters) the tone. Returns the SSRC.
     pub fn start_tone(&self, id: &SessionId, req: ToneRequest) -> Result<u32, MediaError> {
+        let mut rng = rand::rng();
         let mut inner = self.lock();
-        let table = Self::table(
+        let start = inner.table.start_tone(id, req.clone(), rng.random())?;
+        let tone = Self::table(
             &mut inner,
             ToneKey::new(req.codec, req.frequency_hz, req.level_dbm0),
         );
-        let s = inner
-            .sessions
-            .get_mut(id)
-            .ok_or_else(|| MediaError::NotFound(id.to_string()))?;
-        let mut sender = match s.sender.take() {
-            // Same stream resumed: same SSRC, sequence continues, marker set.
-            Some(mut old) if s.tone.as_ref().map(|t| t.payload_type) == Some(req.payload_type) => {
-                old.resume();
-                old
-            }
-            _ => {
-                let mut rng = rand::rng();
-                RtpSender::new(rng.random(), req.payload_type, rng.random(), rng.random())
-            }
-        };
-        if s.state == State::Sending {
-            if let Some(running) = self.engine.stop_stream(s.key) {
-                sender = running;
-                sender.resume();
-            }
-        }
-        let ssrc = sender.ssrc();
-        s.counters.ssrc.store(ssrc, Relaxed);
-        if let Some(r) = &s.receiver {
+        let io = inner.io.get(&start.key).expect("every session has its I/O");
+        io.counters.ssrc.store(start.ssrc, Relaxed);
+        if let Some(r) = &io.receiver {
             r.set_params(RxParams {
                 sdp_remote: req.remote,
                 payload_type: req.payload_type,
                 dtmf_payload_type: req.dtmf_payload_type,
             });
         }
-        s.sender = Some(sender.clone());
-        s.state = State::Sending;
-        s.idle_since = None;
-        s.tone = Some(req.clone());
+        let rtp = if start.resume {
+            StreamRtp::Continue
+        } else {
+            StreamRtp::New(RtpSender::new(
+                start.ssrc,
+                req.payload_type,
+                rng.random(),
+                rng.random(),
+            ))
+        };
         self.engine.start_stream(
-            s.key,
+            start.key,
             Stream {
-                socket: s.socket.clone(),
+                socket: io.socket.clone(),
                 remote: req.remote,
-                table,
-                sender,
+                table: tone,
                 duration: req.duration,
-                counters: s.counters.clone(),
+                counters: io.counters.clone(),
             },
+            rtp,
         );
-        let snap = self.snapshot(id, s);
+        let snap = self.snapshot_of(&inner, id)?;
         drop(inner);
-        tracing::debug!(session = %id, remote = %req.remote, codec = req.codec.name(), ssrc, "tone started");
+        tracing::debug!(session = %id, remote = %req.remote, codec = req.codec.name(), ssrc = start.ssrc, "tone started");
         self.emit(EventKind::ToneStarted, snap, "");
-        Ok(ssrc)
+        Ok(start.ssrc)
     }
 
     pub fn stop_tone(&self, id: &SessionId, now: Instant) -> Result<(), MediaError> {
         let mut inner = self.lock();
-        let s = inner
-            .sessions
-            .get_mut(id)
-            .ok_or_else(|| MediaError::NotFound(id.to_string()))?;
-        if s.state == State::Sending {
-            if let Some(sender) = self.engine.stop_stream(s.key) {
-                s.sender = Some(sender);
-            }
-            s.state = State::Stopped;
-            s.idle_since = Some(now);
-            let snap = self.snapshot(id, s);
+        if let Some(key) = inner.table.stop_tone(id, now)? {
+            self.engine.stop_stream(key);
+            let snap = self.snapshot_of(&inner, id)?;
             drop(inner);
             self.emit(EventKind::ToneStopped, snap, "stopped by owner");
         }
@@ -372,36 +327,25 @@ impl Registry {
     /// A stream's duration elapsed on its pacing thread.
     pub fn tone_finished(&self, f: Finished, now: Instant) {
         let mut inner = self.lock();
-        let Some(id) = inner.keys.get(&f.key).cloned() else {
+        let Some(id) = inner.table.tone_finished(f.key, now) else {
             return;
         };
-        let Some(s) = inner.sessions.get_mut(&id) else {
+        let Ok(snap) = self.snapshot_of(&inner, &id) else {
             return;
         };
-        s.sender = Some(f.sender);
-        s.state = State::Stopped;
-        s.idle_since = Some(now);
-        let snap = self.snapshot(&id, s);
         drop(inner);
         self.emit(EventKind::ToneStopped, snap, "tone duration elapsed");
     }
 
     pub fn release(&self, id: &SessionId, reason: &str) -> Result<Snapshot, MediaError> {
         let mut inner = self.lock();
-        let mut s = inner
-            .sessions
-            .remove(id)
-            .ok_or_else(|| MediaError::NotFound(id.to_string()))?;
-        inner.keys.remove(&s.key);
-        if s.state == State::Sending {
-            self.engine.stop_stream(s.key);
-        }
-        inner.free_ports.push_back(s.port);
-        self.count.send_replace(inner.sessions.len());
-        s.state = State::Released;
-        let snap = self.snapshot(id, &s);
+        let entry = inner.table.release(id)?;
+        let io = inner.io.remove(&entry.key);
+        self.engine.forget(entry.key);
+        self.count.send_replace(inner.table.len());
         drop(inner);
-        drop(s); // stops the receive task
+        let snap = self.snapshot(id, &entry, io.as_ref());
+        drop(io); // stops the receive task and closes the sockets
         let q = snap.quality.clone().unwrap_or_default();
         tracing::info!(
             session = %id,
@@ -426,13 +370,12 @@ impl Registry {
             RxEvent::Dtmf { key, .. } | RxEvent::Latched { key, .. } => *key,
         };
         let inner = self.lock();
-        let Some(id) = inner.keys.get(&key).cloned() else {
+        let Some(id) = inner.table.id_of(key).cloned() else {
             return;
         };
-        let Some(s) = inner.sessions.get(&id) else {
+        let Ok(snap) = self.snapshot_of(&inner, &id) else {
             return;
         };
-        let snap = self.snapshot(&id, s);
         match e {
             RxEvent::Dtmf {
                 digit, duration, ..
@@ -448,7 +391,7 @@ impl Registry {
                 });
             }
             RxEvent::Latched { from, sdp, .. } => {
-                if s.state == State::Sending {
+                if snap.state == State::Sending {
                     self.engine.retarget(key, from);
                 }
                 drop(inner);
@@ -470,15 +413,11 @@ impl Registry {
 
     /// Streams the receive quality of every session that has received RTP (WatchSessions).
     pub fn emit_quality(&self) {
-        let snaps: Vec<Snapshot> = {
-            let inner = self.lock();
-            inner
-                .sessions
-                .iter()
-                .map(|(id, s)| self.snapshot(id, s))
-                .filter(|s| s.quality.as_ref().is_some_and(|q| q.packets_received > 0))
-                .collect()
-        };
+        let snaps: Vec<Snapshot> = self
+            .list()
+            .into_iter()
+            .filter(|s| s.quality.as_ref().is_some_and(|q| q.packets_received > 0))
+            .collect();
         for snap in snaps {
             self.emit(EventKind::Quality, snap, "");
         }
@@ -486,85 +425,39 @@ impl Registry {
 
     /// Renews the owner's lease; returns how many sessions it holds.
     pub fn renew(&self, owner: &str, now: Instant) -> u32 {
-        let mut inner = self.lock();
-        let lease = inner
-            .owners
-            .get(owner)
-            .map(|(_, l)| *l)
-            .unwrap_or(self.cfg.default_lease);
-        inner.owners.insert(owner.to_string(), (now, lease));
-        inner.sessions.values().filter(|s| s.owner == owner).count() as u32
+        self.lock().table.renew(owner, now)
     }
 
     /// Releases sessions whose owner's lease lapsed or whose tone ended more than the grace ago.
     pub fn sweep(&self, now: Instant) -> usize {
-        let expired: Vec<(SessionId, &'static str)> = {
-            let inner = self.lock();
-            inner
-                .sessions
-                .iter()
-                .filter_map(|(id, s)| {
-                    expiry_reason(
-                        now,
-                        inner.owners.get(&s.owner).copied(),
-                        s.idle_since,
-                        self.cfg.grace,
-                    )
-                    .map(|r| (id.clone(), r))
-                })
-                .collect()
-        };
+        let expired = self.lock().table.sweep(now);
         for (id, reason) in &expired {
             if let Ok(snap) = self.release(id, reason) {
                 tracing::info!(session = %id, call_id = %snap.call_id, reason, "media session expired");
             }
         }
-        let mut inner = self.lock();
-        inner.expired += expired.len() as u64;
-        // Owners with no sessions and a lapsed lease are forgotten.
-        let owners_in_use: std::collections::HashSet<String> =
-            inner.sessions.values().map(|s| s.owner.clone()).collect();
-        inner.owners.retain(|o, (at, lease)| {
-            owners_in_use.contains(o) || now.saturating_duration_since(*at) <= *lease
-        });
         expired.len()
     }
 
     pub fn get(&self, id: &SessionId) -> Result<Snapshot, MediaError> {
         let inner = self.lock();
-        let s = inner
-            .sessions
-            .get(id)
-            .ok_or_else(|| MediaError::NotFound(id.to_string()))?;
-        Ok(self.snapshot(id, s))
+        self.snapshot_of(&inner, id)
     }
 
     pub fn list(&self) -> Vec<Snapshot> {
         let inner = self.lock();
         let mut v: Vec<Snapshot> = inner
-            .sessions
+            .table
             .iter()
-            .map(|(id, s)| self.snapshot(id, s))
+            .map(|(id, e)| self.snapshot(id, e, inner.io.get(&e.key)))
             .collect();
         v.sort_by_key(|s| s.created_at);
         v
     }
 
     /// (active sessions, sending sessions, free ports, total allocated, expired)
-    pub fn counts(&self) -> (u32, u32, u32, u64, u64) {
-        let inner = self.lock();
-        let sending = inner
-            .sessions
-            .values()
-            .filter(|s| s.state == State::Sending)
-            .count();
-        (
-            inner.sessions.len() as u32,
-            sending as u32,
-            inner.free_ports.len() as u32,
-            inner.total,
-            inner.expired,
-        )
+    pub fn counts(&self) -> Counts {
+        self.lock().table.counts()
     }
 }
 
@@ -578,31 +471,6 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expiry_follows_lease_and_grace() {
-        let t0 = Instant::now();
-        let lease = Duration::from_secs(30);
-        let grace = Duration::from_secs(5);
-        let s = Duration::from_secs;
-        assert_eq!(
-            expiry_reason(t0 + s(10), Some((t0, lease)), None, grace),
-            None
-        );
-        assert_eq!(
-            expiry_reason(t0 + s(31), Some((t0, lease)), None, grace),
-            Some("lease expired")
-        );
-        assert_eq!(expiry_reason(t0, None, None, grace), Some("lease expired"));
-        assert_eq!(
-            expiry_reason(t0 + s(4), Some((t0, lease)), Some(t0), grace),
-            None
-        );
-        assert_eq!(
-            expiry_reason(t0 + s(6), Some((t0, lease)), Some(t0), grace),
-            Some("tone finished")
-        );
-    }
 
     fn registry(ports: Vec<u16>) -> Arc<Registry> {
         Registry::new(

@@ -12,6 +12,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtp_in;
 pub mod session;
+pub mod table;
 pub mod tone;
 
 pub use codec::{Codec, SessionId};
