@@ -17,17 +17,19 @@ COPY media/Cargo.toml media/
 COPY media/core/Cargo.toml media/core/
 COPY signaling/Cargo.toml signaling/
 COPY signaling/core/Cargo.toml signaling/core/
-RUN mkdir -p src common/src proto/src media/src media/core/src signaling/src signaling/core/src \
+COPY ctl/Cargo.toml ctl/
+RUN mkdir -p src common/src proto/src media/src media/core/src signaling/src signaling/core/src ctl/src \
     && echo 'fn main() {}' > src/main.rs \
-    && for c in common proto media media/core signaling signaling/core; do : > "$c/src/lib.rs"; done \
+    && for c in common proto media media/core signaling signaling/core ctl; do : > "$c/src/lib.rs"; done \
+    && echo 'fn main() {}' > ctl/src/main.rs \
     && echo 'fn main() {}' > media/src/main.rs \
     && echo 'fn main() {}' > signaling/src/main.rs \
     && touch config.toml \
     && cargo build --release --locked -p milliwatt-media -p milliwatt-signaling \
-    && rm -rf src common/src proto/src media/src media/core/src signaling/src signaling/core/src
+    && rm -rf src common/src proto/src media/src media/core/src signaling/src signaling/core/src ctl/src
 COPY . .
 # Newer than the stub build, whatever the build context's timestamps.
-RUN find common proto media signaling src -name '*.rs' -exec touch {} + && touch config.toml \
+RUN find common proto media signaling ctl src -name '*.rs' -exec touch {} + && touch config.toml \
     && cargo build --release --locked -p milliwatt-media -p milliwatt-signaling
 
 FROM debian:bookworm-slim AS runtime

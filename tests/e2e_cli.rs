@@ -1,5 +1,5 @@
-//! `milliwatt-media sessions list|get|watch`, the inspection client, run as a user would run it
-//! against a media service with a live SIPp call.
+//! `milliwatt-ctl sessions list|get|watch` (and its alias `milliwatt-media sessions`), the
+//! inspection client, run as a user would run it against a media service with a live SIPp call.
 
 mod common;
 
@@ -16,9 +16,14 @@ use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// `milliwatt-media [--config FILE] sessions ARGS...`, stdout and stderr piped.
+/// `milliwatt-ctl [--config FILE] sessions ARGS...`, stdout and stderr piped.
 fn spawn_cli(config: Option<&Path>, args: &[&str]) -> Child {
-    let mut c = Command::new(bin_path("milliwatt-media"));
+    spawn_bin("milliwatt-ctl", config, args)
+}
+
+/// `BINARY [--config FILE] sessions ARGS...` (`milliwatt-media sessions` is an alias).
+fn spawn_bin(binary: &str, config: Option<&Path>, args: &[&str]) -> Child {
+    let mut c = Command::new(bin_path(binary));
     if let Some(config) = config {
         c.arg("--config").arg(config);
     }
@@ -29,7 +34,7 @@ fn spawn_cli(config: Option<&Path>, args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting milliwatt-media sessions")
+        .unwrap_or_else(|e| panic!("starting {binary} sessions: {e}"))
 }
 
 fn read_all(r: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -42,7 +47,11 @@ fn read_all(r: impl Read + Send + 'static) -> JoinHandle<String> {
 
 /// Runs the client to the end (at most 20 s): (exit code, stdout, stderr).
 fn run_cli(config: Option<&Path>, args: &[&str]) -> (i32, String, String) {
-    let mut child = spawn_cli(config, args);
+    run_bin("milliwatt-ctl", config, args)
+}
+
+fn run_bin(binary: &str, config: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+    let mut child = spawn_bin(binary, config, args);
     let out = read_all(child.stdout.take().unwrap());
     let err = read_all(child.stderr.take().unwrap());
     let status = wait_bounded(child, 20 * SEC, &format!("sessions {args:?}"));
@@ -148,13 +157,25 @@ fn sessions_list_get_and_watch_show_a_live_call() {
         let v = &listed[0];
         assert_eq!(v["session_id"], id.as_str());
         assert_eq!(v["call_id"], live.call_id.as_str());
-        assert_eq!(v["state"], "sending");
-        assert_eq!(v["codec"], "PCMU");
+        // The proto3 JSON mapping (as grpcurl prints it): enums by name, 64-bit as strings.
+        assert_eq!(v["state"], "SESSION_STATE_SENDING");
+        assert_eq!(v["codec"], "CODEC_PCMU");
         assert_eq!(v["payload_type"], 0);
+        assert!(v["packets_sent"]
+            .as_str()
+            .is_some_and(|n| n.parse::<u64>().unwrap() > 0));
         assert_eq!(v["local_address"], "127.0.0.1");
         assert_eq!(v["local_port"], live.local_port);
         assert_eq!(v["remote_address"], "127.0.0.1");
         assert_eq!(v["remote_port"], u32::from(sink.port()));
+
+        // The alias prints the same session.
+        let (code, out, err) = run_bin("milliwatt-media", Some(&config), &["--json", "list"]);
+        assert_eq!(code, 0, "{err}");
+        let aliased = json_lines(&out);
+        assert_eq!(aliased.len(), 1, "{out}");
+        assert_eq!(aliased[0]["session_id"], id.as_str());
+        assert_eq!(aliased[0]["state"], "SESSION_STATE_SENDING");
 
         // get, text and JSON.
         let (code, out, err) = run_cli(Some(&config), &["get", &id]);
@@ -174,7 +195,7 @@ fn sessions_list_get_and_watch_show_a_live_call() {
         let got = json_lines(&out);
         assert_eq!(got.len(), 1, "{out}");
         assert_eq!(got[0]["call_id"], live.call_id.as_str());
-        assert_eq!(got[0]["codec"], "PCMU");
+        assert_eq!(got[0]["codec"], "CODEC_PCMU");
         assert!(got[0]["quality"].is_object(), "{out}");
 
         // Unknown and malformed session ids.
@@ -199,16 +220,23 @@ fn sessions_list_get_and_watch_show_a_live_call() {
     assert!(status.success(), "watch: {status}\n{err}\n{out}");
     let events = json_lines(&out);
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["allocated", "tone_started", "released"], "{out}");
+    assert_eq!(
+        kinds,
+        ["KIND_ALLOCATED", "KIND_TONE_STARTED", "KIND_RELEASED"],
+        "{out}"
+    );
     for e in &events {
-        assert_eq!(e["call_id"], call_id.as_str(), "{e}");
-        assert_eq!(e["session_id"], session_id.as_str(), "{e}");
-        assert!(e["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+        assert_eq!(e["session"]["call_id"], call_id.as_str(), "{e}");
+        assert_eq!(e["session"]["session_id"], session_id.as_str(), "{e}");
+        assert!(
+            e["at"].as_str().is_some_and(|t| t.ends_with("+00:00")),
+            "{e}"
+        );
     }
-    assert_eq!(events[1]["session"]["codec"], "PCMU");
+    assert_eq!(events[1]["session"]["codec"], "CODEC_PCMU");
     assert_eq!(events[1]["session"]["remote_port"], u32::from(sink.port()));
     assert_eq!(events[2]["reason"], "tone finished");
-    assert_eq!(events[2]["session"]["state"], "released");
+    assert_eq!(events[2]["session"]["state"], "SESSION_STATE_RELEASED");
 
     // And no session is left.
     let (code, out, err) = run_cli(Some(&config), &["list"]);

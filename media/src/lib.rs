@@ -3,10 +3,9 @@
 //! The pure parts (G.711, tone tables, RTP/RTCP, pacing, quality, session data) live in the
 //! crate `milliwatt-media-core`. This crate is the shell: [`engine`] (pacing threads),
 //! [`sessions`] (registry and ports), [`receiver`] (receive tasks), [`service`] (gRPC edge,
-//! conversions from `milliwatt_proto::convert`), [`server`] (wiring), [`cli`] (the `sessions`
-//! inspection client).
+//! conversions from `milliwatt_proto::convert`), [`server`] (wiring). The `sessions` subcommand is
+//! `milliwatt-ctl`'s.
 
-pub mod cli;
 pub mod engine;
 pub mod metrics;
 pub mod receiver;

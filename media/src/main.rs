@@ -24,7 +24,7 @@ enum Command {
     #[command(flatten)]
     Common(milliwatt_common::Command),
     /// Inspect the live sessions of a media service over gRPC: list, get ID, watch.
-    Sessions(milliwatt_media::cli::SessionsArgs),
+    Sessions(milliwatt_ctl::SessionsArgs),
 }
 
 #[tokio::main]
@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Common(cmd)) => milliwatt_common::run_command(cmd, &cfg),
         Some(Command::Sessions(args)) => {
-            std::process::exit(milliwatt_media::cli::run(args, &cfg.media.endpoint).await)
+            std::process::exit(milliwatt_ctl::run(args, &cfg.media.endpoint).await)
         }
         None => {}
     }

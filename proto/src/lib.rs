@@ -4,6 +4,8 @@
 pub mod media {
     pub mod v1 {
         tonic::include_proto!("milliwatt.media.v1");
+        // serde::Serialize/Deserialize for every message and enum (pbjson, proto3 JSON mapping).
+        include!(concat!(env!("OUT_DIR"), "/milliwatt.media.v1.serde.rs"));
 
         /// Encoded file descriptor set, for gRPC server reflection.
         pub const FILE_DESCRIPTOR_SET: &[u8] =

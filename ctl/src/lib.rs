@@ -1,8 +1,12 @@
-//! `milliwatt-media sessions list|get|watch`: a command-line client that inspects the live
-//! sessions of a media service over gRPC (`ListSessions`, `GetSession`, `WatchSessions`).
+//! `milliwatt-ctl sessions list|get|watch` (also `milliwatt-media sessions ...`): a
+//! command-line client that inspects the live sessions of a media service over gRPC
+//! (`ListSessions`, `GetSession`, `WatchSessions`).
 //!
-//! Pure: the text and JSON forms of sessions and events (functions of the prost messages), and
-//! what an error means (message and exit code). Shell: [`run`] connects, calls and prints.
+//! Pure: the text form of sessions and events (functions of the prost messages), and what an
+//! error means (message and exit code). `--json` prints the messages themselves in the proto3
+//! JSON mapping (serde implementations derived from the .proto by pbjson in `milliwatt-proto`:
+//! the same JSON `grpcurl` prints, nothing mirrored by hand). Shell: [`run`] connects, calls and
+//! prints.
 //!
 //! Exit codes: 0 done; 1 no such session (or `watch --count N` saw fewer than N events before
 //! `--timeout`); 2 media unreachable, a request the server refused (its message is printed), or
@@ -14,7 +18,6 @@ use std::time::Duration;
 
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient;
-use serde_json::{json, Value};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -213,7 +216,7 @@ async fn execute(args: &SessionsArgs, endpoint: &str) -> Result<(), Failure> {
             sort_sessions(&mut sessions);
             if args.json {
                 for s in &sessions {
-                    if !emit(&session_json(s).to_string()) {
+                    if !emit(&to_json(s)) {
                         break;
                     }
                 }
@@ -228,7 +231,7 @@ async fn execute(args: &SessionsArgs, endpoint: &str) -> Result<(), Failure> {
             };
             let s = call(endpoint, Some(session_id), client.get_session(request)).await?;
             if args.json {
-                emit(&session_json(&s).to_string());
+                emit(&to_json(&s));
             } else {
                 emit(format_session(&s).trim_end());
             }
@@ -272,7 +275,7 @@ async fn watch(
                 Ok(Some(event)) => {
                     seen += 1;
                     let line = if json {
-                        event_json(&event).to_string()
+                        to_json(&event)
                     } else {
                         format_event(&event)
                     };
@@ -380,7 +383,7 @@ pub fn format_age(ms: u64) -> String {
 }
 
 /// The UTC time of day of a timestamp: `12:34:56.789`.
-pub fn time_of_day(at: Option<&prost_types::Timestamp>) -> String {
+pub fn time_of_day(at: Option<&pbjson_types::Timestamp>) -> String {
     let Some(t) = at else {
         return "--:--:--.---".into();
     };
@@ -490,9 +493,7 @@ pub fn format_session(s: &pb::Session) -> String {
         ),
         (
             "created",
-            s.created_at
-                .as_ref()
-                .map_or_else(|| "-".into(), |t| t.to_string()),
+            s.created_at.as_ref().map_or_else(|| "-".into(), rfc3339),
         ),
         ("age", format_age(s.age_ms)),
         (
@@ -670,66 +671,21 @@ pub fn format_event(e: &pb::SessionEvent) -> String {
     line.trim_end().to_string()
 }
 
-/// A session as JSON: the proto's field names; enums as names (`"sending"`, `"PCMU"`, null
-/// before a tone), `created_at` in RFC 3339, `quality` null when nothing was measured yet.
-pub fn session_json(s: &pb::Session) -> Value {
-    json!({
-        "session_id": s.session_id,
-        "call_id": s.call_id,
-        "owner": s.owner,
-        "state": state_name(s.state),
-        "codec": codec_name(s.codec),
-        "payload_type": s.payload_type,
-        "local_address": s.local_address,
-        "local_port": s.local_port,
-        "remote_address": s.remote_address,
-        "remote_port": s.remote_port,
-        "frequency_hz": s.frequency_hz,
-        "level_dbm0": s.level_dbm0,
-        "ssrc": s.ssrc,
-        "packets_sent": s.packets_sent,
-        "bytes_sent": s.bytes_sent,
-        "packets_skipped": s.packets_skipped,
-        "created_at": s.created_at.as_ref().map(|t| t.to_string()),
-        "age_ms": s.age_ms,
-        "dtmf_payload_type": s.dtmf_payload_type,
-        "quality": s.quality.as_ref().map(quality_json),
-    })
+/// A timestamp in RFC 3339 (UTC), as its JSON mapping writes it.
+pub fn rfc3339(t: &pbjson_types::Timestamp) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => match s.strip_suffix("+00:00") {
+            Some(utc) => format!("{utc}Z"),
+            None => s,
+        },
+        _ => format!("{}.{:09}s", t.seconds, t.nanos),
+    }
 }
 
-pub fn quality_json(q: &pb::Quality) -> Value {
-    json!({
-        "packets_received": q.packets_received,
-        "bytes_received": q.bytes_received,
-        "packets_lost": q.packets_lost,
-        "loss_percent": q.loss_percent,
-        "jitter_ms": q.jitter_ms,
-        "mos": q.mos,
-        "packets_invalid": q.packets_invalid,
-        "packets_from_unexpected_source": q.packets_from_unexpected_source,
-        "rtp_source": q.rtp_source,
-        "rtcp_received": q.rtcp_received,
-        "remote_loss_percent": q.remote_loss_percent,
-        "remote_jitter_ms": q.remote_jitter_ms,
-        "rtt_ms": q.rtt_ms,
-        "dtmf_digits": q.dtmf_digits,
-    })
-}
-
-/// An event as JSON: `kind` in snake case (`"tone_started"`), `at` in RFC 3339, the session's
-/// id and call-id repeated at the top level, and the whole session.
-pub fn event_json(e: &pb::SessionEvent) -> Value {
-    let s = e.session.as_ref();
-    json!({
-        "at": e.at.as_ref().map(|t| t.to_string()),
-        "kind": kind_name(e.kind).to_lowercase().replace(' ', "_"),
-        "session_id": s.map(|s| s.session_id.as_str()),
-        "call_id": s.map(|s| s.call_id.as_str()),
-        "reason": e.reason,
-        "digit": e.digit,
-        "digit_duration_ms": e.digit_duration_ms,
-        "session": s.map(session_json),
-    })
+/// A message as one line of JSON (proto3 JSON mapping: proto field names, enums by name,
+/// 64-bit integers as strings, timestamps in RFC 3339).
+pub fn to_json<T: serde::Serialize>(message: &T) -> String {
+    serde_json::to_string(message).expect("prost messages always serialize")
 }
 
 #[cfg(test)]
@@ -776,7 +732,7 @@ mod tests {
             packets_sent: 150,
             bytes_sent: 25800,
             packets_skipped: 0,
-            created_at: Some(prost_types::Timestamp {
+            created_at: Some(pbjson_types::Timestamp {
                 seconds: 1_700_000_000,
                 nanos: 123_000_000,
             }),
@@ -806,7 +762,7 @@ mod tests {
             kind: kind as i32,
             session: Some(s),
             reason: String::new(),
-            at: Some(prost_types::Timestamp {
+            at: Some(pbjson_types::Timestamp {
                 seconds: 1_700_000_000 + 3_600 + 61,
                 nanos: 5_000_000,
             }),
@@ -937,7 +893,7 @@ mod tests {
         assert_eq!(format_age(1_000), "1.0s");
         assert_eq!(format_age(125_000), "2m05s");
         assert_eq!(format_age(3_720_000), "1h02m");
-        let t = prost_types::Timestamp {
+        let t = pbjson_types::Timestamp {
             seconds: 86_400 * 3 + 3_600 * 13 + 60 * 4 + 5,
             nanos: 678_900_000,
         };
@@ -1024,43 +980,41 @@ mod tests {
     }
 
     #[test]
-    fn json_uses_proto_names_and_readable_enums() {
-        let v = session_json(&session());
+    fn json_is_the_proto3_mapping_of_the_messages() {
+        use serde_json::Value;
+        let line = to_json(&session());
+        assert!(!line.contains('\n'), "one line");
+        let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["session_id"], "0123456789abcdef");
         assert_eq!(v["call_id"], "1-42@127.0.0.1");
-        assert_eq!(v["state"], "sending");
-        assert_eq!(v["codec"], "PCMU");
+        assert_eq!(v["state"], "SESSION_STATE_SENDING");
+        assert_eq!(v["codec"], "CODEC_PCMU");
         assert_eq!(v["payload_type"], 0);
         assert_eq!(v["local_port"], 20000);
-        assert_eq!(v["packets_sent"], 150);
-        assert_eq!(v["created_at"], "2023-11-14T22:13:20.123Z");
-        assert_eq!(v["quality"]["packets_lost"], 2);
+        assert_eq!(v["packets_sent"], "150", "64-bit integers are strings");
+        assert_eq!(v["created_at"], "2023-11-14T22:13:20.123+00:00");
+        assert_eq!(v["quality"]["packets_lost"], "2");
         assert_eq!(v["quality"]["dtmf_digits"], "12#");
-        let fresh = session_json(&pb::Session {
+        // Derived, not mirrored: it parses back into the same message.
+        let back: pb::Session = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, session());
+        let fresh: Value = serde_json::from_str(&to_json(&pb::Session {
             codec: 0,
             quality: None,
             ..session()
-        });
-        assert!(fresh["codec"].is_null() && fresh["quality"].is_null());
+        }))
+        .unwrap();
+        assert_eq!(fresh["codec"], "CODEC_UNSPECIFIED");
+        assert!(fresh["quality"].is_null(), "{fresh}");
 
         let mut e = event(pb::session_event::Kind::ToneStarted, session());
         e.reason = "x".into();
-        let v = event_json(&e);
-        assert_eq!(v["kind"], "tone_started");
-        assert_eq!(v["session_id"], "0123456789abcdef");
-        assert_eq!(v["call_id"], "1-42@127.0.0.1");
-        assert_eq!(v["session"]["codec"], "PCMU");
-        assert_eq!(v["at"], "2023-11-14T23:14:21.005Z");
-        let line = v.to_string();
-        assert!(!line.contains('\n'));
-        let kinds: Vec<String> = [
-            pb::session_event::Kind::RtpSourceLatched,
-            pb::session_event::Kind::Dtmf,
-        ]
-        .into_iter()
-        .map(|k| event_json(&event(k, session()))["kind"].to_string())
-        .collect();
-        assert_eq!(kinds, ["\"rtp_source_latched\"", "\"dtmf\""]);
+        let v: Value = serde_json::from_str(&to_json(&e)).unwrap();
+        assert_eq!(v["kind"], "KIND_TONE_STARTED");
+        assert_eq!(v["session"]["session_id"], "0123456789abcdef");
+        assert_eq!(v["session"]["codec"], "CODEC_PCMU");
+        assert_eq!(v["reason"], "x");
+        assert_eq!(v["at"], "2023-11-14T23:14:21.005+00:00");
     }
 
     #[test]
