@@ -69,10 +69,10 @@ async fn main() -> anyhow::Result<()> {
         },
         MEDIA_GRACE_AFTER_SIGNALING,
     ));
-    let result = signaling
+    signaling
         .serve(milliwatt_common::shutdown_signal(), grace)
         .await;
     let _ = signaling_done_tx.send(true);
     media_task.await??;
-    result
+    Ok(())
 }

@@ -77,9 +77,14 @@ impl Drop for Telemetry {
     }
 }
 
+/// The OTLP exporter could not be built from `telemetry.otlp_endpoint`.
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry.otlp_endpoint: {0}")]
+pub struct TelemetryError(pub String);
+
 /// Installs logging and tracing. Needs a tokio runtime when an OTLP endpoint is configured.
 /// `RUST_LOG`, when set, overrides `log.level`.
-pub fn init(cfg: &Config, default_service_name: &str) -> anyhow::Result<Telemetry> {
+pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, TelemetryError> {
     let t = &cfg.telemetry;
     let service_name = if t.service_name.is_empty() {
         default_service_name.to_string()
@@ -101,7 +106,7 @@ pub fn init(cfg: &Config, default_service_name: &str) -> anyhow::Result<Telemetr
             .with_endpoint(t.otlp_endpoint.clone())
             .with_timeout(EXPORT_TIMEOUT)
             .build()
-            .map_err(|e| anyhow::anyhow!("telemetry.otlp_endpoint: {e}"))?;
+            .map_err(|e| TelemetryError(e.to_string()))?;
         provider = provider.with_batch_exporter(Counting(exporter));
     }
     let provider = provider.build();

@@ -53,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.shutdown.grace_seconds);
     media
         .serve(health, milliwatt_common::shutdown_signal(), grace)
-        .await
+        .await?;
+    Ok(())
 }

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use milliwatt_common::{Config, Health};
 use milliwatt_proto::v1 as pb;
 use tokio::net::TcpListener;
@@ -14,6 +13,20 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::service::MediaService;
 use crate::sessions::{Registry, RegistryConfig};
+
+/// Why the media service could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding media.grpc_listen {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("building gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving gRPC: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
 
 /// A bound, not yet serving, media service.
 pub struct Media {
@@ -24,7 +37,7 @@ pub struct Media {
 
 impl Media {
     /// Binds the gRPC listener and starts the pacing threads.
-    pub async fn bind(cfg: &Config) -> anyhow::Result<Media> {
+    pub async fn bind(cfg: &Config) -> Result<Media, ServeError> {
         let m = &cfg.media;
         let threads = match m.pacing_threads {
             0 => std::thread::available_parallelism()
@@ -56,11 +69,19 @@ impl Media {
             },
             threads,
         );
-        let listener = TcpListener::bind(m.grpc_listen)
-            .await
-            .with_context(|| format!("binding media.grpc_listen {}", m.grpc_listen))?;
+        let listener =
+            TcpListener::bind(m.grpc_listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: m.grpc_listen,
+                    source,
+                })?;
+        let grpc = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: m.grpc_listen,
+            source,
+        })?;
         tracing::info!(
-            grpc = %listener.local_addr()?,
+            grpc = %grpc,
             rtp_bind = %m.bind_address,
             rtp_advertised = %advertised,
             ports = %format!("{}..{}", m.rtp_port_range_start, m.rtp_port_range_end),
@@ -101,7 +122,7 @@ impl Media {
         health: Health,
         shutdown: impl Future<Output = ()> + Send,
         grace: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServeError> {
         let Media {
             listener,
             registry,
@@ -142,8 +163,7 @@ impl Media {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building gRPC reflection")?;
+            .build_v1()?;
         let drain_health = health.clone();
         let mut sessions = registry.session_count();
         let reporter = health_reporter.clone();
@@ -197,7 +217,7 @@ impl Media {
             )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
-            .context("serving gRPC");
+            .map_err(ServeError::from);
         sweeper.abort();
         finisher.abort();
         result

@@ -43,5 +43,6 @@ async fn main() -> anyhow::Result<()> {
 
     signaling
         .serve(milliwatt_common::shutdown_signal(), grace)
-        .await
+        .await;
+    Ok(())
 }

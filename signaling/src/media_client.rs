@@ -22,6 +22,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use milliwatt_signaling_core::call::MediaFailure as MediaError;
 
+/// `media.endpoint` is not a URL a gRPC channel can use.
+#[derive(Debug, thiserror::Error)]
+#[error("media.endpoint {0:?} is not a gRPC URL: {1}")]
+pub struct InvalidEndpoint(pub String, pub String);
+
 #[derive(Debug, Clone)]
 pub struct Allocation {
     pub session_id: SessionId,
@@ -47,8 +52,9 @@ pub struct MediaClient {
 
 impl MediaClient {
     /// A lazily connecting client: the media service may come up after signaling.
-    pub fn new(endpoint: &str, owner: String) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(endpoint.to_string())?
+    pub fn new(endpoint: &str, owner: String) -> Result<Self, InvalidEndpoint> {
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| InvalidEndpoint(endpoint.to_string(), e.to_string()))?
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
 use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
@@ -143,6 +142,21 @@ impl Layer for UasLayer {
     }
 }
 
+/// Why the SIP endpoint could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("binding SIP UDP {addr} (sip.bind_address, sip.port): {source}")]
+    Udp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listening SIP TCP {addr} (sip.bind_address, sip.port): {source}")]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// A bound SIP endpoint.
 pub struct Signaling {
     _endpoint: Endpoint,
@@ -156,7 +170,7 @@ impl Signaling {
         cfg: Config,
         media: MediaClient,
         health: Health,
-    ) -> anyhow::Result<Signaling> {
+    ) -> Result<Signaling, BindError> {
         let addr = SocketAddr::new(cfg.sip.bind_address, cfg.sip.port);
         let advertised = HostPort {
             host: host_of(&cfg.sip_advertised_host()),
@@ -208,13 +222,14 @@ impl Signaling {
             builder
                 .bind_udp(addr)
                 .await
-                .with_context(|| format!("binding SIP UDP {addr} (sip.bind_address, sip.port)"))?;
+                .map_err(|source| BindError::Udp { addr, source })?;
             udp = Some(addr);
         }
         if t.tcp() {
-            builder.listen_tcp(addr).await.with_context(|| {
-                format!("listening SIP TCP {addr} (sip.bind_address, sip.port)")
-            })?;
+            builder
+                .listen_tcp(addr)
+                .await
+                .map_err(|source| BindError::Tcp { addr, source })?;
             tcp = Some(addr);
         }
         let endpoint = builder.build();
@@ -258,11 +273,7 @@ impl Signaling {
     /// Watches media (and renews the lease), logs statistics every 30 s, and on `shutdown`
     /// drains: readiness false, new INVITEs 503, calls in progress get `grace` to finish, then
     /// the rest are hung up with BYE.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()>,
-        grace: Duration,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let shared = self.shared.clone();
         let watcher = tokio::spawn(watch_media(shared.clone()));
         let stats = tokio::spawn({
@@ -308,7 +319,6 @@ impl Signaling {
         info!(stats = %shared.stats.line(), "signaling stopping");
         watcher.abort();
         stats.abort();
-        Ok(())
     }
 }
 
