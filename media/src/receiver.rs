@@ -255,18 +255,18 @@ impl Task {
                 }
             }
         }
-        let is_dtmf = Some(packet.payload_type) == p.dtmf_payload_type;
-        if !is_dtmf && packet.payload_type != p.payload_type {
+        let is_dtmf = Some(packet.payload_type()) == p.dtmf_payload_type;
+        if !is_dtmf && packet.payload_type() != p.payload_type {
             st.q.packets_invalid += 1;
             self.engine.packets_invalid.fetch_add(1, Relaxed);
             return;
         }
         // One sequence space per SSRC: a new SSRC starts new statistics.
-        if st.stats.as_ref().map(|(ssrc, _)| *ssrc) != Some(packet.ssrc) {
-            st.stats = Some((packet.ssrc, ReceiverStats::new(G711_CLOCK_RATE)));
+        if st.stats.as_ref().map(|(ssrc, _)| *ssrc) != Some(packet.ssrc()) {
+            st.stats = Some((packet.ssrc(), ReceiverStats::new(G711_CLOCK_RATE)));
         }
         if let Some((_, stats)) = st.stats.as_mut() {
-            stats.on_packet(packet.seq, packet.timestamp, now);
+            stats.on_packet(packet.sequence_number(), packet.timestamp(), now);
         }
         st.q.packets_received += 1;
         st.q.bytes_received += buf.len() as u64;
@@ -277,7 +277,12 @@ impl Task {
         if is_dtmf {
             if st
                 .dtmf
-                .handle_packet(now, packet.timestamp, packet.marker, packet.payload)
+                .handle_packet(
+                    now,
+                    packet.timestamp(),
+                    packet.marker_bit(),
+                    packet.payload(),
+                )
                 .is_err()
             {
                 st.q.packets_invalid += 1;

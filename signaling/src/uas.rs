@@ -28,6 +28,8 @@ use crate::call_shell;
 use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
+use milliwatt_signaling_core::dispatch::{dispatch, Dispatch};
+use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
@@ -40,8 +42,6 @@ pub(crate) struct Shared {
     /// Whether the last media check failed (false until a check fails: before the first check,
     /// calls are tried, and allocation tells).
     pub(crate) media_down: AtomicBool,
-    /// Whether the last media check succeeded.
-    media_up: AtomicBool,
     /// Bumped when media is lost (unreachable or restarted): calls end with BYE.
     pub(crate) media_lost: watch::Sender<u64>,
     /// Cancelled when the drain grace lapses: remaining calls end with BYE.
@@ -89,54 +89,52 @@ impl Layer for UasLayer {
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
-        let method = request.line.method.clone();
-        if method == Method::INVITE && request.base_headers.to.tag.is_none() {
-            let invite = request.take();
-            let shared = self.shared.clone();
-            let endpoint = endpoint.clone();
-            // A root span per call: its trace id is in every log line of the call and in the
-            // media service's spans (gRPC metadata).
-            let span = tracing::info_span!(
-                parent: None,
-                "call",
-                call_id = %invite.base_headers.call_id.0,
-                trace_id = tracing::field::Empty,
-            );
-            span.record(
-                "trace_id",
-                tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
-            );
-            let calls = shared.calls.clone();
-            calls.spawn(call_shell::handle_invite(shared, endpoint, invite).instrument(span));
-        } else if method == Method::OPTIONS {
-            let mut req = request.take();
-            let mut resp = endpoint.create_response(&req, StatusCode::OK, None);
-            ensure_to_tag(&mut resp, &random_tag());
-            resp.msg.headers.insert_named(endpoint.allowed());
-            resp.msg
-                .headers
-                .insert_named(&Accept(BytesStr::from_static("application/sdp")));
-            let tsx = endpoint.create_server_tsx(&mut req);
-            match tsx.respond(resp).await {
-                Ok(()) => self.shared.stats.response(200),
-                Err(e) => warn!(error = %e, "sending 200 to OPTIONS failed"),
+        let method = request.line.method.to_string();
+        match dispatch(&method, request.base_headers.to.tag.is_some()) {
+            Dispatch::NewCall => {
+                let invite = request.take();
+                let shared = self.shared.clone();
+                let endpoint = endpoint.clone();
+                // A root span per call: its trace id is in every log line of the call and in the
+                // media service's spans (gRPC metadata).
+                let span = tracing::info_span!(
+                    parent: None,
+                    "call",
+                    call_id = %invite.base_headers.call_id.0,
+                    trace_id = tracing::field::Empty,
+                );
+                span.record(
+                    "trace_id",
+                    tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
+                );
+                let calls = shared.calls.clone();
+                calls.spawn(call_shell::handle_invite(shared, endpoint, invite).instrument(span));
             }
-        } else if method == Method::ACK
-            || method == Method::BYE
-            || method == Method::CANCEL
-            || method == Method::INVITE
-        {
-            // Stray ACK: nothing to do. BYE, CANCEL and re-INVITE for unknown dialogs or
-            // transactions: the endpoint answers 481.
-        } else {
-            let mut req = request.take();
-            let mut resp = endpoint.create_response(&req, StatusCode::METHOD_NOT_ALLOWED, None);
-            ensure_to_tag(&mut resp, &random_tag());
-            resp.msg.headers.insert_named(endpoint.allowed());
-            let tsx = endpoint.create_server_tsx(&mut req);
-            match tsx.respond(resp).await {
-                Ok(()) => self.shared.stats.response(405),
-                Err(e) => warn!(error = %e, "sending 405 failed"),
+            Dispatch::Options => {
+                let mut req = request.take();
+                let mut resp = endpoint.create_response(&req, StatusCode::OK, None);
+                ensure_to_tag(&mut resp, &random_tag());
+                resp.msg.headers.insert_named(endpoint.allowed());
+                resp.msg
+                    .headers
+                    .insert_named(&Accept(BytesStr::from_static("application/sdp")));
+                let tsx = endpoint.create_server_tsx(&mut req);
+                match tsx.respond(resp).await {
+                    Ok(()) => self.shared.stats.response(200),
+                    Err(e) => warn!(error = %e, "sending 200 to OPTIONS failed"),
+                }
+            }
+            Dispatch::Stack => {}
+            Dispatch::MethodNotAllowed => {
+                let mut req = request.take();
+                let mut resp = endpoint.create_response(&req, StatusCode::METHOD_NOT_ALLOWED, None);
+                ensure_to_tag(&mut resp, &random_tag());
+                resp.msg.headers.insert_named(endpoint.allowed());
+                let tsx = endpoint.create_server_tsx(&mut req);
+                match tsx.respond(resp).await {
+                    Ok(()) => self.shared.stats.response(405),
+                    Err(e) => warn!(error = %e, "sending 405 failed"),
+                }
             }
         }
     }
@@ -196,7 +194,6 @@ impl Signaling {
             stats: Arc::default(),
             advertised,
             health,
-            media_up: AtomicBool::new(false),
             media_down: AtomicBool::new(false),
             media_lost: watch::channel(0).0,
             hang_up_all: CancellationToken::new(),
@@ -328,32 +325,33 @@ impl Signaling {
 async fn watch_media(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(MEDIA_CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut instance: Option<String> = None;
+    let mut watch = MediaWatch::default();
     loop {
         tick.tick().await;
-        match shared.media.renew(MEDIA_CHECK_TIMEOUT).await {
-            Ok(id) => {
-                if instance.as_ref().is_some_and(|old| *old != id) {
-                    warn!("media service restarted: its sessions are gone");
-                    shared.media_lost.send_modify(|n| *n += 1);
-                }
-                instance = Some(id);
-                shared.media_down.store(false, Relaxed);
-                if !shared.media_up.swap(true, Relaxed) {
-                    info!(media = %shared.cfg.media.endpoint, "media service reachable");
-                    shared.health.set("media_reachable", true);
-                }
+        let (check, error) = match shared.media.renew(MEDIA_CHECK_TIMEOUT).await {
+            Ok(instance) => (Check::Answered { instance }, None),
+            Err(e) => (Check::Failed, Some(e)),
+        };
+        let verdict = watch.check(check);
+        shared.media_down.store(watch.is_down(), Relaxed);
+        match verdict {
+            Verdict::Same => {}
+            Verdict::NotYet => {
+                tracing::debug!(error = ?error, "media service not reachable yet")
             }
-            Err(e) => {
-                shared.media_down.store(true, Relaxed);
-                if shared.media_up.swap(false, Relaxed) {
-                    warn!(error = %e, "media service lost: ending calls, new calls get 503");
-                    shared.health.set("media_reachable", false);
-                    shared.media_lost.send_modify(|n| *n += 1);
-                } else if instance.is_none() {
-                    // Never reached yet (startup).
-                    tracing::debug!(error = %e, "media service not reachable yet");
-                }
+            Verdict::Reachable => {
+                info!(media = %shared.cfg.media.endpoint, "media service reachable");
+                shared.health.set("media_reachable", true);
+            }
+            Verdict::Restarted => {
+                warn!("media service restarted: its sessions are gone");
+                shared.media_lost.send_modify(|n| *n += 1);
+                shared.health.set("media_reachable", true);
+            }
+            Verdict::Lost => {
+                warn!(error = ?error, "media service lost: ending calls, new calls get 503");
+                shared.health.set("media_reachable", false);
+                shared.media_lost.send_modify(|n| *n += 1);
             }
         }
     }
