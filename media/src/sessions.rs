@@ -43,8 +43,8 @@ pub struct RegistryConfig {
 /// A session's I/O: its sockets, counters and receive task.
 struct SessionIo {
     socket: Arc<UdpSocket>,
-    /// Holds the RTCP port (+1) so nobody else takes it.
-    _rtcp: UdpSocket,
+    /// The RTCP port (+1): the receive task reads and writes it.
+    _rtcp: Arc<UdpSocket>,
     counters: Arc<SessionCounters>,
     receiver: Option<Receiver>,
 }
@@ -191,6 +191,13 @@ impl Registry {
                     bound = Some((port, pair));
                     break;
                 }
+                // EMFILE/ENFILE: no port will bind now; say so at once instead of walking
+                // the whole free list.
+                Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                    self.lock().table.port_untried(port);
+                    tracing::warn!(error = %e, "open-file limit reached: session refused");
+                    return Err(MediaError::OutOfDescriptors);
+                }
                 Err(e) => {
                     tracing::debug!(port, error = %e, "RTP port busy, trying the next");
                     self.lock().table.port_busy(port);
@@ -200,6 +207,7 @@ impl Registry {
         let Some((port, (rtp, rtcp))) = bound else {
             return Err(MediaError::PortsExhausted);
         };
+        let (rtp, rtcp) = (Arc::new(rtp), Arc::new(rtcp));
         let id = SessionId::from_random(rand::rng().random());
         let counters: Arc<SessionCounters> = Arc::default();
         let mut inner = self.lock();
@@ -238,7 +246,7 @@ impl Registry {
         inner.io.insert(
             key,
             SessionIo {
-                socket: Arc::new(rtp),
+                socket: rtp,
                 _rtcp: rtcp,
                 counters,
                 receiver,
@@ -465,6 +473,7 @@ fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
     let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
     let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
     rtp.set_nonblocking(true)?;
+    rtcp.set_nonblocking(true)?;
     Ok((rtp, rtcp))
 }
 

@@ -158,7 +158,9 @@ pub fn status_of(e: MediaError) -> Status {
     {
         match e {
             MediaError::NotFound(_) => Status::not_found(e.to_string()),
-            MediaError::PortsExhausted => Status::resource_exhausted(e.to_string()),
+            MediaError::PortsExhausted | MediaError::OutOfDescriptors => {
+                Status::resource_exhausted(e.to_string())
+            }
         }
     }
 }

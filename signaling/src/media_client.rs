@@ -46,6 +46,9 @@ fn latency_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct MediaClient {
     client: Client,
+    /// Lease renewals (the watchdog) on a connection of their own: a burst of allocations
+    /// queued on the call connection must never make media look dead.
+    watchdog: Client,
     owner: String,
     latency: Latency,
 }
@@ -53,14 +56,17 @@ pub struct MediaClient {
 impl MediaClient {
     /// A lazily connecting client: the media service may come up after signaling.
     pub fn new(endpoint: &str, owner: String) -> Result<Self, InvalidEndpoint> {
-        let channel = Endpoint::from_shared(endpoint.to_string())
+        let endpoint = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| InvalidEndpoint(endpoint.to_string(), e.to_string()))?
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        // Two channels, two HTTP/2 connections.
+        let calls = endpoint.connect_lazy();
+        let watchdog = endpoint.connect_lazy();
         Ok(MediaClient {
-            client: GrpcClient::with_interceptor(channel, TraceContextInterceptor),
+            client: GrpcClient::with_interceptor(calls, TraceContextInterceptor),
+            watchdog: GrpcClient::with_interceptor(watchdog, TraceContextInterceptor),
             owner,
             latency: Family::new_with_constructor(latency_histogram),
         })
@@ -160,7 +166,7 @@ impl MediaClient {
         });
         req.set_timeout(timeout);
         let r = self
-            .client
+            .watchdog
             .clone()
             .renew_lease(req)
             .await

@@ -12,6 +12,9 @@ pub enum MediaError {
     NotFound(String),
     #[error("no free RTP port in the configured range")]
     PortsExhausted,
+    /// The process's open-file limit is reached (two descriptors per session).
+    #[error("no file descriptor left for RTP sockets (open-file limit reached)")]
+    OutOfDescriptors,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,6 +105,11 @@ impl SessionTable {
         self.free_ports.push_back(port);
     }
 
+    /// A taken port that could not be tried (no descriptor left): back to the front.
+    pub fn port_untried(&mut self, port: u16) {
+        self.free_ports.push_front(port);
+    }
+
     pub fn free_ports(&self) -> usize {
         self.free_ports.len()
     }
