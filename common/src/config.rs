@@ -43,6 +43,20 @@ pub struct Config {
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
+    pub overload: OverloadConfig,
+}
+
+/// Admission by measured load (signaling): a new INVITE gets 503 with Retry-After at once when
+/// any threshold is reached. 0 turns a check off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// Calls admitted but not yet answered (INVITE received, no ACK yet).
+    pub max_calls_in_setup: u32,
+    /// AllocateSession calls to media in flight.
+    pub max_pending_allocations: u32,
+    /// Lateness of signaling's event loop (a 10 ms timer), in ms.
+    pub max_event_loop_lag_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +336,12 @@ impl Config {
         }
         if !(1..=3600).contains(&self.log.stats_interval_seconds) {
             return Err(invalid("log.stats_interval_seconds", "must be 1..3600"));
+        }
+        if self.overload.max_event_loop_lag_ms > 60_000 {
+            return Err(invalid(
+                "overload.max_event_loop_lag_ms",
+                "must be at most 60000 (0 turns the check off)",
+            ));
         }
         if self.shutdown.grace_seconds > 3600 {
             return Err(invalid("shutdown.grace_seconds", "must be at most 3600"));

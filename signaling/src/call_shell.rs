@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytesstr::BytesStr;
@@ -24,10 +24,12 @@ use milliwatt_media_core::session::Figures;
 use milliwatt_signaling_core::call::{
     CallCore, EndReason, Event, InviteFacts, Load, Output, Refusal, RefusalKind, Summary,
 };
+use milliwatt_signaling_core::overload::Signals;
 use rand::Rng;
 use tracing::{info, warn, Instrument};
 
 use crate::media_client::{Allocation, MediaError};
+use crate::stats::Held;
 use crate::uas::{ensure_to_tag, random_tag, Shared};
 
 type AllocationFuture = Pin<Box<dyn Future<Output = Result<Allocation, MediaError>> + Send>>;
@@ -61,6 +63,8 @@ struct CallIo {
     figures: Option<Result<Figures, MediaError>>,
     received: Instant,
     _active: Option<ActiveGuard>,
+    /// Counted in `in_setup` from the 100 Trying to the ACK (or the end).
+    in_setup: Option<Held>,
 }
 
 /// Runs one out-of-dialog INVITE to its end.
@@ -102,6 +106,11 @@ pub(crate) async fn handle_invite(
         draining: shared.health.is_draining(),
         media_down: shared.media_down.load(Relaxed),
         active_calls: shared.stats.active.load(Relaxed),
+        signals: Signals {
+            calls_in_setup: shared.stats.in_setup.load(Relaxed),
+            pending_allocations: shared.stats.pending_allocations.load(Relaxed),
+            event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
+        },
     };
     let core = CallCore::new(
         shared.call_settings.clone(),
@@ -127,6 +136,7 @@ pub(crate) async fn handle_invite(
         figures: None,
         received,
         _active: None,
+        in_setup: None,
     };
     io.run(core).await;
 }
@@ -253,9 +263,15 @@ impl CallIo {
             Output::Allocate => {
                 let call_id = self.call_id.clone();
                 let media = shared.media.clone();
+                // Counted as pending until media answers (or the call task ends).
+                let pending = Held::new(shared.stats.clone(), |s| &s.pending_allocations);
                 self.allocating = Some(Box::pin(
-                    async move { media.allocate(&call_id).await }
-                        .instrument(tracing::info_span!("sip.invite")),
+                    async move {
+                        let result = media.allocate(&call_id).await;
+                        drop(pending);
+                        result
+                    }
+                    .instrument(tracing::info_span!("sip.invite")),
                 ));
             }
             Output::Ringing => {
@@ -280,6 +296,7 @@ impl CallIo {
             Output::Refuse(r) => self.refuse(r),
             Output::Answer { sdp } => return self.answer(sdp).await,
             Output::Established => {
+                self.in_setup = None;
                 shared.stats.answered.fetch_add(1, Relaxed);
                 info!("answered (ACK received)");
             }
@@ -364,6 +381,7 @@ impl CallIo {
         };
         shared.stats.active.fetch_add(1, Relaxed);
         self._active = Some(ActiveGuard(shared.clone()));
+        self.in_setup = Some(Held::new(shared.stats.clone(), |s| &s.in_setup));
         dialog.target_tp_info.lock().await.via_host_port = Some(shared.advertised.clone());
         let invite = self.invite.take().expect("checked above");
         let mut acceptor = InviteAcceptor::new(dialog, invite);
@@ -493,7 +511,12 @@ impl CallIo {
                 stats.cancelled.fetch_add(1, Relaxed);
                 stats.response(487);
             }
-            EndReason::Refused(kind) => stats.fail(kind.label()),
+            EndReason::Refused(kind) => {
+                if kind == RefusalKind::Overloaded {
+                    stats.shed.fetch_add(1, Relaxed);
+                }
+                stats.fail(kind.label())
+            }
             EndReason::NoAck => stats.fail("no_ack"),
             _ => {}
         }

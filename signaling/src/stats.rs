@@ -27,6 +27,14 @@ pub struct Stats {
     pub failed: AtomicU64,
     pub cancelled: AtomicU64,
     pub rejected_malformed: AtomicU64,
+    /// Calls refused by measured load (`[overload]`).
+    pub shed: AtomicU64,
+    /// Calls admitted and not yet answered (no ACK yet).
+    pub in_setup: AtomicU64,
+    /// AllocateSession requests in flight.
+    pub pending_allocations: AtomicU64,
+    /// The event loop's latest lateness, in µs.
+    pub event_loop_lag_us: AtomicU64,
     /// SIP responses we sent, by status code.
     responses: Mutex<BTreeMap<u16, u64>>,
     /// Failed calls by reason.
@@ -43,10 +51,34 @@ impl Default for Stats {
             failed: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             rejected_malformed: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            in_setup: AtomicU64::new(0),
+            pending_allocations: AtomicU64::new(0),
+            event_loop_lag_us: AtomicU64::new(0),
             responses: Mutex::default(),
             failures: Mutex::default(),
             answer_latency: Histogram::new(ANSWER_BUCKETS),
         }
+    }
+}
+
+/// Holds one unit of a gauge of [`Stats`] (calls in setup, pending allocations) until dropped,
+/// whatever path the call takes.
+pub struct Held {
+    stats: Arc<Stats>,
+    gauge: fn(&Stats) -> &AtomicU64,
+}
+
+impl Held {
+    pub fn new(stats: Arc<Stats>, gauge: fn(&Stats) -> &AtomicU64) -> Held {
+        gauge(&stats).fetch_add(1, Relaxed);
+        Held { stats, gauge }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        (self.gauge)(&self.stats).fetch_sub(1, Relaxed);
     }
 }
 
@@ -74,11 +106,12 @@ impl Stats {
 
     pub fn line(&self) -> String {
         format!(
-            "total={} active={} answered={} failed={} cancelled={} malformed_400={} malformed_dropped={}",
+            "total={} active={} answered={} failed={} shed={} cancelled={} malformed_400={} malformed_dropped={}",
             self.total.load(Relaxed),
             self.active.load(Relaxed),
             self.answered.load(Relaxed),
             self.failed.load(Relaxed),
+            self.shed.load(Relaxed),
             self.cancelled.load(Relaxed),
             self.rejected_malformed.load(Relaxed),
             // Messages the SIP stack could not parse at all (vendored ezk-sip-core counter).
@@ -111,6 +144,30 @@ impl Collector for StatsCollector {
             "milliwatt_calls_failed",
             "Calls refused or failed",
             s.failed.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "milliwatt_calls_shed",
+            "Calls refused 503 by measured load ([overload]); also in failed, reason overload",
+            s.shed.load(Relaxed),
+        )?;
+        gauge(
+            &mut enc,
+            "milliwatt_calls_in_setup",
+            "Calls admitted and not yet answered (no ACK yet)",
+            s.in_setup.load(Relaxed) as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "milliwatt_media_allocations_pending",
+            "AllocateSession requests to media in flight",
+            s.pending_allocations.load(Relaxed) as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "milliwatt_event_loop_lag_microseconds",
+            "How late signaling's event loop ran, latest 10 ms timer",
+            s.event_loop_lag_us.load(Relaxed) as i64,
         )?;
         counter(
             &mut enc,

@@ -30,6 +30,7 @@ use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
 use milliwatt_signaling_core::dispatch::{dispatch, Dispatch};
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
+use milliwatt_signaling_core::overload::Thresholds;
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
@@ -186,6 +187,11 @@ impl Signaling {
             enable_dtmf: cfg.media.enable_dtmf,
             max_concurrent_calls: b.max_concurrent_calls,
             domains: vec![cfg.sip.domain.clone(), cfg.sip_advertised_host()],
+            overload: Thresholds {
+                max_calls_in_setup: u64::from(cfg.overload.max_calls_in_setup),
+                max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),
+                max_event_loop_lag: Duration::from_millis(cfg.overload.max_event_loop_lag_ms),
+            },
         };
         let shared = Arc::new(Shared {
             call_settings,
@@ -273,6 +279,7 @@ impl Signaling {
     pub async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let shared = self.shared.clone();
         let watcher = tokio::spawn(watch_media(shared.clone()));
+        let lag = tokio::spawn(measure_lag(shared.clone()));
         let stats = tokio::spawn({
             let shared = shared.clone();
             async move {
@@ -315,7 +322,23 @@ impl Signaling {
         }
         info!(stats = %shared.stats.line(), "signaling stopping");
         watcher.abort();
+        lag.abort();
         stats.abort();
+    }
+}
+
+/// How late the event loop runs: a 10 ms timer's overshoot, published for admission
+/// (`overload.max_event_loop_lag_ms`) and `/metrics`.
+async fn measure_lag(shared: Arc<Shared>) {
+    const EVERY: Duration = Duration::from_millis(10);
+    loop {
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(EVERY).await;
+        let late = start.elapsed().saturating_sub(EVERY);
+        shared
+            .stats
+            .event_loop_lag_us
+            .store(late.as_micros() as u64, Relaxed);
     }
 }
 

@@ -461,6 +461,8 @@ pub struct SippRun {
     pub messages: String,
     pub errors: String,
     pub screen: String,
+    /// Response times written by `-trace_rtt` (CSV), empty without it.
+    pub rtt: String,
 }
 
 impl SippRun {
@@ -585,6 +587,14 @@ pub fn sipp_from(
         messages: read("msg.log"),
         errors: read("err.log") + &read("stderr.log"),
         screen: read("screen.log"),
+        // `-trace_rtt`: "<scenario>_<pid>_rtt.csv", when asked for.
+        rtt: std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_rtt.csv"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect(),
     };
     let _ = std::fs::remove_dir_all(&dir);
     run

@@ -43,6 +43,8 @@ pub struct Settings {
     pub max_concurrent_calls: u32,
     /// Host names a Request-URI may carry (IP literals are always accepted).
     pub domains: Vec<String>,
+    /// Admission by measured load.
+    pub overload: crate::overload::Thresholds,
 }
 
 /// What the shell read from the INVITE (no SIP types cross this wall).
@@ -63,6 +65,8 @@ pub struct Load {
     pub media_down: bool,
     /// Calls in progress, this one not counted.
     pub active_calls: u64,
+    /// What the shell measured (answer-path queueing, media, event loop).
+    pub signals: crate::overload::Signals,
 }
 
 /// Why an INVITE is refused before the call is answered; each kind has one status code and
@@ -76,6 +80,8 @@ pub enum RefusalKind {
     Draining,
     MediaUnavailable,
     OverCapacity,
+    /// Shed by measured load (`[overload]`).
+    Overloaded,
     RtpPortsExhausted,
     MediaRefused,
     MediaLost,
@@ -92,6 +98,7 @@ impl RefusalKind {
             RefusalKind::Draining
             | RefusalKind::MediaUnavailable
             | RefusalKind::OverCapacity
+            | RefusalKind::Overloaded
             | RefusalKind::RtpPortsExhausted
             | RefusalKind::MediaLost => 503,
         }
@@ -107,6 +114,7 @@ impl RefusalKind {
             RefusalKind::Draining => "draining",
             RefusalKind::MediaUnavailable => "media_unavailable",
             RefusalKind::OverCapacity => "over_capacity",
+            RefusalKind::Overloaded => "overload",
             RefusalKind::RtpPortsExhausted => "rtp_ports_exhausted",
             RefusalKind::MediaRefused => "media_refused",
             RefusalKind::MediaLost => "media_lost",
@@ -155,7 +163,8 @@ impl fmt::Display for MediaFailure {
     }
 }
 
-/// The checks that need no dialog: headers, Request-URI, body and SDP offer, then our load.
+/// The checks that need no dialog: headers, measured load (shed first), Request-URI, body and
+/// SDP offer, then drain, media and the call limit.
 pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Negotiated, Refusal> {
     use RefusalKind::*;
     if !invite.has_from_tag {
@@ -164,6 +173,9 @@ pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Nego
     if !invite.has_contact {
         return Err(Refusal::new(Malformed, "missing or invalid Contact header"));
     }
+    // Shed first: an overloaded service answers at once and does no other work for the call.
+    crate::overload::admit(&s.overload, &load.signals)
+        .map_err(|why| Refusal::new(Overloaded, why))?;
     if let Some(name) = invite.uri_host_name {
         if !s.domains.iter().any(|d| d.eq_ignore_ascii_case(name)) {
             return Err(Refusal::new(
@@ -681,6 +693,11 @@ mod tests {
             enable_dtmf: true,
             max_concurrent_calls: 10,
             domains: vec!["milliwatt.test".into()],
+            overload: crate::overload::Thresholds {
+                max_calls_in_setup: 100,
+                max_pending_allocations: 0,
+                max_event_loop_lag: Duration::ZERO,
+            },
         }
     }
 
@@ -940,6 +957,19 @@ mod tests {
                     ..Load::default()
                 },
                 RefusalKind::OverCapacity,
+                503,
+            ),
+            (
+                // Shed before anything else is looked at (the body here is not even SDP).
+                facts("garbage"),
+                Load {
+                    signals: crate::overload::Signals {
+                        calls_in_setup: 100,
+                        ..Default::default()
+                    },
+                    ..Load::default()
+                },
+                RefusalKind::Overloaded,
                 503,
             ),
         ];

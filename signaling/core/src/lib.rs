@@ -8,4 +8,5 @@
 pub mod call;
 pub mod dispatch;
 pub mod media_watch;
+pub mod overload;
 pub mod sdp;

@@ -1,0 +1,102 @@
+//! Admission by measured load. The shell measures; this decides. A call refused here gets
+//! 503 with Retry-After at once and is counted as shed; nothing established is touched.
+
+use std::time::Duration;
+
+/// The thresholds (`[overload]`); 0 (or zero duration) turns a check off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Thresholds {
+    pub max_calls_in_setup: u64,
+    pub max_pending_allocations: u64,
+    pub max_event_loop_lag: Duration,
+}
+
+/// What the shell measured when the INVITE arrived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// Calls admitted and not yet answered (ACK not received), this one not counted.
+    pub calls_in_setup: u64,
+    /// AllocateSession requests in flight.
+    pub pending_allocations: u64,
+    /// The event loop's latest lateness.
+    pub event_loop_lag: Duration,
+}
+
+/// `Err(why)` when a new call must be shed.
+pub fn admit(t: &Thresholds, s: &Signals) -> Result<(), String> {
+    if t.max_calls_in_setup > 0 && s.calls_in_setup >= t.max_calls_in_setup {
+        return Err(format!(
+            "overload: {} calls in setup (overload.max_calls_in_setup {})",
+            s.calls_in_setup, t.max_calls_in_setup
+        ));
+    }
+    if t.max_pending_allocations > 0 && s.pending_allocations >= t.max_pending_allocations {
+        return Err(format!(
+            "overload: {} media allocations pending (overload.max_pending_allocations {})",
+            s.pending_allocations, t.max_pending_allocations
+        ));
+    }
+    if !t.max_event_loop_lag.is_zero() && s.event_loop_lag >= t.max_event_loop_lag {
+        return Err(format!(
+            "overload: event loop {} ms late (overload.max_event_loop_lag_ms {})",
+            s.event_loop_lag.as_millis(),
+            t.max_event_loop_lag.as_millis()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Thresholds = Thresholds {
+        max_calls_in_setup: 10,
+        max_pending_allocations: 5,
+        max_event_loop_lag: Duration::from_millis(100),
+    };
+
+    #[test]
+    fn each_signal_sheds_at_its_threshold_and_zero_turns_it_off() {
+        assert_eq!(admit(&T, &Signals::default()), Ok(()));
+        let busy = Signals {
+            calls_in_setup: 9,
+            pending_allocations: 4,
+            event_loop_lag: Duration::from_millis(99),
+        };
+        assert_eq!(admit(&T, &busy), Ok(()), "just below every threshold");
+        for (s, key) in [
+            (
+                Signals {
+                    calls_in_setup: 10,
+                    ..busy
+                },
+                "max_calls_in_setup",
+            ),
+            (
+                Signals {
+                    pending_allocations: 5,
+                    ..busy
+                },
+                "max_pending_allocations",
+            ),
+            (
+                Signals {
+                    event_loop_lag: Duration::from_millis(100),
+                    ..busy
+                },
+                "max_event_loop_lag_ms",
+            ),
+        ] {
+            let why = admit(&T, &s).expect_err(key);
+            assert!(why.contains(key), "{why}");
+        }
+        let off = Thresholds::default();
+        let extreme = Signals {
+            calls_in_setup: u64::MAX,
+            pending_allocations: u64::MAX,
+            event_loop_lag: Duration::from_secs(3600),
+        };
+        assert_eq!(admit(&off, &extreme), Ok(()));
+    }
+}

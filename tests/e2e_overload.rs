@@ -1,0 +1,168 @@
+//! Overload control end to end: a SIPp burst far above what the answer path may hold is shed at
+//! once with 503 and Retry-After, every burst caller gets a final response (none waits for a
+//! timeout), the shed calls are counted in `/metrics` and the statistics line, and the calls
+//! already established keep their whole tone and end on time.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::rtp::{judge, Expect, RtpSink};
+use common::{
+    http_get, scenario, sipp, temp_dir, tone_scenario, wait_until, Mode, Server, TestConfig,
+};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn metrics(port: u16) -> HashMap<String, f64> {
+    let (_, text) = http_get(port, "/metrics").expect("GET /metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Milliseconds of each response time SIPp measured (`-trace_rtt` CSV, a header then
+/// `Date_ms;response_time_ms;rtd_no` lines).
+fn response_times_ms(csv: &str) -> Vec<f64> {
+    csv.lines()
+        .filter(|l| !l.starts_with("Date"))
+        .filter_map(|l| l.split(';').nth(1)?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_burst_over_capacity_is_shed_fast_and_established_calls_are_unharmed() {
+    const TONE: u64 = 5;
+    const BURST: usize = 150;
+    const IN_SETUP: usize = 10;
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = TONE;
+    // Every admitted call stays a second in setup, so the answer path holds at most IN_SETUP.
+    cfg.answer_delay_ms = 1000;
+    cfg.extra =
+        format!("[overload]\nmax_calls_in_setup = {IN_SETUP}\n[log]\nstats_interval_seconds = 1\n");
+    // Ports for every call the answer path can admit: what sheds here is the overload check.
+    cfg.rtp_range = common::rtp_port_block(200);
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("overload");
+    let sinks: Vec<RtpSink> = (0..3).map(|_| RtpSink::bind()).collect();
+    let burst_sink = RtpSink::bind();
+    let burst_started = std::thread::scope(|s| {
+        let established: Vec<_> = sinks
+            .iter()
+            .map(|sink| {
+                // A folder each: the scenario file names the call's own RTP port.
+                let own = temp_dir("overload-call");
+                let sc = tone_scenario(&own, sink.port(), "0", (TONE + 5) * 1000);
+                let server = &server;
+                s.spawn(move || sipp(server, &sc, &[], 20 * SEC))
+            })
+            .collect();
+        for sink in &sinks {
+            wait_until("the established calls get RTP", 10 * SEC, || {
+                !sink.packets().is_empty()
+            });
+        }
+        // 150 calls in one second: 15 times what the answer path may hold.
+        let sc = scenario(
+            "uac_burst.xml",
+            &[
+                ("RTP_PORT", burst_sink.port().to_string()),
+                ("BYE_TIMEOUT_MS", ((TONE + 5) * 1000).to_string()),
+            ],
+            &dir,
+        );
+        let started = Instant::now();
+        let burst = sipp(
+            &server,
+            &sc,
+            &[
+                "-m",
+                &BURST.to_string(),
+                "-r",
+                &BURST.to_string(),
+                "-l",
+                &BURST.to_string(),
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+            ],
+            30 * SEC,
+        );
+        // Every burst call completed its scenario: answered or refused, none timed out.
+        burst.assert_ok();
+        let shed_ms = response_times_ms(&burst.rtt);
+        eprintln!(
+            "burst: {} calls, {} shed; 503 after p50 {:.1} ms, max {:.1} ms",
+            BURST,
+            shed_ms.len(),
+            percentile(&shed_ms, 0.5),
+            percentile(&shed_ms, 1.0)
+        );
+        assert!(
+            shed_ms.len() >= BURST / 2,
+            "only {} of {BURST} burst calls shed with at most {IN_SETUP} in setup\n{}",
+            shed_ms.len(),
+            burst.screen
+        );
+        // At once: no queueing behind the admitted calls (a debug build on 2 shared cores).
+        assert!(
+            percentile(&shed_ms, 0.99) <= 200.0,
+            "503 p99 {:.1} ms",
+            percentile(&shed_ms, 0.99)
+        );
+        for call in established {
+            call.join().unwrap().assert_ok();
+        }
+        started
+    });
+    eprintln!(
+        "burst and established calls done {:?} after the burst",
+        burst_started.elapsed()
+    );
+    // The established calls: their whole tone, clean, unharmed by the burst.
+    for sink in sinks {
+        judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(TONE)));
+    }
+    let m = metrics(cfg.admin_port);
+    let shed = m.get("milliwatt_calls_shed_total").copied().unwrap_or(0.0);
+    let answered = m
+        .get("milliwatt_calls_answered_total")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(shed >= (BURST / 2) as f64, "{m:?}");
+    assert_eq!(
+        shed + answered,
+        (BURST + 3) as f64,
+        "every call answered or shed: {m:?}"
+    );
+    assert!(
+        answered >= 3.0 + IN_SETUP as f64,
+        "a share of the burst is answered: {m:?}"
+    );
+    assert_eq!(
+        m.get("milliwatt_calls_failed_by_reason_total{reason=\"overload\"}")
+            .copied(),
+        Some(shed)
+    );
+    server.wait_log(&format!("shed={shed}"), 3 * SEC);
+    let log = server.log_text();
+    assert!(
+        log.contains("reason=overload: "),
+        "the refusal says why:\n{log}"
+    );
+}
+
+fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
