@@ -2,8 +2,11 @@
 //! milliwatt-signaling as two processes on loopback, drives them with SIPp, sinks the RTP on a
 //! loopback socket, and reports what the targets in the README are about:
 //!
-//! - `concurrent N`: N tone calls held at once: packets lost at the sender (send errors and skipped
-//!   packet times), pacing lateness p50/p99/max, media RSS and CPU.
+//! - `concurrent N`: N tone calls ramped at 250 calls/s with a tone long enough that all N overlap
+//!   for 20 s: packets lost at the sender (send errors and skipped packet times), pacing lateness
+//!   p50/p99/max, media RSS, and media CPU per RTP packet sent in a steady 10 s window, against a
+//!   raw baseline measured in the same run (one thread writing one 172-byte datagram per 20 ms
+//!   from N sockets with plain `sendto`, loopback delivery included).
 //! - `rate R SECS`: R calls/s of 2-second calls for SECS seconds: failed calls.
 //!
 //! Every loop is bounded; all traffic stays on 127.0.0.1.
@@ -114,7 +117,7 @@ tone_duration_seconds = {tone_seconds}
 max_concurrent_calls = 5000
 [media]
 rtp_port_range_start = 20000
-rtp_port_range_end = 26000
+rtp_port_range_end = 40000
 bind_address = "127.0.0.1"
 advertised_address = "127.0.0.1"
 grpc_listen = "127.0.0.1:{grpc}"
@@ -210,14 +213,60 @@ fn wait(mut c: Child, limit: Duration) -> bool {
     }
 }
 
+/// utime + stime of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// The raw baseline: `n` sockets, one 172-byte datagram each per 20 ms with plain `sendto`, for
+/// `secs` seconds, to a sink on loopback. Returns CPU µs per packet (this thread's CPU: the
+/// loopback delivery runs in the sender's context, as it does for media).
+fn baseline(n: u32, secs: u64) -> f64 {
+    let sink = sink();
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], sink.port));
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("baseline socket"))
+        .collect();
+    let packet = [0x80u8; 172];
+    let handle = std::thread::spawn(move || {
+        let cpu0 = thread_cpu_seconds();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut tick = 0u32;
+        while start.elapsed() < Duration::from_secs(secs) {
+            for s in &sockets {
+                if s.send_to(&packet, to).is_ok() {
+                    sent += 1;
+                }
+            }
+            tick += 1;
+            let next = start + Duration::from_millis(20) * tick;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        (thread_cpu_seconds() - cpu0, sent)
+    });
+    let (cpu, sent) = handle.join().expect("baseline thread");
+    sink.stop.store(true, Ordering::Relaxed);
+    cpu * 1e6 / sent.max(1) as f64
+}
+
 fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     let (sip, grpc) = (5160, 50160);
-    let hold = 20;
-    let procs = start(dir, hold, sip, grpc);
+    let rate = 250;
+    let overlap = 20;
+    let ramp = Duration::from_secs_f64(f64::from(n) / f64::from(rate));
+    // Long enough that every call is up for `overlap` seconds together.
+    let tone = ramp.as_secs() + 1 + overlap;
+    let procs = start(dir, tone, sip, grpc);
     let media_pid = procs.0[0].id();
     let sink = sink();
-    let cpu0 = cpu_seconds(media_pid);
-    let rate = 100;
     let s = sipp(
         dir,
         sink.port,
@@ -230,23 +279,36 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
             "-m".into(),
             n.to_string(),
         ],
-        (hold + 15) * 1000,
+        (tone + 15) * 1000,
     );
-    // Ramp (n / rate s), then hold; sample RSS and the number of sending sessions.
-    let ramp = Duration::from_secs_f64(f64::from(n) / f64::from(rate));
+    // Ramp, then a steady 10 s window inside the overlap: CPU per packet, received rate, RSS.
     std::thread::sleep(ramp + Duration::from_secs(3));
     let at_peak = stats(rt, grpc);
     let peak_rss = rss_kib(media_pid);
-    let p0 = sink.packets.load(Ordering::Relaxed);
-    let t0 = Instant::now();
+    let (cpu_a, sent_a, recv_a, t_a) = (
+        cpu_seconds(media_pid),
+        stats(rt, grpc).packets_sent,
+        sink.packets.load(Ordering::Relaxed),
+        Instant::now(),
+    );
     std::thread::sleep(Duration::from_secs(10));
-    let received_rate =
-        (sink.packets.load(Ordering::Relaxed) - p0) as f64 / t0.elapsed().as_secs_f64();
-    let cpu_mid = cpu_seconds(media_pid) - cpu0;
-    let ok = wait(s, Duration::from_secs(hold + 60));
+    let (cpu_b, sent_b, recv_b, window) = (
+        cpu_seconds(media_pid),
+        stats(rt, grpc).packets_sent,
+        sink.packets.load(Ordering::Relaxed),
+        t_a.elapsed(),
+    );
+    let received_rate = (recv_b - recv_a) as f64 / window.as_secs_f64();
+    let sent_rate = (sent_b - sent_a) as f64 / window.as_secs_f64();
+    let us_per_packet = (cpu_b - cpu_a) * 1e6 / (sent_b - sent_a).max(1) as f64;
+    let ok = wait(s, Duration::from_secs(tone + 60));
     let end = stats(rt, grpc);
     sink.stop.store(true, Ordering::Relaxed);
-    println!("## concurrent: {n} tone calls held {hold} s (SIPp ramp {rate} calls/s)");
+    drop(procs);
+    let base_us = baseline(n, 10);
+    println!(
+        "## concurrent: {n} tone calls of {tone} s (SIPp ramp {rate} calls/s, {overlap} s all up)"
+    );
     println!("- SIPp: all calls successful: {ok}");
     println!("- sending sessions at peak: {}", at_peak.sending_sessions);
     println!(
@@ -257,7 +319,7 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         end.send_errors + end.packets_skipped
     );
     println!(
-        "- RTP received by the sink at peak: {received_rate:.0} packets/s (expected {})",
+        "- steady window: {sent_rate:.0} packets/s sent (expected {}), {received_rate:.0}/s read by the bench's one-thread sink",
         n * 50
     );
     println!(
@@ -267,13 +329,15 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         end.lateness_max_us as f64 / 1000.0,
         end.pacing_threads
     );
-    println!("- media RSS at peak: {:.1} MB", peak_rss as f64 / 1024.0);
     println!(
-        "- media CPU: {:.2} s over the first {:.0} s of the run",
-        cpu_mid,
-        (ramp + Duration::from_secs(13)).as_secs_f64()
+        "- media RSS at peak: {:.1} MB ({:.1} KB per call)",
+        peak_rss as f64 / 1024.0,
+        peak_rss as f64 / f64::from(n)
     );
-    drop(procs);
+    println!(
+        "- media CPU: {us_per_packet:.2} µs per RTP packet sent; raw sendto baseline {base_us:.2} µs; ratio {:.2}",
+        us_per_packet / base_us
+    );
     ok && at_peak.sending_sessions == n
         && end.send_errors == 0
         && end.packets_skipped == 0

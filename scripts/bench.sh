@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: 500 concurrent tone calls (sender loss, pacing lateness, media RSS) and 200 calls/s of
-# 2-second calls (failures), with SIPp on the same machine, everything on loopback.
+# Benchmark: concurrent tone calls (sender loss, pacing lateness, media RSS, CPU per packet against
+# a raw sendto baseline) and calls/s of 2-second calls (failures), with SIPp on the same machine,
+# everything on loopback.
 # Usage: scripts/bench.sh [concurrent N | rate R SECONDS]   (default: both, N=500, R=200, 10 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
