@@ -7,7 +7,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::rtp::{Caller, RtpSink};
+use common::rtp::{judge, Caller, Expect, RtpSink};
 use common::sip::RawSip;
 use common::{grpc, Mode, Server, TestConfig};
 use milliwatt_proto::v1 as pb;
@@ -347,4 +347,74 @@ fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
         .pop()
         .expect("BYE");
     c.ok_to(&bye);
+}
+
+#[test]
+fn with_rtcp_mux_rtcp_shares_the_rtp_port_and_media_holds_one_socket() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 8;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let c = RawSip::new(cfg.sip_addr());
+    c.send(&c.invite_with_rtcp_mux("mux@test", "mux", sink.port()));
+    let ok = c
+        .recv_until(5 * SEC, |m| m.status() == Some(200))
+        .pop()
+        .filter(|m| m.status() == Some(200))
+        .expect("no 200 OK");
+    assert!(
+        ok.text.contains("a=rtcp-mux"),
+        "rtcp-mux accepted: {}",
+        ok.text
+    );
+    c.send(&c.ack_for(&ok, "mux@test", "ack"));
+    let media = common::answered_media(&ok.text);
+    // One descriptor: media's RTP port + 1 is not bound (the port stays reserved in its pool).
+    UdpSocket::bind(SocketAddr::new(media.ip(), media.port() + 1))
+        .expect("media holds no RTCP socket with rtcp-mux");
+    // Sender reports come on the RTP port, from media's RTP port.
+    let deadline = Instant::now() + 7 * SEC;
+    let sr = loop {
+        if let Some(p) = sink
+            .packets()
+            .into_iter()
+            .find(|p| p.data.len() >= 28 && p.data[1] == 200)
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no multiplexed RTCP sender report within 7 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sr.from, media, "RTCP from the RTP port");
+    let ssrc = u32::from_be_bytes(sink.packets()[0].data[8..12].try_into().unwrap());
+    assert_eq!(u32::from_be_bytes(sr.data[4..8].try_into().unwrap()), ssrc);
+    // The caller's receiver report, sent to the RTP port, is read there.
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0xCAFEu32.to_be_bytes());
+    rr.extend_from_slice(&ssrc.to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 10]);
+    rr.extend_from_slice(&1000u32.to_be_bytes());
+    rr.extend_from_slice(&80u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    sink.sender.send_to(&rr, media).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let q = session_of(&server).quality.unwrap();
+    assert_eq!(q.rtcp_received, 1, "{q:?}");
+    assert!((q.remote_loss_percent - 25.0).abs() < 0.01, "{q:?}");
+    // The tone itself is judged as for any call (the SR in the sink is not RTP: filter it).
+    let bye = c
+        .recv_until(8 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .expect("BYE");
+    c.ok_to(&bye);
+    let rtp: Vec<_> = sink
+        .finish()
+        .into_iter()
+        .filter(|p| p.data.len() > 1 && !(192..=223).contains(&p.data[1]))
+        .collect();
+    judge(&rtp, &Expect::pcmu_440(Duration::from_secs(8)));
 }

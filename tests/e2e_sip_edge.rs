@@ -464,6 +464,7 @@ fn bad_grpc_requests_get_precise_statuses() {
                 call_id: "x".into(),
                 owner: String::new(),
                 lease_seconds: 0,
+                rtcp_mux: false,
             })
             .await
             .unwrap_err();
@@ -475,6 +476,7 @@ fn bad_grpc_requests_get_precise_statuses() {
                 call_id: "x".into(),
                 owner: "test".into(),
                 lease_seconds: 0,
+                rtcp_mux: false,
             })
             .await
             .unwrap()

@@ -104,13 +104,15 @@ impl Drop for Receiver {
 impl Receiver {
     /// Starts receiving on the session's sockets (shared, not duplicated: two descriptors per
     /// session). Needs a tokio runtime.
+    /// Without an RTCP socket RTCP is multiplexed on the RTP port (RFC 5761): read there (told
+    /// apart by its packet type) and sent from there.
     pub fn spawn(
         rtp: &Arc<std::net::UdpSocket>,
-        rtcp: &Arc<std::net::UdpSocket>,
+        rtcp: Option<&Arc<std::net::UdpSocket>>,
         setup: RxSetup,
     ) -> std::io::Result<Receiver> {
         let rtp = RxSocket::new(rtp.clone())?;
-        let rtcp = RxSocket::new(rtcp.clone())?;
+        let rtcp = rtcp.map(|s| RxSocket::new(s.clone())).transpose()?;
         let (params_tx, params_rx) = watch::channel(None);
         let state = Arc::new(Mutex::new(State::default()));
         let task = tokio::spawn(run(Task {
@@ -180,7 +182,8 @@ impl RxSocket {
 struct Task {
     key: u64,
     rtp: RxSocket,
-    rtcp: RxSocket,
+    /// `None`: RTCP multiplexed on the RTP socket.
+    rtcp: Option<RxSocket>,
     params: watch::Receiver<Option<RxParams>>,
     state: Arc<Mutex<State>>,
     counters: Arc<SessionCounters>,
@@ -218,7 +221,7 @@ async fn run(mut t: Task) {
                 let Some(p) = params else { continue };
                 t.on_rtp(&rtp_buf[..n], from, p, &mut latched, Instant::now());
             }
-            r = t.rtcp.recv_from(&mut rtcp_buf) => {
+            r = recv_rtcp(t.rtcp.as_ref(), &mut rtcp_buf) => {
                 let Ok((n, from)) = r else { continue };
                 t.on_rtcp(&rtcp_buf[..n], from, Instant::now());
             }
@@ -232,6 +235,17 @@ async fn run(mut t: Task) {
                 }
             }
         }
+    }
+}
+
+/// A datagram on the RTCP socket; never, when RTCP is multiplexed on the RTP socket.
+async fn recv_rtcp(
+    socket: Option<&RxSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -381,10 +395,12 @@ impl Task {
                 }
                 _ => None,
             };
-            // Where RTCP goes: where the caller's RTCP comes from, else RTP port + 1.
+            // Where RTCP goes: where the caller's RTCP comes from, else RTP port + 1 (or the
+            // RTP address itself when multiplexed).
             let rtp_target = latched.unwrap_or(p.sdp_remote);
-            let target = st.rtcp_source.unwrap_or_else(|| {
-                SocketAddr::new(rtp_target.ip(), rtp_target.port().wrapping_add(1))
+            let target = st.rtcp_source.unwrap_or_else(|| match self.rtcp {
+                Some(_) => SocketAddr::new(rtp_target.ip(), rtp_target.port().wrapping_add(1)),
+                None => rtp_target,
             });
             (block, target)
         };
@@ -414,7 +430,8 @@ impl Task {
         };
         let mut buf = [0u8; 256];
         if let Ok(n) = out.write(&mut buf) {
-            let _ = self.rtcp.send_to(&buf[..n], target);
+            let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
+            let _ = socket.send_to(&buf[..n], target);
         }
     }
 }

@@ -45,7 +45,7 @@ impl pb::media_server::Media for MediaService {
         let lease = (r.lease_seconds > 0).then(|| Duration::from_secs(u64::from(r.lease_seconds)));
         let a = self
             .registry
-            .allocate(&r.call_id, &r.owner, lease, Instant::now())
+            .allocate(&r.call_id, &r.owner, lease, r.rtcp_mux, Instant::now())
             .map_err(status_of)?;
         Ok(Response::new(pb::AllocateSessionResponse {
             session_id: a.id.to_string(),

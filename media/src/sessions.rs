@@ -43,8 +43,8 @@ pub struct RegistryConfig {
 /// A session's I/O: its sockets, counters and receive task.
 struct SessionIo {
     socket: Arc<UdpSocket>,
-    /// The RTCP port (+1): the receive task reads and writes it.
-    _rtcp: Arc<UdpSocket>,
+    /// The RTCP port (+1), unless RTCP is multiplexed on the RTP port (RFC 5761).
+    _rtcp: Option<Arc<UdpSocket>>,
     counters: Arc<SessionCounters>,
     receiver: Option<Receiver>,
 }
@@ -177,6 +177,7 @@ impl Registry {
         call_id: &str,
         owner: &str,
         lease: Option<Duration>,
+        rtcp_mux: bool,
         now: Instant,
     ) -> Result<Allocated, MediaError> {
         // Try each free port once; ports that someone else holds go to the back.
@@ -186,7 +187,7 @@ impl Registry {
             let Some(port) = self.lock().table.take_port() else {
                 break;
             };
-            match bind_pair(self.cfg.bind, port) {
+            match bind_pair(self.cfg.bind, port, rtcp_mux) {
                 Ok(pair) => {
                     bound = Some((port, pair));
                     break;
@@ -207,7 +208,7 @@ impl Registry {
         let Some((port, (rtp, rtcp))) = bound else {
             return Err(MediaError::PortsExhausted);
         };
-        let (rtp, rtcp) = (Arc::new(rtp), Arc::new(rtcp));
+        let (rtp, rtcp) = (Arc::new(rtp), rtcp.map(Arc::new));
         let id = SessionId::from_random(rand::rng().random());
         let counters: Arc<SessionCounters> = Arc::default();
         let mut inner = self.lock();
@@ -224,7 +225,7 @@ impl Registry {
         let receiver = if tokio::runtime::Handle::try_current().is_ok() {
             match Receiver::spawn(
                 &rtp,
-                &rtcp,
+                rtcp.as_ref(),
                 RxSetup {
                     key,
                     counters: counters.clone(),
@@ -469,12 +470,21 @@ impl Registry {
     }
 }
 
-fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, UdpSocket)> {
+/// The RTP socket and, unless RTCP is multiplexed on it, the RTCP socket (port + 1). Without
+/// multiplexing both ports must bind, so a half-free pair counts as busy.
+fn bind_pair(
+    ip: IpAddr,
+    port: u16,
+    rtcp_mux: bool,
+) -> std::io::Result<(UdpSocket, Option<UdpSocket>)> {
     let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
-    let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
     rtp.set_nonblocking(true)?;
+    if rtcp_mux {
+        return Ok((rtp, None));
+    }
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
     rtcp.set_nonblocking(true)?;
-    Ok((rtp, rtcp))
+    Ok((rtp, Some(rtcp)))
 }
 
 #[cfg(test)]
@@ -504,7 +514,7 @@ mod tests {
         let mut out = Vec::new();
         while out.len() < n {
             let p = base + NEXT.fetch_add(2, SeqCst);
-            if bind_pair("127.0.0.1".parse().unwrap(), p).is_ok() {
+            if bind_pair("127.0.0.1".parse().unwrap(), p, false).is_ok() {
                 out.push(p);
             }
         }
@@ -516,10 +526,10 @@ mod tests {
         let ports = free_ports(2);
         let r = registry(ports.clone());
         let now = Instant::now();
-        let a = r.allocate("c1", "o", None, now).unwrap();
-        let b = r.allocate("c2", "o", None, now).unwrap();
+        let a = r.allocate("c1", "o", None, false, now).unwrap();
+        let b = r.allocate("c2", "o", None, false, now).unwrap();
         assert_eq!(
-            r.allocate("c3", "o", None, now).err(),
+            r.allocate("c3", "o", None, false, now).err(),
             Some(MediaError::PortsExhausted)
         );
         assert_ne!(a.port, b.port);
@@ -529,7 +539,7 @@ mod tests {
             r.release(&a.id, "again"),
             Err(MediaError::NotFound(_))
         ));
-        let c = r.allocate("c3", "o", None, now).unwrap();
+        let c = r.allocate("c3", "o", None, false, now).unwrap();
         assert_eq!(c.port, a.port);
     }
 
@@ -538,10 +548,10 @@ mod tests {
         let r = registry(free_ports(2));
         let t0 = Instant::now();
         let a = r
-            .allocate("c1", "gone", Some(Duration::from_secs(2)), t0)
+            .allocate("c1", "gone", Some(Duration::from_secs(2)), false, t0)
             .unwrap();
         let b = r
-            .allocate("c2", "alive", Some(Duration::from_secs(2)), t0)
+            .allocate("c2", "alive", Some(Duration::from_secs(2)), false, t0)
             .unwrap();
         assert_eq!(r.sweep(t0 + Duration::from_secs(1)), 0);
         assert_eq!(r.renew("alive", t0 + Duration::from_secs(2)), 1);

@@ -260,14 +260,14 @@ impl CallIo {
         let shared = self.shared.clone();
         match output {
             Output::Trying => return self.trying().await,
-            Output::Allocate => {
+            Output::Allocate { rtcp_mux } => {
                 let call_id = self.call_id.clone();
                 let media = shared.media.clone();
                 // Counted as pending until media answers (or the call task ends).
                 let pending = Held::new(shared.stats.clone(), |s| &s.pending_allocations);
                 self.allocating = Some(Box::pin(
                     async move {
-                        let result = media.allocate(&call_id).await;
+                        let result = media.allocate(&call_id, rtcp_mux).await;
                         drop(pending);
                         result
                     }

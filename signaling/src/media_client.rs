@@ -87,7 +87,7 @@ impl MediaClient {
         &self.owner
     }
 
-    pub async fn allocate(&self, call_id: &str) -> Result<Allocation, MediaError> {
+    pub async fn allocate(&self, call_id: &str, rtcp_mux: bool) -> Result<Allocation, MediaError> {
         let t = std::time::Instant::now();
         let r = self
             .client
@@ -96,6 +96,7 @@ impl MediaClient {
                 call_id: call_id.to_string(),
                 owner: self.owner.clone(),
                 lease_seconds: 0,
+                rtcp_mux,
             })
             .await;
         self.observe("AllocateSession", t);

@@ -103,6 +103,11 @@ impl RawSip {
         self.invite_offering(call_id, branch, sdp_port, true)
     }
 
+    /// An INVITE offering PCMU with RTCP on the RTP port (RFC 5761 `a=rtcp-mux`).
+    pub fn invite_with_rtcp_mux(&self, call_id: &str, branch: &str, sdp_port: u16) -> String {
+        self.invite_sdp(call_id, branch, sdp_port, "0", "a=rtcp-mux\r\n")
+    }
+
     /// Places a call and ACKs the 200: returns the media address of the SDP answer.
     pub fn call(&self, invite: &str, call_id: &str) -> SocketAddr {
         self.send(invite);
@@ -121,17 +126,31 @@ impl RawSip {
     }
 
     fn invite_offering(&self, call_id: &str, branch: &str, sdp_port: u16, dtmf: bool) -> String {
-        let (fmts, dtmf_lines) = if dtmf {
-            (
+        if dtmf {
+            self.invite_sdp(
+                call_id,
+                branch,
+                sdp_port,
                 "0 101",
                 "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
             )
         } else {
-            ("0", "")
-        };
+            self.invite_sdp(call_id, branch, sdp_port, "0", "")
+        }
+    }
+
+    /// An INVITE whose audio stream offers `fmts`, with `extra` attribute lines.
+    fn invite_sdp(
+        &self,
+        call_id: &str,
+        branch: &str,
+        sdp_port: u16,
+        fmts: &str,
+        extra: &str,
+    ) -> String {
         let sdp = format!(
             "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {sdp_port} RTP/AVP {fmts}\r\na=rtpmap:0 PCMU/8000\r\n{dtmf_lines}"
+             m=audio {sdp_port} RTP/AVP {fmts}\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
         );
         self.request(
             "INVITE",

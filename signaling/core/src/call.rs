@@ -306,8 +306,9 @@ pub enum Event {
 pub enum Output {
     /// Create the dialog and send 100 Trying (on failure feed [`Event::DialogFailed`]).
     Trying,
-    /// Ask media for an RTP endpoint (answer with `Allocated`/`AllocationFailed`).
-    Allocate,
+    /// Ask media for an RTP endpoint (answer with `Allocated`/`AllocationFailed`); with
+    /// `rtcp_mux` RTCP shares the RTP port (RFC 5761).
+    Allocate { rtcp_mux: bool },
     /// Send 180 Ringing (with To-tag).
     Ringing,
     /// Refuse the INVITE with a final response (`Retry-After` from the kind).
@@ -420,9 +421,10 @@ impl CallCore {
         };
         match screen(&call.settings, invite, load) {
             Ok(n) => {
+                let rtcp_mux = n.rtcp_mux;
                 call.negotiated = Some(n);
                 call.out.push_back(Output::Trying);
-                call.out.push_back(Output::Allocate);
+                call.out.push_back(Output::Allocate { rtcp_mux });
             }
             Err(r) => call.refuse(r, now),
         }
@@ -807,7 +809,7 @@ mod tests {
     fn kind(o: &Output) -> &'static str {
         match o {
             Output::Trying => "trying",
-            Output::Allocate => "allocate",
+            Output::Allocate { .. } => "allocate",
             Output::Ringing => "ringing",
             Output::Refuse(_) => "refuse",
             Output::Answer { .. } => "answer",

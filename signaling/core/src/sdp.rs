@@ -34,6 +34,9 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Whether we should send the tone (the caller receives, and told us where).
     pub send: bool,
+    /// The offer asks for RTP and RTCP on one port (RFC 5761 `a=rtcp-mux`): we accept, and
+    /// media holds one socket for the session instead of two.
+    pub rtcp_mux: bool,
     /// Index of the audio stream we accepted among the offer's m= lines.
     audio_index: usize,
     /// The offer's m= lines (type, proto, formats) to mirror as rejected in the answer.
@@ -174,6 +177,7 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
         remote,
         direction,
         send: caller_receives && remote.is_some(),
+        rtcp_mux: m.rtcp_mux,
         audio_index,
         rejected,
         m_lines: sdp.media_descriptions.len(),
@@ -221,6 +225,9 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
             ));
         }
         out.push_str(&format!("a=ptime:20\r\na={}\r\n", n.direction.as_str()));
+        if n.rtcp_mux {
+            out.push_str("a=rtcp-mux\r\n");
+        }
     }
     out
 }
@@ -359,5 +366,17 @@ mod tests {
         assert_eq!(audio.direction, Direction::SendRecv);
         assert!(a.contains("c=IN IP4 192.0.2.10\r\n"));
         assert!(a.contains("a=ptime:20\r\n"));
+        assert!(!n.rtcp_mux && !audio.rtcp_mux, "no rtcp-mux unless offered");
+    }
+
+    #[test]
+    fn rtcp_mux_is_accepted_when_offered() {
+        let o = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0\r\na=rtcp-mux\r\n";
+        let n = negotiate(o, &[PCMU], false).unwrap();
+        assert!(n.rtcp_mux);
+        let a = answer(&n, "192.0.2.10", 10002, 42, 1);
+        let parsed = SessionDescription::parse(&BytesStr::from(a.as_str())).unwrap();
+        assert!(parsed.media_descriptions[0].rtcp_mux, "{a}");
     }
 }
