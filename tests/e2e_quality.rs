@@ -280,6 +280,18 @@ fn symmetric_rtp_follows_the_real_source_and_bad_packets_are_counted() {
     c.ok_to(&bye);
 }
 
+/// A caller's RTCP receiver report about `ssrc`: 25 % (64/256) lost, jitter 80 units (10 ms).
+fn receiver_report(ssrc: u32) -> Vec<u8> {
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0xCAFEu32.to_be_bytes());
+    rr.extend_from_slice(&ssrc.to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 10]);
+    rr.extend_from_slice(&1000u32.to_be_bytes());
+    rr.extend_from_slice(&80u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    rr
+}
+
 #[test]
 fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
     let mut cfg = TestConfig::new();
@@ -328,13 +340,7 @@ fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
     );
     assert_eq!(sr.from.port() % 2, 1, "RTCP from the odd port next to RTP");
     // The caller's receiver report: 25 % (64/256) lost, jitter 80 units (10 ms).
-    let mut rr = vec![0x81, 201, 0, 7];
-    rr.extend_from_slice(&0xCAFEu32.to_be_bytes());
-    rr.extend_from_slice(&ssrc.to_be_bytes());
-    rr.extend_from_slice(&[64, 0, 0, 10]);
-    rr.extend_from_slice(&1000u32.to_be_bytes());
-    rr.extend_from_slice(&80u32.to_be_bytes());
-    rr.extend_from_slice(&[0; 8]);
+    let rr = receiver_report(ssrc);
     let media_rtcp = SocketAddr::new(media.ip(), media.port() + 1);
     rtcp.sender.send_to(&rr, media_rtcp).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -393,13 +399,7 @@ fn with_rtcp_mux_rtcp_shares_the_rtp_port_and_media_holds_one_socket() {
     let ssrc = u32::from_be_bytes(sink.packets()[0].data[8..12].try_into().unwrap());
     assert_eq!(u32::from_be_bytes(sr.data[4..8].try_into().unwrap()), ssrc);
     // The caller's receiver report, sent to the RTP port, is read there.
-    let mut rr = vec![0x81, 201, 0, 7];
-    rr.extend_from_slice(&0xCAFEu32.to_be_bytes());
-    rr.extend_from_slice(&ssrc.to_be_bytes());
-    rr.extend_from_slice(&[64, 0, 0, 10]);
-    rr.extend_from_slice(&1000u32.to_be_bytes());
-    rr.extend_from_slice(&80u32.to_be_bytes());
-    rr.extend_from_slice(&[0; 8]);
+    let rr = receiver_report(ssrc);
     sink.sender.send_to(&rr, media).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let q = session_of(&server).quality.unwrap();

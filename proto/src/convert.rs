@@ -95,28 +95,33 @@ impl From<Event> for pb::SessionEvent {
     }
 }
 
+impl From<pb::Quality> for Quality {
+    fn from(q: pb::Quality) -> Quality {
+        Quality {
+            packets_received: q.packets_received,
+            bytes_received: q.bytes_received,
+            packets_lost: q.packets_lost,
+            loss_percent: q.loss_percent,
+            jitter_ms: q.jitter_ms,
+            mos: q.mos,
+            packets_invalid: q.packets_invalid,
+            packets_from_unexpected_source: q.packets_from_unexpected_source,
+            rtp_source: q.rtp_source.parse().ok(),
+            rtcp_received: q.rtcp_received,
+            remote_loss_percent: q.remote_loss_percent,
+            remote_jitter_ms: q.remote_jitter_ms,
+            rtt_ms: q.rtt_ms,
+            dtmf_digits: q.dtmf_digits,
+        }
+    }
+}
+
 /// The figures of a released session, as its owner logs them.
 impl From<pb::Session> for Figures {
     fn from(s: pb::Session) -> Figures {
-        let q = s.quality.unwrap_or_default();
         Figures {
             packets_sent: s.packets_sent,
-            quality: Quality {
-                packets_received: q.packets_received,
-                bytes_received: q.bytes_received,
-                packets_lost: q.packets_lost,
-                loss_percent: q.loss_percent,
-                jitter_ms: q.jitter_ms,
-                mos: q.mos,
-                packets_invalid: q.packets_invalid,
-                packets_from_unexpected_source: q.packets_from_unexpected_source,
-                rtp_source: q.rtp_source.parse().ok(),
-                rtcp_received: q.rtcp_received,
-                remote_loss_percent: q.remote_loss_percent,
-                remote_jitter_ms: q.remote_jitter_ms,
-                rtt_ms: q.rtt_ms,
-                dtmf_digits: q.dtmf_digits,
-            },
+            quality: s.quality.unwrap_or_default().into(),
         }
     }
 }
