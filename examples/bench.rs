@@ -9,6 +9,9 @@
 //!   from N sockets with plain `sendto`, loopback delivery included).
 //! - `rate R SECS`: R calls/s of 2-second calls for SECS seconds: failed calls.
 //!
+//! - `smoke`: 50 calls through the whole `concurrent` path, judged only for running through (CI
+//!   runs it on the debug build; it measures nothing worth recording).
+//!
 //! Every loop is bounded; all traffic stays on 127.0.0.1.
 
 use std::collections::HashMap;
@@ -328,10 +331,18 @@ fn baseline(n: u32, secs: u64) -> f64 {
     cpu * 1e6 / sent.max(1) as f64
 }
 
-fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
+/// How a run is judged: against the targets, or (CI's smoke run, a debug build on a shared
+/// machine) only that it ran end to end: every call, every stream seen, nothing sent in error.
+#[derive(Clone, Copy, PartialEq)]
+enum Judge {
+    Targets,
+    Smoke,
+}
+
+fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) -> bool {
     let (sip, grpc) = (5160, 50160);
     let rate = 250;
-    let overlap = 20;
+    let overlap = if judge == Judge::Smoke { 14 } else { 20 };
     let ramp = Duration::from_secs_f64(f64::from(n) / f64::from(rate));
     // Long enough that every call is up for `overlap` seconds together.
     let tone = ramp.as_secs() + 1 + overlap;
@@ -391,7 +402,7 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     let end = stats(rt, grpc);
     sink.stop.store(true, Ordering::Relaxed);
     drop(procs);
-    let base_us = baseline(n, 10);
+    let base_us = baseline(n, if judge == Judge::Smoke { 2 } else { 10 });
     println!(
         "## concurrent: {n} tone calls of {tone} s (SIPp ramp {rate} calls/s, {overlap} s all up)"
     );
@@ -431,6 +442,13 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         "- media CPU: {us_per_packet:.2} µs per RTP packet sent; raw sendto baseline {base_us:.2} µs; ratio {:.2}",
         us_per_packet / base_us
     );
+    if judge == Judge::Smoke {
+        return ok
+            && at_peak.sending_sessions == n
+            && streams_measured == n as usize
+            && end.send_errors == 0
+            && end.packets_sent > 0;
+    }
     // The targets of the "carrier-grade load" issue: nothing lost, per-stream p99 ≤ 2 ms at the
     // receiver for 99 % of the streams, CPU per packet ≤ 1.5× the raw baseline.
     ok && at_peak.sending_sessions == n
@@ -533,7 +551,13 @@ fn main() {
         let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(500);
         let d = dir.join("concurrent");
         std::fs::create_dir_all(&d).unwrap();
-        ok &= concurrent(n, &rt, &d);
+        ok &= concurrent(n, &rt, &d, Judge::Targets);
+    }
+    if what == "smoke" {
+        // What CI runs: 50 calls, the whole measurement path, judged only for running through.
+        let d = dir.join("smoke");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= concurrent(50, &rt, &d, Judge::Smoke);
     }
     if what == "rate" || what == "all" {
         let r = args
@@ -546,6 +570,10 @@ fn main() {
         std::fs::create_dir_all(&d).unwrap();
         ok &= rate(r, secs, &rt, &d);
     }
-    println!("targets met: {ok}");
+    if what == "smoke" {
+        println!("smoke run ran through: {ok} (no targets are judged on a debug build)");
+    } else {
+        println!("targets met: {ok}");
+    }
     std::process::exit(if ok { 0 } else { 1 });
 }

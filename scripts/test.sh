@@ -55,5 +55,8 @@ for t in tests/e2e_*.rs; do
   echo "== $name (one test at a time)"
   cargo test --test "$name" -- --test-threads=1
 done
+echo "== benchmark smoke run (debug build: the benchmark's path runs through; no figures kept)"
+cargo build --example bench
+target/debug/examples/bench smoke
 echo "== helm chart (lint, template, Kubernetes schema validation, negative cases)"
 bash tests/helm/run.sh
