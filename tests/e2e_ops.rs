@@ -42,6 +42,20 @@ fn admin_probes_metrics_and_the_healthcheck_subcommand() {
     cfg.tone_seconds = 1;
     let server = Server::start(cfg.clone(), Mode::AllInOne);
     let admin = cfg.admin_port;
+    // media.pacing_priority = "realtime" (the default) says what it got: SCHED_FIFO, or why not.
+    let running_as_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if running_as_root {
+        server.wait_log("pacing threads at real-time priority", 2 * SEC);
+    } else {
+        wait_until("the pacing priority logged", 2 * SEC, || {
+            let log = server.log_text();
+            log.contains("pacing threads at real-time priority")
+                || log.contains("cannot raise the pacing threads")
+        });
+    }
     assert_eq!(http_get(admin, "/livez").map(|r| r.0), Some(200));
     wait_until("ready", 5 * SEC, || {
         http_get(admin, "/readyz").map(|r| r.0) == Some(200)

@@ -67,6 +67,17 @@ pub struct TelemetryConfig {
     pub sampling_ratio: f64,
 }
 
+/// The scheduling class of the pacing threads (`media.pacing_priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacingPriority {
+    /// SCHED_FIFO (priority 10) where the system permits it (root, CAP_SYS_NICE or an
+    /// RLIMIT_RTPRIO); otherwise normal, with a warning.
+    Realtime,
+    /// The default time-sharing class.
+    Normal,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -139,6 +150,7 @@ pub struct MediaConfig {
     pub grpc_listen: SocketAddr,
     pub endpoint: String,
     pub pacing_threads: usize,
+    pub pacing_priority: PacingPriority,
     pub lease_seconds: u32,
     pub session_grace_seconds: u32,
 }
@@ -559,6 +571,19 @@ mod tests {
         assert!(e.contains("sctp") && e.contains("transport"), "{e}");
         let e = err(load(Some("[sip]\nport = \"x\"\n"), &[], &[]));
         assert!(e.contains("port"), "{e}");
+        let e = err(load(
+            Some("[media]\npacing_priority = \"fast\"\n"),
+            &[],
+            &[],
+        ));
+        assert!(e.contains("fast") && e.contains("pacing_priority"), "{e}");
+        let c = load(Some("[media]\npacing_priority = \"normal\"\n"), &[], &[]).unwrap();
+        assert_eq!(c.media.pacing_priority, PacingPriority::Normal);
+        assert_eq!(
+            load(None, &[], &[]).unwrap().media.pacing_priority,
+            PacingPriority::Realtime,
+            "the embedded default"
+        );
     }
 
     #[test]

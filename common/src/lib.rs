@@ -5,7 +5,7 @@ pub mod config;
 pub mod telemetry;
 
 pub use admin::{Admin, Health};
-pub use config::{Codec, Config, ConfigError, Transport};
+pub use config::{Codec, Config, ConfigError, PacingPriority, Transport};
 pub use prometheus_client;
 
 /// Exit code for a configuration error (EX_USAGE).

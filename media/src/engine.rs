@@ -176,8 +176,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `threads` pacing threads. Streams that end by themselves are reported on `finished`.
-    pub fn start(threads: usize, finished: tokio::sync::mpsc::UnboundedSender<Finished>) -> Engine {
+    /// Starts `threads` pacing threads (at real-time priority when `realtime` and permitted).
+    /// Streams that end by themselves are reported on `finished`.
+    pub fn start(
+        threads: usize,
+        realtime: bool,
+        finished: tokio::sync::mpsc::UnboundedSender<Finished>,
+    ) -> Engine {
         let counters = Arc::new(EngineCounters::default());
         let epoch = Instant::now();
         let shards = (0..threads.max(1))
@@ -187,7 +192,12 @@ impl Engine {
                 let finished = finished.clone();
                 thread::Builder::new()
                     .name(format!("pacer-{i}"))
-                    .spawn(move || run_shard(epoch, rx, counters, finished))
+                    .spawn(move || {
+                        if realtime {
+                            raise_priority(i);
+                        }
+                        run_shard(epoch, rx, counters, finished)
+                    })
                     .expect("spawning a pacing thread at startup");
                 tx
             })
@@ -227,6 +237,40 @@ impl Engine {
     /// Forgets a released session's stream.
     pub fn forget(&self, key: u64) {
         let _ = self.shard(key).send(Command::Forget(key));
+    }
+}
+
+/// SCHED_FIFO priority of the pacing threads: above every time-shared thread, below the
+/// kernel's own real-time threads (50 and up).
+const PACING_FIFO_PRIORITY: u8 = 10;
+
+/// Puts the calling pacing thread in SCHED_FIFO; says once (thread 0) what happened.
+fn raise_priority(thread: usize) {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let result = ThreadPriorityValue::try_from(PACING_FIFO_PRIORITY)
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|p| {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(p),
+                ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+            )
+            .map_err(|e| format!("{e:?}"))
+        });
+    match (result, thread) {
+        (Ok(()), 0) => tracing::info!(
+            priority = PACING_FIFO_PRIORITY,
+            "pacing threads at real-time priority (SCHED_FIFO)"
+        ),
+        (Err(e), 0) => tracing::warn!(
+            error = %e,
+            "cannot raise the pacing threads to real-time priority (needs root, CAP_SYS_NICE or \
+             RLIMIT_RTPRIO >= 10): pacing at normal priority (media.pacing_priority)"
+        ),
+        _ => {}
     }
 }
 
@@ -386,7 +430,7 @@ mod tests {
     #[test]
     fn a_stopped_stream_continues_without_a_round_trip_and_forget_ends_it() {
         let (finished, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = Engine::start(1, finished);
+        let engine = Engine::start(1, false, finished);
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         sink.set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();

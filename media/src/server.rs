@@ -66,6 +66,7 @@ impl Media {
                 ports,
                 default_lease: Duration::from_secs(u64::from(m.lease_seconds)),
                 grace: Duration::from_secs(u64::from(m.session_grace_seconds)),
+                realtime_pacing: m.pacing_priority == milliwatt_common::PacingPriority::Realtime,
             },
             threads,
         );

@@ -38,6 +38,8 @@ pub struct RegistryConfig {
     pub ports: Vec<u16>,
     pub default_lease: Duration,
     pub grace: Duration,
+    /// Pacing threads at SCHED_FIFO where permitted.
+    pub realtime_pacing: bool,
 }
 
 /// A session's I/O: its sockets, counters and receive task.
@@ -77,7 +79,7 @@ impl Registry {
     pub fn new(cfg: RegistryConfig, pacing_threads: usize) -> (Arc<Registry>, RegistryInputs) {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
         let (rx_tx, rx_rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = Engine::start(pacing_threads, finished_tx);
+        let engine = Engine::start(pacing_threads, cfg.realtime_pacing, finished_tx);
         let (events, _) = broadcast::channel(4096);
         let inner = Inner {
             table: SessionTable::new(TableConfig {
@@ -499,6 +501,7 @@ mod tests {
                 ports,
                 default_lease: Duration::from_secs(30),
                 grace: Duration::from_secs(5),
+                realtime_pacing: false,
             },
             1,
         )
