@@ -280,6 +280,22 @@ fn symmetric_rtp_follows_the_real_source_and_bad_packets_are_counted() {
     c.ok_to(&bye);
 }
 
+/// The first RTCP sender report `sink` receives within 7 s; panics with `missing` otherwise.
+fn sender_report(sink: &RtpSink, missing: &str) -> common::rtp::Packet {
+    let deadline = Instant::now() + 7 * SEC;
+    loop {
+        if let Some(p) = sink
+            .packets()
+            .into_iter()
+            .find(|p| p.data.len() >= 28 && p.data[1] == 200)
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "{missing}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A caller's RTCP receiver report about `ssrc`: 25 % (64/256) lost, jitter 80 units (10 ms).
 fn receiver_report(ssrc: u32) -> Vec<u8> {
     let mut rr = vec![0x81, 201, 0, 7];
@@ -312,21 +328,7 @@ fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
         }
         u32::from_be_bytes(rtp.packets()[0].data[8..12].try_into().unwrap())
     };
-    let deadline = Instant::now() + 7 * SEC;
-    let sr = loop {
-        if let Some(p) = rtcp
-            .packets()
-            .into_iter()
-            .find(|p| p.data.len() >= 28 && p.data[1] == 200)
-        {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no RTCP sender report within 7 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let sr = sender_report(&rtcp, "no RTCP sender report within 7 s");
     assert_eq!(sr.data[0] >> 6, 2, "RTCP version");
     assert_eq!(
         u32::from_be_bytes(sr.data[4..8].try_into().unwrap()),
@@ -380,21 +382,7 @@ fn with_rtcp_mux_rtcp_shares_the_rtp_port_and_media_holds_one_socket() {
     UdpSocket::bind(SocketAddr::new(media.ip(), media.port() + 1))
         .expect("media holds no RTCP socket with rtcp-mux");
     // Sender reports come on the RTP port, from media's RTP port.
-    let deadline = Instant::now() + 7 * SEC;
-    let sr = loop {
-        if let Some(p) = sink
-            .packets()
-            .into_iter()
-            .find(|p| p.data.len() >= 28 && p.data[1] == 200)
-        {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no multiplexed RTCP sender report within 7 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let sr = sender_report(&sink, "no multiplexed RTCP sender report within 7 s");
     assert_eq!(sr.from, media, "RTCP from the RTP port");
     let ssrc = u32::from_be_bytes(sink.packets()[0].data[8..12].try_into().unwrap());
     assert_eq!(u32::from_be_bytes(sr.data[4..8].try_into().unwrap()), ssrc);

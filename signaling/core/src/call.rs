@@ -756,6 +756,14 @@ mod tests {
             sim
         }
 
+        /// Media answers the allocation.
+        fn allocated(&mut self) {
+            self.event(Event::Allocated {
+                host: "h".into(),
+                port: 2,
+            });
+        }
+
         fn drain(&mut self) {
             while let Some(o) = self.call.poll_output() {
                 self.log.push((self.now - self.t0, o));
@@ -1058,10 +1066,7 @@ mod tests {
     #[test]
     fn cancel_during_the_ring_delay_ends_without_answer() {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.at(MS(500), Event::Cancel);
         sim.run_until(Duration::from_secs(60));
         assert_eq!(
@@ -1075,20 +1080,14 @@ mod tests {
     #[test]
     fn a_cancel_that_crosses_the_200_is_ignored_but_a_lost_race_is_a_cancel() {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.run_until(MS(1000));
         sim.at(MS(1001), Event::Cancel);
         sim.at(MS(1002), Event::Ack);
         assert_eq!(sim.kinds().last(), Some(&"start_tone"));
 
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.run_until(MS(1000));
         sim.event(Event::AnswerRaced);
         assert_eq!(sim.kinds()[3..], ["answer", "release", "finished"]);
@@ -1108,10 +1107,7 @@ mod tests {
     #[test]
     fn a_lost_ack_ends_the_call_with_our_bye_and_no_tone() {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.run_until(MS(1000));
         sim.at(MS(33_000), Event::AckTimeout);
         assert_eq!(sim.kinds()[3..], ["answer", "bye", "release", "finished"]);
@@ -1129,10 +1125,7 @@ mod tests {
             ..settings()
         };
         let mut sim = Sim::new(s, &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         assert_eq!(sim.call.poll_timeout(), None);
         sim.run_until(Duration::from_secs(3600));
         assert_eq!(sim.kinds(), ["trying", "allocate", "ringing"]);
@@ -1143,10 +1136,7 @@ mod tests {
     #[test]
     fn media_loss_refuses_a_ringing_call_and_hangs_up_an_established_one() {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.at(MS(300), Event::MediaLost);
         assert_eq!(sim.kinds()[3..], ["refuse", "release", "finished"]);
         let Output::Refuse(r) = &sim.outputs()[3] else {
@@ -1163,10 +1153,7 @@ mod tests {
     #[test]
     fn media_loss_while_waiting_for_the_ack_hangs_up_when_the_ack_comes() {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.run_until(MS(1000));
         sim.at(MS(1010), Event::MediaLost);
         assert_eq!(sim.kinds().last(), Some(&"answer"), "no BYE before the ACK");
@@ -1303,10 +1290,7 @@ mod tests {
             &offer_with("0.0.0.0", 4000, "0", "sendrecv"),
             Load::default(),
         );
-        sim.event(Event::Allocated {
-            host: "h".into(),
-            port: 2,
-        });
+        sim.allocated();
         sim.run_until(MS(1000));
         sim.event(Event::Ack);
         assert_eq!(sim.kinds().last(), Some(&"established"), "no tone, no stop");
