@@ -132,9 +132,20 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
     };
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::filter_fn(traced)),
+        )
         .try_init();
     Ok(Telemetry { provider })
+}
+
+/// What becomes part of a trace: our own spans and events at INFO and above. The libraries'
+/// debug events (ezk dumps every message it parses) are not recorded into spans: at load that
+/// formatting was the largest cost on signaling's answer path, whatever `log.level` said.
+fn traced(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("milliwatt") && *meta.level() <= tracing::Level::INFO
 }
 
 /// The trace id of the current span, as 32 hex digits (for log fields).
