@@ -464,7 +464,9 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
 fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     let (sip, grpc) = (5170, 50170);
     let procs = start(dir, 2, sip, grpc);
-    let media_pid = procs.0[0].id();
+    let (media_pid, sig_pid) = (procs.0[0].id(), procs.0[1].id());
+    let idle_rss = (rss_kib(media_pid), rss_kib(sig_pid));
+    let cpu0 = (cpu_seconds(media_pid), cpu_seconds(sig_pid));
     let sink = sink();
     let total = r * secs;
     let t0 = Instant::now();
@@ -479,16 +481,23 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
             (r * 10).to_string(),
             "-m".into(),
             total.to_string(),
+            "-trace_rtt".into(),
+            "-rtt_freq".into(),
+            "1".into(),
         ],
         10_000,
     );
-    let mut peak_rss = 0;
+    let sipp_pid = s.id();
+    let mut sipp_cpu = 0.0_f64;
+    let mut peak_rss = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(u64::from(secs) + 60);
     let mut child = Some(s);
     let mut ok = false;
     while Instant::now() < deadline {
-        peak_rss = peak_rss.max(rss_kib(media_pid));
+        peak_rss.0 = peak_rss.0.max(rss_kib(media_pid));
+        peak_rss.1 = peak_rss.1.max(rss_kib(sig_pid));
         if let Some(c) = child.as_mut() {
+            sipp_cpu = sipp_cpu.max(cpu_seconds(sipp_pid));
             if c.try_wait().unwrap().is_some() {
                 ok = wait(child.take().unwrap(), Duration::from_secs(1));
                 break;
@@ -500,15 +509,41 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         ok = wait(c, Duration::from_secs(1));
     }
     let elapsed = t0.elapsed();
+    let cpu1 = (cpu_seconds(media_pid), cpu_seconds(sig_pid));
     let end = stats(rt, grpc);
     sink.stop.store(true, Ordering::Relaxed);
     let csv = std::fs::read_to_string(dir.join("stat.csv")).unwrap_or_default();
     let failed = last_stat(&csv, "FailedCall(C)");
     let successful = last_stat(&csv, "SuccessfulCall(C)");
+    // INVITE→200 of every answered call (`-trace_rtt`, one line per measured call).
+    let mut answer_us: Vec<u32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_rtt.csv"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| !l.starts_with("Date"))
+                .filter_map(|l| l.split(';').nth(1)?.trim().parse::<f64>().ok())
+                .map(|ms| (ms * 1000.0) as u32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let media_cpu = cpu1.0 - cpu0.0;
+    let sig_cpu = cpu1.1 - cpu0.1;
+    let calls = successful.clamp(1, u64::from(u32::MAX)) as f64;
     println!("## rate: {r} calls/s of 2-second calls for {secs} s ({total} calls)");
     println!(
         "- SIPp: {successful} successful, {failed} failed, exit ok: {ok}, {:.1} s",
         elapsed.as_secs_f64()
+    );
+    println!(
+        "- INVITE->200 ({} calls): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        answer_us.len(),
+        quantile(&mut answer_us, 0.5) as f64 / 1000.0,
+        quantile(&mut answer_us, 0.99) as f64 / 1000.0,
+        quantile(&mut answer_us, 1.0) as f64 / 1000.0,
     );
     println!(
         "- RTP: {} packets sent, {} send errors, {} skipped; lateness p99 {:.2} ms",
@@ -517,7 +552,19 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         end.packets_skipped,
         end.lateness_p99_us as f64 / 1000.0
     );
-    println!("- media RSS peak: {:.1} MB", peak_rss as f64 / 1024.0);
+    println!(
+        "- CPU: signaling {sig_cpu:.1} s ({:.0} µs per call), media {media_cpu:.1} s ({:.0} µs per call, RTP included), SIPp {sipp_cpu:.1} s, over {:.1} s",
+        sig_cpu * 1e6 / calls,
+        media_cpu * 1e6 / calls,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "- RSS: media idle {:.1} MB, peak {:.1} MB; signaling idle {:.1} MB, peak {:.1} MB",
+        idle_rss.0 as f64 / 1024.0,
+        peak_rss.0 as f64 / 1024.0,
+        idle_rss.1 as f64 / 1024.0,
+        peak_rss.1 as f64 / 1024.0
+    );
     drop(procs);
     ok && failed == 0 && successful == u64::from(total)
 }

@@ -28,10 +28,14 @@ struct Cli {
 /// After signaling has drained, media only waits for releases in flight.
 const MEDIA_GRACE_AFTER_SIGNALING: Duration = Duration::from_secs(2);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt");
+    let runtime = milliwatt_common::runtime(&cfg).context("starting the async runtime")?;
+    runtime.block_on(run(cli, cfg))
+}
+
+async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     if let Some(cmd) = &cli.command {
         milliwatt_common::run_command(cmd, &cfg);
     }

@@ -44,6 +44,15 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
     pub overload: OverloadConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// The process's async runtime (tokio). RTP pacing has its own threads (`media.pacing_threads`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads of the async runtime (SIP, gRPC, admin HTTP, RTP receive); 0: one per core.
+    pub worker_threads: usize,
 }
 
 /// Admission by measured load (signaling): a new INVITE gets 503 with Retry-After at once when
@@ -57,6 +66,9 @@ pub struct OverloadConfig {
     pub max_pending_allocations: u32,
     /// Lateness of signaling's event loop (a 10 ms timer), in ms.
     pub max_event_loop_lag_ms: u64,
+    /// How far past its answer time (INVITE + answer delay) the oldest admitted, unanswered
+    /// call may be, in ms.
+    pub max_answer_lateness_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,6 +338,12 @@ impl Config {
                 "must be 0 (one per core) to 64",
             ));
         }
+        if self.runtime.worker_threads > 256 {
+            return Err(invalid(
+                "runtime.worker_threads",
+                "must be 0 (one per core) to 256",
+            ));
+        }
         if m.lease_seconds < 2 {
             return Err(invalid("media.lease_seconds", "must be at least 2"));
         }
@@ -352,6 +370,12 @@ impl Config {
         if self.overload.max_event_loop_lag_ms > 60_000 {
             return Err(invalid(
                 "overload.max_event_loop_lag_ms",
+                "must be at most 60000 (0 turns the check off)",
+            ));
+        }
+        if self.overload.max_answer_lateness_ms > 60_000 {
+            return Err(invalid(
+                "overload.max_answer_lateness_ms",
                 "must be at most 60000 (0 turns the check off)",
             ));
         }
@@ -555,6 +579,14 @@ mod tests {
             (
                 "[shutdown]\ngrace_seconds = 7200\n",
                 "shutdown.grace_seconds",
+            ),
+            (
+                "[runtime]\nworker_threads = 1000\n",
+                "runtime.worker_threads",
+            ),
+            (
+                "[overload]\nmax_answer_lateness_ms = 70000\n",
+                "overload.max_answer_lateness_ms",
             ),
         ];
         for (file, key) in cases {

@@ -11,6 +11,15 @@ pub use prometheus_client;
 /// Exit code for a configuration error (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 
+/// The async runtime `runtime.worker_threads` asks for (0: tokio's default, one worker per core).
+pub fn runtime(cfg: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.runtime.worker_threads > 0 {
+        builder.worker_threads(cfg.runtime.worker_threads);
+    }
+    builder.enable_all().build()
+}
+
 /// Subcommands every Milliwatt binary takes.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {

@@ -27,10 +27,14 @@ enum Command {
     Sessions(milliwatt_ctl::SessionsArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt-media");
+    let runtime = milliwatt_common::runtime(&cfg).context("starting the async runtime")?;
+    runtime.block_on(run(cli, cfg))
+}
+
+async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Common(cmd)) => milliwatt_common::run_command(cmd, &cfg),
         Some(Command::Sessions(args)) => {

@@ -29,7 +29,7 @@ use rand::Rng;
 use tracing::{info, warn, Instrument};
 
 use crate::media_client::{Allocation, MediaError};
-use crate::stats::Held;
+use crate::stats::{AnswerDue, Held};
 use crate::uas::{ensure_to_tag, random_tag, Shared};
 
 type AllocationFuture = Pin<Box<dyn Future<Output = Result<Allocation, MediaError>> + Send>>;
@@ -65,6 +65,8 @@ struct CallIo {
     _active: Option<ActiveGuard>,
     /// Counted in `in_setup` from the 100 Trying to the ACK (or the end).
     in_setup: Option<Held>,
+    /// In the answer queue (overload.max_answer_lateness_ms) from the 100 Trying to the 200 OK.
+    answer_due: Option<AnswerDue>,
 }
 
 /// Runs one out-of-dialog INVITE to its end.
@@ -110,6 +112,7 @@ pub(crate) async fn handle_invite(
             calls_in_setup: shared.stats.in_setup.load(Relaxed),
             pending_allocations: shared.stats.pending_allocations.load(Relaxed),
             event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
+            answer_lateness: shared.stats.answer_lateness(received),
         },
     };
     let core = CallCore::new(
@@ -137,6 +140,7 @@ pub(crate) async fn handle_invite(
         received,
         _active: None,
         in_setup: None,
+        answer_due: None,
     };
     io.run(core).await;
 }
@@ -382,6 +386,9 @@ impl CallIo {
         shared.stats.active.fetch_add(1, Relaxed);
         self._active = Some(ActiveGuard(shared.clone()));
         self.in_setup = Some(Held::new(shared.stats.clone(), |s| &s.in_setup));
+        if let Some(delay) = shared.call_settings.answer_after {
+            self.answer_due = Some(AnswerDue::new(shared.stats.clone(), self.received + delay));
+        }
         dialog.target_tp_info.lock().await.via_host_port = Some(shared.advertised.clone());
         let invite = self.invite.take().expect("checked above");
         let mut acceptor = InviteAcceptor::new(dialog, invite);
@@ -396,6 +403,7 @@ impl CallIo {
 
     /// A final non-2xx response to the INVITE. It waits for the ACK, so it runs on its own.
     fn refuse(&mut self, r: Refusal) {
+        self.answer_due = None;
         let shared = &self.shared;
         let code = r.kind.code();
         if r.kind == RefusalKind::Malformed {
@@ -442,6 +450,7 @@ impl CallIo {
     async fn answer(&mut self, sdp: String) -> Option<Event> {
         let shared = self.shared.clone();
         let acceptor = self.acceptor.take().expect("answer with a dialog");
+        self.answer_due = None;
         let mut ok = match acceptor.create_response(StatusCode::OK, None).await {
             Ok(r) => r,
             // CANCEL won the race with our answer.

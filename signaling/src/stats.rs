@@ -1,8 +1,9 @@
 //! Call counters for the statistics line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use milliwatt_common::prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use milliwatt_common::prometheus_client::metrics::counter::ConstCounter;
@@ -35,6 +36,9 @@ pub struct Stats {
     pub pending_allocations: AtomicU64,
     /// The event loop's latest lateness, in µs.
     pub event_loop_lag_us: AtomicU64,
+    /// When each admitted, unanswered call is due to be answered (its 200 OK not sent yet).
+    answers_due: Mutex<BTreeSet<(Instant, u64)>>,
+    answers_seq: AtomicU64,
     /// SIP responses we sent, by status code.
     responses: Mutex<BTreeMap<u16, u64>>,
     /// Failed calls by reason.
@@ -55,6 +59,8 @@ impl Default for Stats {
             in_setup: AtomicU64::new(0),
             pending_allocations: AtomicU64::new(0),
             event_loop_lag_us: AtomicU64::new(0),
+            answers_due: Mutex::default(),
+            answers_seq: AtomicU64::new(0),
             responses: Mutex::default(),
             failures: Mutex::default(),
             answer_latency: Histogram::new(ANSWER_BUCKETS),
@@ -82,7 +88,43 @@ impl Drop for Held {
     }
 }
 
+/// One call in the answer queue ([`Stats::answer_lateness`]) until dropped: when its 200 OK
+/// goes out, or the call ends first.
+pub struct AnswerDue {
+    stats: Arc<Stats>,
+    key: (Instant, u64),
+}
+
+impl AnswerDue {
+    pub fn new(stats: Arc<Stats>, due: Instant) -> AnswerDue {
+        let key = (due, stats.answers_seq.fetch_add(1, Relaxed));
+        stats.answers_due.lock().expect("not poisoned").insert(key);
+        AnswerDue { stats, key }
+    }
+}
+
+impl Drop for AnswerDue {
+    fn drop(&mut self) {
+        self.stats
+            .answers_due
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.key);
+    }
+}
+
 impl Stats {
+    /// How far past its answer time the oldest unanswered call is at `now` (zero when none is).
+    pub fn answer_lateness(&self, now: Instant) -> Duration {
+        self.answers_due
+            .lock()
+            .expect("not poisoned")
+            .first()
+            .map_or(Duration::ZERO, |(due, _)| {
+                now.saturating_duration_since(*due)
+            })
+    }
+
     /// A SIP response we sent.
     pub fn response(&self, code: u16) {
         *self
@@ -169,6 +211,12 @@ impl Collector for StatsCollector {
             "How late signaling's event loop ran, latest 10 ms timer",
             s.event_loop_lag_us.load(Relaxed) as i64,
         )?;
+        gauge(
+            &mut enc,
+            "milliwatt_answer_lateness_microseconds",
+            "How far past its answer time the oldest admitted, unanswered call is",
+            s.answer_lateness(Instant::now()).as_micros() as i64,
+        )?;
         counter(
             &mut enc,
             "milliwatt_calls_cancelled",
@@ -225,4 +273,32 @@ impl Collector for StatsCollector {
 
 fn encode_counter(enc: MetricEncoder<'_>, n: u64) -> std::fmt::Result {
     ConstCounter::new(n).encode(enc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_lateness_is_the_oldest_unanswered_calls_and_ends_with_it() {
+        let stats = Arc::new(Stats::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(stats.answer_lateness(t0), Duration::ZERO, "no call");
+        let later = AnswerDue::new(stats.clone(), t0 + ms(500));
+        let first = AnswerDue::new(stats.clone(), t0 + ms(100));
+        let twin = AnswerDue::new(stats.clone(), t0 + ms(100));
+        assert_eq!(stats.answer_lateness(t0), Duration::ZERO, "none due yet");
+        assert_eq!(stats.answer_lateness(t0 + ms(130)), ms(30));
+        drop(first);
+        assert_eq!(
+            stats.answer_lateness(t0 + ms(130)),
+            ms(30),
+            "its twin is as late"
+        );
+        drop(twin);
+        assert_eq!(stats.answer_lateness(t0 + ms(600)), ms(100));
+        drop(later);
+        assert_eq!(stats.answer_lateness(t0 + ms(600)), Duration::ZERO);
+    }
 }

@@ -191,6 +191,7 @@ impl Signaling {
                 max_calls_in_setup: u64::from(cfg.overload.max_calls_in_setup),
                 max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),
                 max_event_loop_lag: Duration::from_millis(cfg.overload.max_event_loop_lag_ms),
+                max_answer_lateness: Duration::from_millis(cfg.overload.max_answer_lateness_ms),
             },
         };
         let shared = Arc::new(Shared {

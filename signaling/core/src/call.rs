@@ -699,6 +699,7 @@ mod tests {
                 max_calls_in_setup: 100,
                 max_pending_allocations: 0,
                 max_event_loop_lag: Duration::ZERO,
+                max_answer_lateness: Duration::ZERO,
             },
         }
     }

@@ -9,6 +9,7 @@ pub struct Thresholds {
     pub max_calls_in_setup: u64,
     pub max_pending_allocations: u64,
     pub max_event_loop_lag: Duration,
+    pub max_answer_lateness: Duration,
 }
 
 /// What the shell measured when the INVITE arrived.
@@ -20,6 +21,10 @@ pub struct Signals {
     pub pending_allocations: u64,
     /// The event loop's latest lateness.
     pub event_loop_lag: Duration,
+    /// How far past its answer time the oldest admitted, unanswered call is (0 when none is
+    /// late): the answer path's own queueing, whatever its cause (media slow to allocate, the
+    /// process short of CPU).
+    pub answer_lateness: Duration,
 }
 
 /// `Err(why)` when a new call must be shed.
@@ -43,6 +48,13 @@ pub fn admit(t: &Thresholds, s: &Signals) -> Result<(), String> {
             t.max_event_loop_lag.as_millis()
         ));
     }
+    if !t.max_answer_lateness.is_zero() && s.answer_lateness >= t.max_answer_lateness {
+        return Err(format!(
+            "overload: a call's answer is {} ms late (overload.max_answer_lateness_ms {})",
+            s.answer_lateness.as_millis(),
+            t.max_answer_lateness.as_millis()
+        ));
+    }
     Ok(())
 }
 
@@ -54,6 +66,7 @@ mod tests {
         max_calls_in_setup: 10,
         max_pending_allocations: 5,
         max_event_loop_lag: Duration::from_millis(100),
+        max_answer_lateness: Duration::from_millis(50),
     };
 
     #[test]
@@ -63,6 +76,7 @@ mod tests {
             calls_in_setup: 9,
             pending_allocations: 4,
             event_loop_lag: Duration::from_millis(99),
+            answer_lateness: Duration::from_millis(49),
         };
         assert_eq!(admit(&T, &busy), Ok(()), "just below every threshold");
         for (s, key) in [
@@ -87,6 +101,13 @@ mod tests {
                 },
                 "max_event_loop_lag_ms",
             ),
+            (
+                Signals {
+                    answer_lateness: Duration::from_millis(50),
+                    ..busy
+                },
+                "max_answer_lateness_ms",
+            ),
         ] {
             let why = admit(&T, &s).expect_err(key);
             assert!(why.contains(key), "{why}");
@@ -96,6 +117,7 @@ mod tests {
             calls_in_setup: u64::MAX,
             pending_allocations: u64::MAX,
             event_loop_lag: Duration::from_secs(3600),
+            answer_lateness: Duration::from_secs(3600),
         };
         assert_eq!(admit(&off, &extreme), Ok(()));
     }
