@@ -185,18 +185,28 @@ impl Engine {
     ) -> Engine {
         let counters = Arc::new(EngineCounters::default());
         let epoch = Instant::now();
+        // Streams a pacing thread is done with are dropped here, at normal priority: the last
+        // reference to a session's socket closes it, and close() takes the epoll instance's
+        // lock, which the runtime's reactor may hold while it waits for the CPU. A pacing thread
+        // waiting on it missed 20 ms packet times (priority inversion; seen at 5,000 calls).
+        let (retire, retired) = mpsc::channel::<Box<Stream>>();
+        thread::Builder::new()
+            .name("rtp-retire".into())
+            .spawn(move || retired.into_iter().for_each(drop))
+            .expect("spawning the stream-retiring thread at startup");
         let shards = (0..threads.max(1))
             .map(|i| {
                 let (tx, rx) = mpsc::channel();
                 let counters = counters.clone();
                 let finished = finished.clone();
+                let retire = retire.clone();
                 thread::Builder::new()
                     .name(format!("pacer-{i}"))
                     .spawn(move || {
                         if realtime {
                             raise_priority(i);
                         }
-                        run_shard(epoch, rx, counters, finished)
+                        run_shard(epoch, rx, counters, finished, retire)
                     })
                     .expect("spawning a pacing thread at startup");
                 tx
@@ -285,7 +295,13 @@ fn run_shard(
     rx: mpsc::Receiver<Command>,
     counters: Arc<EngineCounters>,
     finished: tokio::sync::mpsc::UnboundedSender<Finished>,
+    retire: mpsc::Sender<Box<Stream>>,
 ) {
+    // Never drop a stream here (see `Engine::start`).
+    let retire_stream = |a: Active| -> RtpSender {
+        let _ = retire.send(a.stream);
+        a.sender
+    };
     let mut pacer: Pacer<u64> = Pacer::new(epoch);
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut parked: HashMap<u64, RtpSender> = HashMap::new();
@@ -302,7 +318,7 @@ fn run_shard(
         match command {
             Ok(Command::Start(key, stream, rtp)) => {
                 let was_running = active.contains_key(&key);
-                let running = active.remove(&key).map(|a| a.sender);
+                let running = active.remove(&key).map(retire_stream);
                 let sender = match rtp {
                     StreamRtp::New(sender) => Some(sender),
                     StreamRtp::Continue => running.or_else(|| parked.remove(&key)).map(|mut s| {
@@ -341,13 +357,14 @@ fn run_shard(
             Ok(Command::Stop(key)) => {
                 if let Some(a) = active.remove(&key) {
                     pacer.remove(key);
-                    parked.insert(key, a.sender);
+                    parked.insert(key, retire_stream(a));
                 }
                 continue;
             }
             Ok(Command::Forget(key)) => {
-                if active.remove(&key).is_some() {
+                if let Some(a) = active.remove(&key) {
                     pacer.remove(key);
+                    retire_stream(a);
                 }
                 parked.remove(&key);
                 continue;
@@ -392,7 +409,7 @@ fn run_shard(
         for key in ended.drain(..) {
             pacer.remove(key);
             if let Some(a) = active.remove(&key) {
-                parked.insert(key, a.sender);
+                parked.insert(key, retire_stream(a));
                 let _ = finished.send(Finished { key });
             }
         }
