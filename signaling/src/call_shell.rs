@@ -108,12 +108,7 @@ pub(crate) async fn handle_invite(
         draining: shared.health.is_draining(),
         media_down: shared.media_down.load(Relaxed),
         active_calls: shared.stats.active.load(Relaxed),
-        signals: Signals {
-            calls_in_setup: shared.stats.in_setup.load(Relaxed),
-            pending_allocations: shared.stats.pending_allocations.load(Relaxed),
-            event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
-            answer_lateness: shared.stats.answer_lateness(received),
-        },
+        signals: signals(&shared, received),
     };
     let core = CallCore::new(
         shared.call_settings.clone(),
@@ -143,6 +138,49 @@ pub(crate) async fn handle_invite(
         answer_due: None,
     };
     io.run(core).await;
+}
+
+/// What admission looks at (`[overload]`), measured at `now`.
+pub(crate) fn signals(shared: &Shared, now: Instant) -> Signals {
+    Signals {
+        calls_in_setup: shared.stats.in_setup.load(Relaxed),
+        pending_allocations: shared.stats.pending_allocations.load(Relaxed),
+        event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
+        answer_lateness: shared.stats.answer_lateness(now),
+    }
+}
+
+/// A new INVITE refused by measured load (`overload::admit` said so before any call state was
+/// made): 503 with Retry-After, sent statelessly (RFC 3261 8.2.7) — no transaction, no task, no
+/// retransmission timer; the caller's ACK is absorbed and a retransmitted INVITE is judged again.
+/// Under overload this is all the work a shed call costs, so the answer path keeps its CPU.
+pub(crate) async fn shed(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    invite: IncomingRequest,
+    why: String,
+) {
+    shared.stats.total.fetch_add(1, Relaxed);
+    shared.stats.shed.fetch_add(1, Relaxed);
+    shared.stats.fail(RefusalKind::Overloaded.label());
+    let code = RefusalKind::Overloaded.code();
+    shared.stats.response(code);
+    info!(
+        call_id = %invite.base_headers.call_id.0,
+        source = %invite.tp_info.source,
+        status = code,
+        reason = %why,
+        "call shed"
+    );
+    let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
+    ensure_to_tag(&mut resp, &random_tag());
+    if let Some(s) = RefusalKind::Overloaded.retry_after() {
+        resp.msg.headers.insert_named(&RetryAfter::new(s));
+    }
+    warning(&mut resp, &why);
+    if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
+        warn!(error = %e, "sending 503 to a shed INVITE failed");
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

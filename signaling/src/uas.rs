@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
@@ -30,7 +30,7 @@ use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
 use milliwatt_signaling_core::dispatch::{dispatch, Dispatch};
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
-use milliwatt_signaling_core::overload::Thresholds;
+use milliwatt_signaling_core::overload::{self, Thresholds};
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
@@ -93,6 +93,11 @@ impl Layer for UasLayer {
         let method = request.line.method.to_string();
         match dispatch(&method, request.base_headers.to.tag.is_some()) {
             Dispatch::NewCall => {
+                let signals = call_shell::signals(&self.shared, Instant::now());
+                if let Err(why) = overload::admit(&self.shared.call_settings.overload, &signals) {
+                    call_shell::shed(&self.shared, endpoint, request.take(), why).await;
+                    return;
+                }
                 let invite = request.take();
                 let shared = self.shared.clone();
                 let endpoint = endpoint.clone();
