@@ -56,6 +56,17 @@ fn admin_probes_metrics_and_the_healthcheck_subcommand() {
                 || log.contains("cannot raise the pacing threads")
         });
     }
+    // The SIP UDP socket's receive buffer: 4 MiB granted (root may force it), or a warning
+    // naming what the kernel granted instead.
+    if running_as_root {
+        server.wait_log("SIP UDP receive buffer bytes=4194304", 2 * SEC);
+    } else {
+        wait_until("the SIP receive buffer logged", 2 * SEC, || {
+            let log = server.log_text();
+            log.contains("SIP UDP receive buffer bytes=4194304")
+                || log.contains("SIP UDP receive buffer is smaller than wanted")
+        });
+    }
     assert_eq!(http_get(admin, "/livez").map(|r| r.0), Some(200));
     wait_until("ready", 5 * SEC, || {
         http_get(admin, "/readyz").map(|r| r.0) == Some(200)

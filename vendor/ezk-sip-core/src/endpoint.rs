@@ -564,6 +564,15 @@ impl EndpointBuilder {
         self.transports.bind_udp(self.subscribe(), addr).await
     }
 
+    // PATCH(milliwatt): serve UDP on a socket the application bound and configured itself
+    // (receive buffer size and other socket options `bind_udp` cannot set).
+    /// Uses an already bound UDP socket to send and receive messages
+    ///
+    /// Returns a handle to the transport
+    pub fn add_udp_socket(&mut self, socket: tokio::net::UdpSocket) -> io::Result<TpHandle> {
+        self.transports.add_udp(self.subscribe(), socket)
+    }
+
     /// Listen for TCP connections on the given address
     pub async fn listen_tcp(&mut self, addr: SocketAddr) -> io::Result<()> {
         self.transports.listen_tcp(self.subscribe(), addr).await

@@ -765,6 +765,21 @@ impl TransportsBuilder {
         })
     }
 
+    // PATCH(milliwatt): a UDP transport on a socket the application bound.
+    pub(super) fn add_udp(
+        &mut self,
+        endpoint: broadcast::Receiver<Endpoint>,
+        socket: tokio::net::UdpSocket,
+    ) -> io::Result<TpHandle> {
+        let udp = UdpTransport::from_socket(endpoint, socket)?;
+
+        self.udp_sockets.push(udp.clone());
+
+        Ok(TpHandle {
+            transport: Transport::Udp(udp),
+        })
+    }
+
     pub(super) async fn listen_tcp(
         &mut self,
         endpoint: broadcast::Receiver<Endpoint>,

@@ -24,7 +24,16 @@ impl UdpTransport {
         endpoint: broadcast::Receiver<Endpoint>,
         addr: SocketAddr,
     ) -> io::Result<UdpTransport> {
-        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        // PATCH(milliwatt): binding and serving are separate (`from_socket`).
+        Self::from_socket(endpoint, UdpSocket::bind(addr).await?)
+    }
+
+    // PATCH(milliwatt): serve on a socket bound elsewhere.
+    pub(super) fn from_socket(
+        endpoint: broadcast::Receiver<Endpoint>,
+        socket: UdpSocket,
+    ) -> io::Result<UdpTransport> {
+        let socket = Arc::new(socket);
         let bound = socket.local_addr()?;
 
         log::info!("Bound UDP to {bound}");
