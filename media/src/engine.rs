@@ -187,8 +187,8 @@ impl Engine {
         let epoch = Instant::now();
         // Streams a pacing thread is done with are dropped here, at normal priority: the last
         // reference to a session's socket closes it, and close() takes the epoll instance's
-        // lock, which the runtime's reactor may hold while it waits for the CPU. A pacing thread
-        // waiting on it missed 20 ms packet times (priority inversion; seen at 5,000 calls).
+        // lock, which the runtime's reactor may hold while it waits for the CPU. A real-time
+        // pacing thread must never wait on a normal-priority one (priority inversion).
         let (retire, retired) = mpsc::channel::<Box<Stream>>();
         thread::Builder::new()
             .name("rtp-retire".into())
