@@ -42,6 +42,12 @@ impl<K: Copy + PartialEq> Pacer<K> {
 
     /// Adds a session in the least loaded phase slot; returns the slot.
     pub fn insert(&mut self, key: K) -> usize {
+        if self.len == 0 {
+            // Idle until now: the slots walked before are history. Without this the next poll
+            // walked back up to a packet time and sent the new session's first packet at once,
+            // counted as up to 19 ms late.
+            self.done_through = None;
+        }
         let slot = (0..SLOTS)
             .min_by_key(|&s| self.slots[s].len())
             .expect("SLOTS > 0");
@@ -161,6 +167,30 @@ mod tests {
             .map(|t| t.iter().filter(|&&x| (116..=135).contains(&x)).count())
             .sum();
         assert_eq!(after, 40);
+    }
+
+    #[test]
+    fn a_session_added_after_idle_starts_at_its_next_slot_not_in_the_past() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        p.insert(1u32);
+        p.poll(t0, |_, _| {});
+        assert!(p.remove(1));
+        // Idle for 1 s (nobody polls an empty pacer), then a session arrives at tick 1005.
+        let slot = p.insert(2u32) as u64;
+        let now = t0 + Duration::from_millis(1005);
+        let mut first = None;
+        let mut t = now;
+        while first.is_none() {
+            t = p.poll(t, |_, tick| first = Some(tick));
+        }
+        let first = first.unwrap();
+        assert!(
+            first >= 1005,
+            "first packet due at tick {first}, before the session existed"
+        );
+        assert_eq!(first % 20, slot);
+        assert!(first < 1005 + 20);
     }
 
     #[test]
