@@ -284,6 +284,10 @@ fn raise_priority(thread: usize) {
     }
 }
 
+/// A pacing thread this late to its next slot is logged (rate-limited).
+const STALL_WARN: Duration = Duration::from_millis(10);
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 struct Active {
     stream: Box<Stream>,
     sender: RtpSender,
@@ -308,10 +312,14 @@ fn run_shard(
     let mut buf = [0u8; PACKET_LEN];
     let mut ended: Vec<u64> = Vec::new();
     let mut next = Instant::now();
+    let (mut stalls, mut last_stall_log, mut last_poll) = (0u64, None, Duration::ZERO);
     loop {
         // Sleep until the next slot, or until a command arrives; with nothing to send, just wait.
         let command = if pacer.is_empty() {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            let command = rx.recv().map_err(|_| RecvTimeoutError::Disconnected);
+            // Idle until now: the next slot is from now on, not from before the idle time.
+            next = Instant::now();
+            command
         } else {
             rx.recv_timeout(next.saturating_duration_since(Instant::now()))
         };
@@ -373,6 +381,22 @@ fn run_shard(
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
+        // A pacing thread that runs a whole packet time late skips packet times: say so, with
+        // whether it was busy (its previous poll took long) or not scheduled (it was asleep).
+        let late = now.saturating_duration_since(next);
+        if late >= STALL_WARN && !pacer.is_empty() {
+            stalls += 1;
+            if last_stall_log.is_none_or(|t: Instant| now.duration_since(t) >= STALL_LOG_EVERY) {
+                tracing::warn!(
+                    late_ms = late.as_millis() as u64,
+                    previous_poll_us = last_poll.as_micros() as u64,
+                    streams = pacer.len(),
+                    stalls,
+                    "pacing thread woke late: packet times may be skipped"
+                );
+                last_stall_log = Some(now);
+            }
+        }
         next = pacer.poll(now, |key, due_tick| {
             let Some(a) = active.get_mut(&key) else {
                 return;
@@ -406,6 +430,7 @@ fn run_shard(
                 }
             }
         });
+        last_poll = now.elapsed();
         for key in ended.drain(..) {
             pacer.remove(key);
             if let Some(a) = active.remove(&key) {
