@@ -295,6 +295,28 @@ fn options_answers_allow_and_accept() {
 }
 
 #[test]
+fn required_extensions_we_lack_get_420_with_unsupported() {
+    let server = Server::start(TestConfig::new(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let sc = scenario("options_require.xml", &[], &dir);
+    for transport in ["u1", "t1"] {
+        sipp(&server, &sc, &["-t", transport], Duration::from_secs(10)).assert_ok();
+    }
+    // An INVITE requiring 100rel: 420, no 100/180 before it (SIPp fails on any unexpected
+    // response), no media session, and the call is logged.
+    let sink = RtpSink::bind();
+    let sc = scenario(
+        "invite_require.xml",
+        &[("RTP_PORT", sink.port().to_string())],
+        &dir,
+    );
+    sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
+    server.wait_log("unsupported=100rel", Duration::from_secs(2));
+    assert!(grpc::list_sessions(&server.grpc_endpoint()).is_empty());
+    assert!(sink.finish().is_empty(), "RTP sent for a refused INVITE");
+}
+
+#[test]
 fn no_common_codec_gets_488() {
     let server = Server::start(TestConfig::new(), Mode::AllInOne);
     let dir = temp_dir("scn");

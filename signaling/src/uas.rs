@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
 use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
-use ezk_sip_types::header::typed::{Accept, FromTo};
+use ezk_sip_types::header::typed::{Accept, FromTo, Require};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::{Method, Name, StatusCode};
 use ezk_sip_ua::dialog::DialogLayer;
@@ -28,7 +28,7 @@ use crate::call_shell;
 use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
-use milliwatt_signaling_core::dispatch::{dispatch, Dispatch};
+use milliwatt_signaling_core::dispatch::{dispatch, unsupported_required, Dispatch};
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
 
@@ -81,6 +81,40 @@ fn host_of(s: &str) -> Host {
     }
 }
 
+impl UasLayer {
+    /// 420 (Bad Extension) with `Unsupported` listing what the request requires and we lack
+    /// (RFC 3261 8.2.2.3). An INVITE's 420 goes through an INVITE server transaction (it is
+    /// retransmitted until the ACK), on a task of its own.
+    async fn bad_extension(&self, endpoint: &Endpoint, mut req: IncomingRequest, tags: &[String]) {
+        let method = req.line.method.to_string();
+        info!(
+            method = %method,
+            call_id = %req.base_headers.call_id.0,
+            source = %req.tp_info.source,
+            unsupported = %tags.join(", "),
+            status = 420,
+            "request requires an extension we do not support"
+        );
+        self.shared.stats.response(420);
+        let mut resp = endpoint.create_response(&req, StatusCode::BAD_EXTENSION, None);
+        ensure_to_tag(&mut resp, &random_tag());
+        resp.msg.headers.insert(Name::UNSUPPORTED, tags.join(", "));
+        if method == "INVITE" {
+            let tsx = endpoint.create_server_inv_tsx(&mut req);
+            tokio::spawn(async move {
+                if let Err(e) = tsx.respond_failure(resp).await {
+                    tracing::debug!(error = %e, "no ACK for the 420");
+                }
+            });
+        } else {
+            let tsx = endpoint.create_server_tsx(&mut req);
+            if let Err(e) = tsx.respond(resp).await {
+                warn!(error = %e, "sending 420 failed");
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Layer for UasLayer {
     fn name(&self) -> &'static str {
@@ -91,7 +125,17 @@ impl Layer for UasLayer {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
         let method = request.line.method.to_string();
-        match dispatch(&method, request.base_headers.to.tag.is_some()) {
+        let decision = dispatch(&method, request.base_headers.to.tag.is_some());
+        if matches!(decision, Dispatch::NewCall | Dispatch::Options) {
+            let required: Vec<Require> = request.headers.get_named().unwrap_or_default();
+            let unsupported = unsupported_required(required.iter().map(|r| r.0.as_str()));
+            if !unsupported.is_empty() {
+                self.bad_extension(endpoint, request.take(), &unsupported)
+                    .await;
+                return;
+            }
+        }
+        match decision {
             Dispatch::NewCall => {
                 let signals = call_shell::signals(&self.shared, Instant::now());
                 if let Err(why) = overload::admit(&self.shared.call_settings.overload, &signals) {

@@ -25,9 +25,45 @@ pub fn dispatch(method: &str, has_to_tag: bool) -> Dispatch {
     }
 }
 
+/// Option tags (RFC 3261 19.2) this UAS supports. None yet: `100rel` (RFC 3262) and `timer`
+/// (RFC 4028) come with the call shapes that need them.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
+
+/// The option tags of a request's `Require` header(s) that we do not support (RFC 3261
+/// 8.2.2.3): the request gets 420 (Bad Extension) listing them in `Unsupported`. It applies to
+/// what this layer answers itself (a new call, OPTIONS), after the method check (8.2.1 comes
+/// first: an unknown method gets 405 whatever it requires); never to ACK or CANCEL, which the
+/// stack handles. Tags compare case-insensitively; each unsupported one is listed once.
+pub fn unsupported_required<'a>(required: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in required
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let supported = SUPPORTED_EXTENSIONS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(tag));
+        if !supported && !out.iter().any(|o| o.eq_ignore_ascii_case(tag)) {
+            out.push(tag.to_string());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_extensions_we_lack_are_listed_once() {
+        assert!(unsupported_required([]).is_empty(), "nothing required");
+        assert!(unsupported_required(["", " "]).is_empty(), "empty tags");
+        assert_eq!(
+            unsupported_required(["100rel", " nonexistent-extension ", "100REL", "timer"]),
+            vec!["100rel", "nonexistent-extension", "timer"]
+        );
+    }
 
     #[test]
     fn each_method_gets_its_answer() {
