@@ -191,8 +191,11 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                 format!("{:?} is not an IP address", r.remote_address),
             )
         })?;
-        if ip.is_unspecified() || ip.is_multicast() {
+        if ip.is_unspecified() {
             return Err(bad("remote_address", format!("{ip} cannot receive RTP")));
+        }
+        if let Some(why) = milliwatt_media_core::destination::not_unicast(ip) {
+            return Err(bad("remote_address", why));
         }
         let port = u16::try_from(r.remote_port)
             .ok()
@@ -330,13 +333,16 @@ mod tests {
             }),
             "remote_address"
         );
-        assert_eq!(
-            field_of(pb::StartToneRequest {
-                remote_address: "0.0.0.0".into(),
-                ..valid()
-            }),
-            "remote_address"
-        );
+        for not_unicast in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "ff02::1"] {
+            assert_eq!(
+                field_of(pb::StartToneRequest {
+                    remote_address: not_unicast.into(),
+                    ..valid()
+                }),
+                "remote_address",
+                "{not_unicast}"
+            );
+        }
         assert_eq!(
             field_of(pb::StartToneRequest {
                 remote_port: 0,

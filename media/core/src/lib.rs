@@ -4,6 +4,7 @@
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
 
 pub mod codec;
+pub mod destination;
 pub mod dtmf;
 pub mod g711;
 pub mod pacing;

@@ -199,6 +199,14 @@ pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Nego
     let body = std::str::from_utf8(invite.body)
         .map_err(|_| Refusal::new(Malformed, "SDP is not UTF-8"))?;
     let negotiated = negotiate(s, body)?;
+    // RFC 3264 8.4 makes c=0.0.0.0 "hold" in a re-offer; an initial offer with it names no one
+    // to send to, and is refused like a multicast address (no answer, no session).
+    if negotiated.remote.is_none() {
+        return Err(Refusal::new(
+            NoAcceptableMedia,
+            "an initial offer with the unspecified address (c=0.0.0.0) names no destination",
+        ));
+    }
     if load.draining {
         return Err(Refusal::new(Draining, "shutting down"));
     }
@@ -1285,22 +1293,40 @@ mod tests {
     }
 
     #[test]
-    fn a_call_offered_on_hold_is_answered_without_tone_until_resumed() {
-        let mut sim = Sim::new(
-            settings(),
-            &offer_with("0.0.0.0", 4000, "0", "sendrecv"),
-            Load::default(),
-        );
+    fn an_initial_offer_without_a_unicast_destination_gets_488_before_anything() {
+        for c in ["0.0.0.0", "224.0.0.1", "255.255.255.255"] {
+            let body = offer_with(c, 4000, "0", "sendrecv");
+            let mut call = CallCore::new(
+                settings(),
+                &facts(&body),
+                Load::default(),
+                1,
+                Instant::now(),
+            );
+            let Some(Output::Refuse(r)) = call.poll_output() else {
+                panic!("{c}: not refused")
+            };
+            assert_eq!(r.kind.code(), 488, "{c}: {}", r.reason);
+            assert!(
+                matches!(call.poll_output(), Some(Output::Finished(_))),
+                "{c}: nothing is allocated or answered"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reinvite_to_the_unspecified_address_is_hold() {
+        let mut sim = Sim::new(settings(), &offer(), Load::default());
         sim.allocated();
         sim.run_until(MS(1000));
         sim.event(Event::Ack);
-        assert_eq!(sim.kinds().last(), Some(&"established"), "no tone, no stop");
+        assert_eq!(sim.kinds().last(), Some(&"start_tone"));
         sim.at(
             MS(2000),
             Event::ReInvite {
-                offer: Some(offer()),
+                offer: Some(offer_with("0.0.0.0", 4000, "0", "sendrecv")),
             },
         );
-        assert_eq!(sim.kinds()[5..], ["accept_reinvite", "start_tone"]);
+        assert_eq!(sim.kinds().last(), Some(&"stop_tone"), "{:?}", sim.kinds());
     }
 }

@@ -131,6 +131,10 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
         .or(sdp.connection.as_ref())
         .ok_or_else(|| SdpError::NotAcceptable("the offer has no c= line".into()))?;
     let ip = address_of(&connection.address)?;
+    // No amplification: a stream only ever goes to one host (milliwatt_media_core::destination).
+    if let Some(why) = milliwatt_media_core::destination::not_unicast(ip) {
+        return Err(SdpError::NotAcceptable(format!("c=: {why}")));
+    }
     let dtmf_payload_type = dtmf
         .then(|| {
             m.rtpmap
@@ -235,6 +239,34 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_and_broadcast_addresses_are_refused_loopback_and_unicast_are_not() {
+        let offer = |c: &str| {
+            let family = if c.contains(':') { "IP6" } else { "IP4" };
+            format!(
+                "v=0\r\no=- 1 1 IN {family} {c}\r\ns=-\r\nc=IN {family} {c}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+            )
+        };
+        for bad in [
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "ff02::1",
+            "::ffff:224.0.0.5",
+        ] {
+            match negotiate(&offer(bad), &[Codec::Pcmu], false) {
+                Err(SdpError::NotAcceptable(why)) => {
+                    assert!(why.contains("unicast"), "{bad}: {why}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        for good in ["127.0.0.1", "192.0.2.10", "10.1.2.3", "::1", "2001:db8::1"] {
+            let n = negotiate(&offer(good), &[Codec::Pcmu], false).expect(good);
+            assert!(n.remote.is_some(), "{good}");
+        }
+    }
     use Codec::{Pcma as PCMA, Pcmu as PCMU};
 
     fn offer(m: &str, extra: &str) -> String {
