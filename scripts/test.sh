@@ -11,6 +11,8 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v patch >/dev/null 2>&1 || missing+=(patch) # vendor/apply.sh (tests/vendor_drift.rs)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux) # tests/e2e_hostile.rs (loopback-only namespace)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)        # ... and its loopback interface
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   sudo=""

@@ -615,12 +615,21 @@ pub fn tone_scenario(dir: &Path, rtp_port: u16, formats: &str, bye_timeout_ms: u
 
 /// `uac_reject.xml`: an INVITE offering `formats` that must be refused with `status`.
 pub fn reject_scenario(dir: &Path, formats: &str, status: u16) -> PathBuf {
+    reject_scenario_to(dir, formats, "[media_ip]", status)
+}
+
+/// [`reject_scenario`] whose SDP `c=` names `c_addr` (an IPv6 address gets `IN IP6`). Any
+/// address that is not the test's own belongs in a loopback-only namespace (`e2e_hostile.rs`).
+pub fn reject_scenario_to(dir: &Path, formats: &str, c_addr: &str, status: u16) -> PathBuf {
+    let family = if c_addr.contains(':') { "IP6" } else { "IP4" };
     scenario(
         "uac_reject.xml",
         &[
             ("RTP_PORT", "30000".into()),
             ("FORMATS", formats.to_string()),
             ("STATUS", status.to_string()),
+            ("C_FAMILY", family.to_string()),
+            ("C_ADDR", c_addr.to_string()),
         ],
         dir,
     )
