@@ -290,6 +290,27 @@ fn malformed_requests_get_4xx_or_are_dropped_and_counted_never_a_stall() {
             ),
             404,
         ),
+        (
+            "CSeq method differs from the request line (OPTIONS / INVITE)",
+            c.request("OPTIONS", "m12@t", "m12", 1, "tag=a", true, "", "")
+                .replacen("CSeq: 1 OPTIONS", "CSeq: 1 INVITE", 1),
+            400,
+        ),
+        (
+            "CSeq method differs from the request line (INVITE / OPTIONS)",
+            c.request(
+                "INVITE",
+                "m13@t",
+                "m13",
+                1,
+                "tag=a",
+                true,
+                "application/sdp",
+                sdp,
+            )
+            .replacen("CSeq: 1 INVITE", "CSeq: 1 OPTIONS", 1),
+            400,
+        ),
     ];
     for (what, msg, want) in &answered {
         let got = answer_to(&server, msg.as_bytes());
@@ -367,7 +388,8 @@ fn malformed_requests_get_4xx_or_are_dropped_and_counted_never_a_stall() {
         dropped_count >= 4,
         "dropped messages must be counted: {stats}"
     );
-    assert!(stats.contains("malformed_400=4"), "{stats}");
+    // 400s: no From tag, no Contact, SDP garbage, SDP bad port, and the two CSeq mismatches.
+    assert!(stats.contains("malformed_400=6"), "{stats}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::call_shell;
 use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
-use milliwatt_signaling_core::dispatch::{dispatch, unsupported_required, Dispatch};
+use milliwatt_signaling_core::dispatch::{dispatch, malformed, unsupported_required, Dispatch};
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
 
@@ -125,6 +125,31 @@ impl Layer for UasLayer {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
         let method = request.line.method.to_string();
+        let cseq_method = request.base_headers.cseq.method.to_string();
+        if let Some(why) = malformed(&method, &cseq_method) {
+            let req = request.take();
+            self.shared.stats.rejected_malformed.fetch_add(1, Relaxed);
+            info!(
+                method = %method,
+                call_id = %req.base_headers.call_id.0,
+                source = %req.tp_info.source,
+                reason = %why,
+                "malformed request"
+            );
+            if method != "ACK" {
+                // Stateless (RFC 3261 8.2.7): which transaction it belongs to is the question.
+                let mut resp = endpoint.create_response(&req, StatusCode::BAD_REQUEST, None);
+                ensure_to_tag(&mut resp, &random_tag());
+                resp.msg
+                    .headers
+                    .insert(Name::WARNING, format!("399 milliwatt \"{why}\""));
+                self.shared.stats.response(400);
+                if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
+                    warn!(error = %e, "sending 400 failed");
+                }
+            }
+            return;
+        }
         let decision = dispatch(&method, request.base_headers.to.tag.is_some());
         if matches!(decision, Dispatch::NewCall | Dispatch::Options) {
             let required: Vec<Require> = request.headers.get_named().unwrap_or_default();

@@ -25,6 +25,17 @@ pub fn dispatch(method: &str, has_to_tag: bool) -> Dispatch {
     }
 }
 
+/// Why a request that reached this layer is malformed before any method-specific look, if it
+/// is: RFC 3261 8.1.1.5 requires the CSeq method to match the request line's. The caller
+/// answers 400 (an ACK is never answered: it is dropped).
+pub fn malformed(method: &str, cseq_method: &str) -> Option<String> {
+    (method != cseq_method).then(|| {
+        format!(
+            "CSeq method {cseq_method} differs from the request line's {method} (RFC 3261 8.1.1.5)"
+        )
+    })
+}
+
 /// Option tags (RFC 3261 19.2) this UAS supports. None yet: `100rel` (RFC 3262) and `timer`
 /// (RFC 4028) come with the call shapes that need them.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
@@ -54,6 +65,18 @@ pub fn unsupported_required<'a>(required: impl IntoIterator<Item = &'a str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cseq_method_must_match_the_request_line() {
+        assert_eq!(malformed("INVITE", "INVITE"), None);
+        assert_eq!(malformed("OPTIONS", "OPTIONS"), None);
+        let why = malformed("OPTIONS", "INVITE").expect("mismatch");
+        assert!(why.contains("8.1.1.5"), "{why}");
+        assert!(
+            malformed("INVITE", "invite").is_some(),
+            "methods are case-sensitive"
+        );
+    }
 
     #[test]
     fn required_extensions_we_lack_are_listed_once() {
