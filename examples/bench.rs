@@ -254,13 +254,24 @@ address = "127.0.0.1:{admin}"
 }
 
 fn sipp(dir: &Path, sink_port: u16, sip: u16, args: &[String], bye_timeout_ms: u64) -> Child {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_tone.xml");
-    let text = std::fs::read_to_string(src)
-        .unwrap()
+    let text = tone_scenario(sink_port, bye_timeout_ms);
+    run_sipp(dir, "uac_tone.xml", &text, 5199, sip, args)
+}
+
+/// `uac_tone.xml` for a caller whose RTP goes to `sink_port` and who waits `bye_timeout_ms`.
+fn tone_scenario(sink_port: u16, bye_timeout_ms: u64) -> String {
+    sipp_scenario("uac_tone.xml")
         .replace("@RTP_PORT@", &sink_port.to_string())
         .replace("@FORMATS@", "0 8 101")
-        .replace("@BYE_TIMEOUT_MS@", &bye_timeout_ms.to_string());
-    run_sipp(dir, "uac_tone.xml", &text, 5199, sip, args)
+        .replace("@BYE_TIMEOUT_MS@", &bye_timeout_ms.to_string())
+}
+
+/// A scenario shipped under `tests/sipp/`, as text (its `@...@` placeholders unreplaced).
+fn sipp_scenario(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// SIPp with scenario `text` (written to `dir`/`name`), from local port `local`, its files in `dir`.
@@ -629,12 +640,7 @@ fn overload(
     calls_sink.measure.store(true, Ordering::Relaxed);
     let burst_sink = sink();
     // Established calls: ACK → BYE measured as rtd 2.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_tone.xml");
-    let tone = std::fs::read_to_string(src)
-        .unwrap()
-        .replace("@RTP_PORT@", &calls_sink.port.to_string())
-        .replace("@FORMATS@", "0 8 101")
-        .replace("@BYE_TIMEOUT_MS@", &((TONE_S + 15) * 1000).to_string())
+    let tone = tone_scenario(calls_sink.port, (TONE_S + 15) * 1000)
         .replace(
             "<send>\n    <![CDATA[\n      ACK",
             "<send start_rtd=\"2\">\n    <![CDATA[\n      ACK",
@@ -670,7 +676,8 @@ fn overload(
     );
     let burst_dir = dir.join("burst");
     std::fs::create_dir_all(&burst_dir).unwrap();
-    let burst_text = BURST_SCENARIO.replace("@RTP_PORT@", &burst_sink.port.to_string());
+    let burst_text =
+        sipp_scenario("uac_burst_hangup.xml").replace("@RTP_PORT@", &burst_sink.port.to_string());
     let total = rate * secs;
     let cpu0 = (cpu_seconds(media_pid), cpu_seconds(sig_pid));
     let burst = run_sipp(
@@ -773,83 +780,6 @@ fn overload(
         && quantile(&mut final_us, 0.99) <= 50_000
         && answered * 5 >= u64::from(total)
 }
-
-/// One burst call: answered (rtd 1 at the 200, ACK, hang up after 2 s) or shed (rtd 2 at the
-/// 503, ACK). Either is a success for SIPp.
-const BURST_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="milliwatt burst, 2-second calls">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:milliwatt@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=sipp 1 1 IN IP4 [local_ip]
-      s=-
-      c=IN IP4 [media_ip]
-      t=0 0
-      m=audio @RTP_PORT@ RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-      a=sendrecv
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="503" optional="true" rtd="2" next="shed"/>
-  <recv response="180" optional="true"/>
-  <recv response="503" optional="true" rtd="2" next="shed"/>
-  <recv response="200" rtd="1"/>
-  <send>
-    <![CDATA[
-      ACK sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:milliwatt@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <pause milliseconds="2000"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:milliwatt@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <recv response="200" next="done"/>
-  <label id="shed"/>
-  <send>
-    <![CDATA[
-      ACK sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:milliwatt@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]>
-  </send>
-  <label id="done"/>
-</scenario>
-"#;
 
 /// The last row's value of a SIPp statistics column.
 fn last_stat(csv: &str, column: &str) -> u64 {
