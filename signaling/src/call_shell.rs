@@ -70,10 +70,13 @@ struct CallIo {
 }
 
 /// Runs one out-of-dialog INVITE to its end.
+/// `received` and `signals` are what admission measured when the INVITE was dispatched.
 pub(crate) async fn handle_invite(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     invite: IncomingRequest,
+    received: Instant,
+    signals: Signals,
 ) {
     let print = |u: &SipUri| u.default_print_ctx().to_string();
     let from = print(&invite.base_headers.from.uri.uri);
@@ -84,7 +87,6 @@ pub(crate) async fn handle_invite(
     } else {
         "TCP"
     };
-    let received = Instant::now();
     info!(%from, %to, %source, transport, "incoming INVITE");
     shared.stats.total.fetch_add(1, Relaxed);
 
@@ -108,7 +110,7 @@ pub(crate) async fn handle_invite(
         draining: shared.health.is_draining(),
         media_down: shared.media_down.load(Relaxed),
         active_calls: shared.stats.active.load(Relaxed),
-        signals: signals(&shared, received),
+        signals,
     };
     let core = CallCore::new(
         shared.call_settings.clone(),
@@ -174,10 +176,7 @@ pub(crate) async fn shed(
     );
     let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
     ensure_to_tag(&mut resp, &random_tag());
-    if let Some(s) = RefusalKind::Overloaded.retry_after() {
-        resp.msg.headers.insert_named(&RetryAfter::new(s));
-    }
-    warning(&mut resp, &why);
+    refusal_headers(&mut resp, RefusalKind::Overloaded, &why);
     if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
         warn!(error = %e, "sending 503 to a shed INVITE failed");
     }
@@ -214,11 +213,20 @@ async fn dialog_event(
     }
 }
 
-fn warning(resp: &mut OutgoingResponse, text: &str) {
+/// `Warning: 399 milliwatt "<text>"` (RFC 3261 20.43): why we answered as we did.
+pub(crate) fn warning(resp: &mut OutgoingResponse, text: &str) {
     resp.msg.headers.insert(
         Name::WARNING,
         format!("399 milliwatt \"{}\"", text.replace('"', "'")),
     );
+}
+
+/// What every refusal of a call carries: Retry-After when it is about our state, and the reason.
+fn refusal_headers(resp: &mut OutgoingResponse, kind: RefusalKind, reason: &str) {
+    if let Some(s) = kind.retry_after() {
+        resp.msg.headers.insert_named(&RetryAfter::new(s));
+    }
+    warning(resp, reason);
 }
 
 impl CallIo {
@@ -450,12 +458,8 @@ impl CallIo {
         shared.stats.response(code);
         info!(status = code, reason = %r.reason, "call rejected");
         let status = StatusCode::from(code);
-        let retry_after = r.kind.retry_after();
         let finish = move |mut resp: OutgoingResponse| {
-            if let Some(s) = retry_after {
-                resp.msg.headers.insert_named(&RetryAfter::new(s));
-            }
-            warning(&mut resp, &r.reason);
+            refusal_headers(&mut resp, r.kind, &r.reason);
             resp
         };
         if let Some(acceptor) = self.acceptor.take() {

@@ -140,9 +140,7 @@ impl Layer for UasLayer {
                 // Stateless (RFC 3261 8.2.7): which transaction it belongs to is the question.
                 let mut resp = endpoint.create_response(&req, StatusCode::BAD_REQUEST, None);
                 ensure_to_tag(&mut resp, &random_tag());
-                resp.msg
-                    .headers
-                    .insert(Name::WARNING, format!("399 milliwatt \"{why}\""));
+                call_shell::warning(&mut resp, &why);
                 self.shared.stats.response(400);
                 if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
                     warn!(error = %e, "sending 400 failed");
@@ -162,7 +160,8 @@ impl Layer for UasLayer {
         }
         match decision {
             Dispatch::NewCall => {
-                let signals = call_shell::signals(&self.shared, Instant::now());
+                let received = Instant::now();
+                let signals = call_shell::signals(&self.shared, received);
                 if let Err(why) = overload::admit(&self.shared.call_settings.overload, &signals) {
                     call_shell::shed(&self.shared, endpoint, request.take(), why).await;
                     return;
@@ -183,7 +182,10 @@ impl Layer for UasLayer {
                     tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
                 );
                 let calls = shared.calls.clone();
-                calls.spawn(call_shell::handle_invite(shared, endpoint, invite).instrument(span));
+                calls.spawn(
+                    call_shell::handle_invite(shared, endpoint, invite, received, signals)
+                        .instrument(span),
+                );
             }
             Dispatch::Options => {
                 let mut req = request.take();
