@@ -4,6 +4,7 @@ use super::TsxResponse;
 use crate::Endpoint;
 use crate::transaction::TsxMessage;
 use crate::transaction::key::TsxKey;
+use sip_types::Method;
 use sip_types::msg::MessageLine;
 use tokio::sync::mpsc;
 
@@ -79,6 +80,26 @@ impl TsxRegistration {
             } else {
                 old_handler(msg)
             }
+        });
+    }
+
+    /// PATCH(milliwatt): the INVITE server transaction's `Accepted` state after the TU is done
+    /// with it (RFC 6026 section 7.1): an INVITE retransmission is absorbed; every other
+    /// message matching the transaction (the ACK) goes to the layers. Nothing is queued any
+    /// more, so the receiver must not be read after this.
+    pub(crate) fn absorb_invite_retransmissions(&self) {
+        let transactions = self.endpoint.transactions();
+        let mut tsx_map = transactions.map.lock();
+        let handler = tsx_map
+            .get_mut(&self.tsx_key)
+            .expect("registration is responsible of handler lifetime inside endpoint");
+
+        *handler = Box::new(|msg| match &msg.line {
+            MessageLine::Request(line) if line.method == Method::INVITE => {
+                log::debug!("INVITE retransmission after the 2xx: absorbed (RFC 6026)");
+                None
+            }
+            _ => Some(msg),
         });
     }
 

@@ -115,8 +115,10 @@ impl ServerInvTsx {
             .await?;
 
         Ok(Accepted {
-            registration: self.registration,
+            registration: Some(self.registration),
             response,
+            // PATCH(milliwatt): Timer L runs from the first 2xx
+            timer_l: tokio::time::Instant::now() + T1 * 64,
         })
     }
 
@@ -198,18 +200,50 @@ impl ServerInvTsx {
 
 /// Represents the `Accepted` state of a transaction. Its used to retransmit the
 /// final success response to eventually receive the ACK request from the peer.
+///
+/// PATCH(milliwatt): dropping it does not end the transaction at once: RFC 6026 section 7.1
+/// keeps the server INVITE transaction in `Accepted` until Timer L (64*T1 after the 2xx),
+/// absorbing retransmissions of the INVITE, which 0.9.2 handed to the layers as new requests
+/// once the ACK had arrived (a retransmission delayed behind a burst became a second "call").
 #[must_use]
 pub struct Accepted {
-    registration: TsxRegistration,
+    /// PATCH(milliwatt): `Some` until dropped
+    registration: Option<TsxRegistration>,
     response: OutgoingResponse,
+    /// PATCH(milliwatt): when the transaction leaves `Accepted` (RFC 6026 Timer L)
+    timer_l: tokio::time::Instant,
 }
 
 impl Accepted {
     /// Retransmit the final response
     pub async fn retransmit(&mut self) -> io::Result<()> {
-        self.registration
+        let registration = self
+            .registration
+            .as_ref()
+            .expect("PATCH(milliwatt): only taken on drop");
+        registration
             .endpoint
             .send_outgoing_response(&mut self.response)
             .await
+    }
+}
+
+// PATCH(milliwatt): RFC 6026 section 7.1 (and 8.7): the transaction stays until Timer L;
+// an INVITE retransmission is absorbed, anything else matching it (the ACK) goes on to the
+// layers (the TU) as before. Outside a runtime it ends at once, as in 0.9.2.
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        let Some(registration) = self.registration.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        registration.absorb_invite_retransmissions();
+        let timer_l = self.timer_l;
+        runtime.spawn(async move {
+            tokio::time::sleep_until(timer_l).await;
+            drop(registration);
+        });
     }
 }
