@@ -524,3 +524,87 @@ fn bad_grpc_requests_get_precise_statuses() {
         .unwrap();
     });
 }
+
+/// Final responses read from `s` until `want` arrived or 2 s passed: their status codes.
+fn tcp_finals(s: &mut std::net::TcpStream, want: usize) -> Vec<u16> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + 2 * SEC;
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    let finals = |text: &str| -> Vec<u16> {
+        text.split("SIP/2.0 ")
+            .skip(1)
+            .filter_map(|r| r.get(..3)?.parse().ok())
+            .filter(|c: &u16| *c >= 200)
+            .collect()
+    };
+    while finals(&text).len() < want && std::time::Instant::now() < deadline {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    finals(&text)
+}
+
+/// RFC 3261 18.3: on a stream, Content-Length frames the message wherever it sits in the head
+/// and however the head is cut into reads; a head that ends in a bare LF line end and a CRLF
+/// empty line is framed there too. Before vendor patch 0010, a body whose Content-Length had
+/// arrived in an earlier read was taken as empty (its bytes began the next request, which got
+/// a 400), and a mixed empty line panicked the connection's task (nothing more was answered).
+#[test]
+fn tcp_framing_survives_split_heads_and_mixed_line_ends() {
+    use std::io::Write;
+    let cfg = TestConfig::new();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let mut s = std::net::TcpStream::connect(cfg.sip_addr()).expect("connect to SIP over TCP");
+    s.set_nodelay(true).unwrap();
+    let local = s.local_addr().unwrap();
+    let options = |n: u32, eol: &str, first: &str| {
+        [
+            format!("OPTIONS sip:milliwatt@{} SIP/2.0", cfg.sip_addr()),
+            first.to_string(),
+            format!("Via: SIP/2.0/TCP {local};branch=z9hG4bK-tcpframe{n}"),
+            "Max-Forwards: 70".into(),
+            format!("From: <sip:caller@{}>;tag=f{n}", local.ip()),
+            format!("To: <sip:milliwatt@{}>", cfg.sip_addr().ip()),
+            format!("Call-ID: tcpframe-{n}@test"),
+            format!("CSeq: {n} OPTIONS"),
+        ]
+        .join(eol)
+    };
+    // Content-Length first, the head cut just after it (inside the next line, so that the
+    // first read completes the Content-Length line); a 5-byte body.
+    let first =
+        options(1, "\r\n", "Content-Length: 5") + "\r\nContent-Type: text/plain\r\n\r\nhello";
+    let cut = first.find("Content-Length: 5\r\nVia").unwrap() + "Content-Length: 5\r\nVia".len();
+    s.write_all(&first.as_bytes()[..cut]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&first.as_bytes()[cut..]).unwrap();
+    assert_eq!(
+        tcp_finals(&mut s, 1),
+        vec![200],
+        "the split head with its body"
+    );
+    // The body was framed as the body: the next request starts where it ended.
+    let second = options(4, "\r\n", "Content-Length: 0") + "\r\n\r\n";
+    s.write_all(second.as_bytes()).unwrap();
+    assert_eq!(
+        tcp_finals(&mut s, 1),
+        vec![200],
+        "the request after the body"
+    );
+    // Bare LF line ends and a CRLF empty line, then a well-formed request behind it.
+    let mixed = options(2, "\n", "Content-Length: 0") + "\n\r\n";
+    let next = options(3, "\r\n", "Content-Length: 0") + "\r\n\r\n";
+    s.write_all(format!("{mixed}{next}").as_bytes()).unwrap();
+    assert_eq!(
+        tcp_finals(&mut s, 2),
+        vec![200, 200],
+        "LF CRLF head end and the request after it, on the same connection"
+    );
+    options_answered(&server);
+}

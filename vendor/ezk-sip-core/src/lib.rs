@@ -20,6 +20,9 @@ use transport::MessageTpInfo;
 #[macro_use]
 mod error;
 mod endpoint;
+/// PATCH(milliwatt): the receive path's parsing, for fuzzing.
+#[doc(hidden)]
+pub mod fuzzing;
 mod may_take;
 pub mod transaction;
 pub mod transport;

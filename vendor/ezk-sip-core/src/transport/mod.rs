@@ -21,9 +21,9 @@ use stun_types::Message;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{broadcast, watch};
 
-mod parse;
+pub(crate) mod parse; // PATCH(milliwatt): pub(crate) for crate::fuzzing
 mod resolver;
-mod streaming;
+pub(crate) mod streaming; // PATCH(milliwatt): pub(crate) for crate::fuzzing
 mod stun_user;
 mod udp;
 

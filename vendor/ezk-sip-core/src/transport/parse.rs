@@ -60,9 +60,18 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
     let mut message_line = None;
     let mut headers = Headers::new();
 
-    for item in &mut parser {
+    // PATCH(milliwatt): where the last line ends, for `head_end`
+    let mut last_line_end = None;
+    loop {
+        let begin = parser.progress();
+        let Some(item) = parser.next() else {
+            break;
+        };
         let line = match item {
-            Ok(line) => line,
+            Ok(line) => {
+                last_line_end = Some(begin + line.len());
+                line
+            }
             Err(_) => {
                 log::warn!("Incoming SIP messages is incomplete");
                 return Err(Error::FailedToParse);
@@ -97,7 +106,7 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
         }
     }
 
-    let head_end = parser.head_end();
+    let head_end = head_end(&buffer, parser.progress(), last_line_end);
 
     // look for optional content-length header
     let body = match headers.get_named::<ContentLength>() {
@@ -128,4 +137,27 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
         body,
         buffer,
     })
+}
+
+/// PATCH(milliwatt): where a message head ends (after its empty line), given where a
+/// `PullParser` that returned `None` stopped and where the last line it returned ends. The
+/// parser stops either at the last line's end (when the empty line follows in the same style:
+/// CRLF CRLF, LF LF) or at the empty line itself (mixed: LF CRLF, CRLF LF);
+/// `PullParser::head_end` knows only the first case and left a mixed empty line at the start
+/// of the body (the body was then sliced 1 or 2 bytes early).
+pub(crate) fn head_end(input: &[u8], stopped_at: usize, last_line_end: Option<usize>) -> usize {
+    let mut at = stopped_at;
+    if last_line_end == Some(at) {
+        at = skip_line_end(input, at);
+    }
+    skip_line_end(input, at)
+}
+
+/// The position after a line end (CRLF or a bare LF) at `at`, or `at`.
+fn skip_line_end(input: &[u8], at: usize) -> usize {
+    match input[at..] {
+        [b'\r', b'\n', ..] => at + 2,
+        [b'\n', ..] => at + 1,
+        _ => at,
+    }
 }

@@ -1,4 +1,5 @@
 use crate::Result;
+use crate::transport::parse::head_end;
 use bytes::{Buf, Bytes, BytesMut};
 use internal::Finish;
 use sip_types::Headers;
@@ -55,16 +56,37 @@ impl Decoder for StreamingDecoder {
             return Err(message_too_large());
         }
 
+        // PATCH(milliwatt): the first pass only checks that the head is complete, resuming
+        // where the last call stopped; the second pass below parses it from the start. Before,
+        // the first pass also looked for Content-Length, but only in the lines after the saved
+        // progress: when a head arrived in several reads and Content-Length came in an earlier
+        // one, the body was taken as empty and its bytes as the next message (RFC 3261 18.3:
+        // on a stream, Content-Length frames the message).
         let mut parser = PullParser::new(src, self.head_progress);
-
-        let mut content_len = 0;
-
         for line in &mut parser {
-            let Ok(line) = line else {
+            if line.is_err() {
                 // cannot parse complete message head yet
                 self.head_progress = parser.progress();
                 return Ok(None);
+            }
+        }
+
+        // PATCH(milliwatt): parse the head once, on the buffer the check above ran on, keeping
+        // each line's position; before, the head was parsed again on the message's bytes alone,
+        // where a parser that needs bytes after a line end could fail, and that failure was an
+        // `expect` (a head ending in LF CRLF panicked the connection's task).
+        let mut parser = PullParser::new(src, 0);
+        let mut lines = Vec::with_capacity(16);
+        let mut content_len = 0;
+        loop {
+            let begin = parser.progress();
+            let line = match parser.next() {
+                None => break,
+                Some(Ok(line)) => line,
+                // the same bytes were complete above
+                Some(Err(_)) => return Err(malformed()),
             };
+            lines.push(begin..begin + line.len());
 
             // try to find content-length field
             // so the complete message size can be calculated
@@ -80,7 +102,7 @@ impl Decoder for StreamingDecoder {
 
             if content_length_possible_names
                 .iter()
-                .any(|str| name.eq_ignore_ascii_case(str.as_bytes()))
+                .any(|str| name.trim_ascii_end().eq_ignore_ascii_case(str.as_bytes()))
             {
                 let value = split.next().ok_or_else(malformed)?;
                 let value = from_utf8(value).map_err(|_| malformed())?;
@@ -93,11 +115,12 @@ impl Decoder for StreamingDecoder {
             }
         }
 
-        // parser completed without errors
-        // message head should be complete
+        // PATCH(milliwatt): after the empty line, also when it is in another style than the
+        // line before it (see `parse::head_end`)
+        let head_end = head_end(src, parser.progress(), lines.last().map(|line| line.end));
 
         // Calculate the complete message size
-        let expected_complete_message_size = parser.head_end() + content_len;
+        let expected_complete_message_size = head_end + content_len;
 
         // if the message is not completely inside the buffer, allocate the rest
         // and return
@@ -113,17 +136,11 @@ impl Decoder for StreamingDecoder {
         // reset state
         self.head_progress = 0;
 
-        // reset parser
-        parser = PullParser::new(&src_bytes, 0);
-
-        // Now properly parse the message
         let mut message_line = None;
         let mut headers = Headers::new();
 
-        for item in &mut parser {
-            let item = item.expect("got error when input was already checked");
-
-            let line = from_utf8(item).map_err(|_| malformed())?;
+        for range in lines {
+            let line = from_utf8(&src_bytes[range]).map_err(|_| malformed())?;
 
             if message_line.is_none() {
                 match MessageLine::parse(&src_bytes)(line) {
@@ -139,8 +156,6 @@ impl Decoder for StreamingDecoder {
                 }
             }
         }
-
-        let head_end = parser.head_end();
 
         // slice remaining bytes
         let body = src_bytes.slice(head_end..head_end + content_len);

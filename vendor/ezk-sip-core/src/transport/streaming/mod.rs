@@ -18,7 +18,7 @@ use tokio::{
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
 
-mod decode;
+pub(crate) mod decode; // PATCH(milliwatt): pub(crate) for crate::fuzzing
 #[cfg(feature = "tls-native-tls")]
 mod native_tls;
 #[cfg(feature = "tls-rustls")]
