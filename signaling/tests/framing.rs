@@ -110,3 +110,15 @@ fn the_fuzzing_find_is_framed() {
         assert_eq!(summary(&messages), want, "{line}");
     }
 }
+
+/// A fuzzing find: no Via value parses (another SIP version), so the Via list is empty, and the
+/// receive path indexed its first entry (a panic per message). Now the message is dropped as
+/// malformed (vendor patch 0011): no response could be routed without a Via.
+#[test]
+fn a_message_without_a_usable_via_is_dropped() {
+    let good = options(5, "\r\n", "Content-Length: 0", "");
+    assert!(parse_datagram(good.as_bytes()).is_some());
+    let bad = good.replacen("SIP/2.0/TCP", "SIP/2.5/TCP", 1);
+    assert!(parse_datagram(bad.as_bytes()).is_none());
+    assert!(decode_stream([bad.as_bytes()]).is_empty());
+}

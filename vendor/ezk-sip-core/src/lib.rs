@@ -92,8 +92,16 @@ pub struct BaseHeaders {
 
 impl BaseHeaders {
     fn extract_from(headers: &Headers) -> Result<Self, HeaderError> {
+        // PATCH(milliwatt): `Vec<Via>` decodes to an empty list when no Via value parses (a
+        // `SIP/2.5/UDP` one, say), and the receive path indexes `via[0]`: it panicked once per
+        // such message. A message without a usable Via is malformed (RFC 3261 8.1.1.7) and a
+        // response to it could not be routed (18.2.2): it is dropped and counted.
+        let via: Vec<Via> = headers.get_named()?;
+        if via.is_empty() {
+            return Err(HeaderError::malformed_adhoc(Name::VIA, "no Via value parses"));
+        }
         Ok(BaseHeaders {
-            via: headers.get_named()?,
+            via,
             from: headers.get(Name::FROM)?,
             to: headers.get(Name::TO)?,
             call_id: headers.get_named()?,
