@@ -5,50 +5,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::rtp::{judge, Expect, RtpSink};
 use common::*;
-
-// Not MILLIWATT_*: the services read every such variable as configuration.
-const INSIDE: &str = "E2E_HOSTILE_IN_LOOPBACK_NETNS";
-
-/// Runs test `name` of this binary again inside a new network namespace with only loopback up;
-/// returns false when already inside (the caller then does the work).
-fn reexec_in_loopback_namespace(name: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
-        let routes = Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .expect("ip (iproute2) is needed");
-        let links = String::from_utf8_lossy(&routes.stdout).to_string();
-        assert!(
-            links.lines().all(|l| l.contains(" lo:")),
-            "not in a loopback-only namespace:\n{links}"
-        );
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args([
-            "-n",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(&exe)
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(INSIDE, "1")
-        .status()
-        .expect("unshare (util-linux) is needed to run this test in a loopback-only namespace");
-    assert!(
-        status.success(),
-        "{name} failed inside its namespace: {status}"
-    );
-    true
-}
 
 #[test]
 fn offers_naming_groups_networks_or_no_one_get_488_and_nothing_is_sent() {

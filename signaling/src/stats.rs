@@ -135,6 +135,34 @@ impl Stats {
             .or_default() += 1;
     }
 
+    /// Malformed requests answered 400: by our layer, and by the SIP stack itself when a
+    /// request lacks a usable From, To, Call-ID or CSeq (vendor patch 0012).
+    pub fn malformed_rejected(&self) -> u64 {
+        self.rejected_malformed.load(Relaxed)
+            + ezk_sip_core::REJECTED_BAD_BASE_HEADERS.load(Relaxed)
+    }
+
+    /// The SIP responses sent, by status code, with those the SIP stack sends itself (vendor
+    /// patches 0012, 0014: 400 for a bad From/To/Call-ID/CSeq, 416, 505).
+    fn responses(&self) -> BTreeMap<u16, u64> {
+        let mut responses = self
+            .responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (code, counter) in [
+            (400, &ezk_sip_core::REJECTED_BAD_BASE_HEADERS),
+            (416, &ezk_sip_core::REFUSED_URI_SCHEME),
+            (505, &ezk_sip_core::REFUSED_SIP_VERSION),
+        ] {
+            let n = counter.load(Relaxed);
+            if n > 0 {
+                *responses.entry(code).or_default() += n;
+            }
+        }
+        responses
+    }
+
     /// A call that failed, and why.
     pub fn fail(&self, reason: &'static str) {
         self.failed.fetch_add(1, Relaxed);
@@ -155,7 +183,7 @@ impl Stats {
             self.failed.load(Relaxed),
             self.shed.load(Relaxed),
             self.cancelled.load(Relaxed),
-            self.rejected_malformed.load(Relaxed),
+            self.malformed_rejected(),
             // Messages the SIP stack could not parse at all (vendored ezk-sip-core counter).
             ezk_sip_core::DROPPED_MALFORMED.load(Relaxed),
         )
@@ -227,7 +255,7 @@ impl Collector for StatsCollector {
             &mut enc,
             "milliwatt_sip_malformed_rejected",
             "Malformed requests answered 400",
-            s.rejected_malformed.load(Relaxed),
+            s.malformed_rejected(),
         )?;
         counter(
             &mut enc,
@@ -241,11 +269,7 @@ impl Collector for StatsCollector {
             "Calls in progress",
             s.active.load(Relaxed) as i64,
         )?;
-        let responses = s
-            .responses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let responses = s.responses();
         let mut family = enc.encode_descriptor(
             "milliwatt_sip_responses",
             "SIP responses sent, by status code",

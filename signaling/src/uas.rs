@@ -28,7 +28,9 @@ use crate::call_shell;
 use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
-use milliwatt_signaling_core::dispatch::{dispatch, malformed, unsupported_required, Dispatch};
+use milliwatt_signaling_core::dispatch::{
+    dispatch, malformed, unsupported_required, Dispatch, RawRequest,
+};
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
 
@@ -124,9 +126,29 @@ impl Layer for UasLayer {
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
-        let method = request.line.method.to_string();
-        let cseq_method = request.base_headers.cseq.method.to_string();
-        if let Some(why) = malformed(&method, &cseq_method) {
+        let raw = |name: &Name| {
+            request
+                .headers
+                .get_raw(name)
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        let (from, to) = (raw(&Name::FROM), raw(&Name::TO));
+        let cseq = raw(&Name::CSEQ);
+        let received = RawRequest {
+            bytes: &request.tp_info.buffer,
+            cseq: cseq.first().copied().unwrap_or(""),
+            content_lengths: raw(&Name::CONTENT_LENGTH),
+            name_addrs: from
+                .iter()
+                .map(|v| ("From", *v))
+                .chain(to.iter().map(|v| ("To", *v)))
+                .collect(),
+        };
+        // As written: `invite` is an extension method (RFC 3261 7.1), not INVITE.
+        let method = received.method().to_string();
+        let problem = malformed(&received);
+        if let Some(why) = problem {
             let req = request.take();
             self.shared.stats.rejected_malformed.fetch_add(1, Relaxed);
             info!(

@@ -1,7 +1,8 @@
 //! Framing of SIP messages on the receive path, through the vendored ezk's own parsing
 //! (`ezk_sip_core::fuzzing`, vendor patch 0009): a stream decodes to the same messages however
 //! it is cut into reads, and a head's empty line ends the head whatever its line-end style
-//! (vendor patch 0010; both were fuzzing finds).
+//! (vendor patch 0010; both were fuzzing finds), and a stream whose message has two different
+//! Content-Length values stops there (vendor patch 0013).
 
 use ezk_sip_core::fuzzing::{decode_stream, parse_datagram, Parsed};
 
@@ -121,4 +122,67 @@ fn a_message_without_a_usable_via_is_dropped() {
     let bad = good.replacen("SIP/2.0/TCP", "SIP/2.5/TCP", 1);
     assert!(parse_datagram(bad.as_bytes()).is_none());
     assert!(decode_stream([bad.as_bytes()]).is_empty());
+}
+
+/// RFC 3261 7.5: on a stream, CRLFs before a start line are ignored; a CRLFCRLF there is also
+/// a keep-alive ping (RFC 5626 3.5.1), answered, and the message after it is decoded.
+#[test]
+fn empty_lines_before_the_start_line_are_skipped() {
+    let m = options(1, "\r\n", "Content-Length: 0", "");
+    for prefix in ["\r\n", "\r\n\r\n", "\r\n\r\n\r\n", "\n\n"] {
+        let stream = format!("{prefix}{m}");
+        assert_eq!(
+            summary(&decode_stream([stream.as_bytes()])),
+            summary(&decode_stream([m.as_bytes()])),
+            "stream after {prefix:?}"
+        );
+    }
+}
+
+/// RFC 3261 18.3, 20.14 (vendor patch 0013): two different Content-Length values leave a stream
+/// message's end unknown, so nothing from there on is decoded (the connection closes); the same
+/// value twice frames the message as usual.
+#[test]
+fn two_different_content_lengths_end_the_stream() {
+    let same = options(1, "\r\n", "Content-Length: 5\r\nl: 5", "hello");
+    let next = options(2, "\r\n", "Content-Length: 0", "");
+    let both = format!("{same}{next}");
+    assert_eq!(
+        summary(&decode_stream([both.as_bytes()])),
+        vec![
+            ("framing-1@test".to_string(), b"hello".to_vec()),
+            ("framing-2@test".to_string(), vec![])
+        ]
+    );
+    let differ = options(3, "\r\n", "Content-Length: 5\r\nContent-Length: 2", "hello");
+    let stream = format!("{next}{differ}{next}");
+    assert_eq!(
+        summary(&decode_stream([stream.as_bytes()])),
+        vec![("framing-2@test".to_string(), vec![])],
+        "decoding stops at the message with two Content-Length values"
+    );
+}
+
+/// A request of another SIP version or Request-URI scheme (vendor patch 0014) is answered by
+/// the endpoint (505, 416) and never reaches the layers; the stream goes on after it.
+#[test]
+fn a_refused_request_does_not_end_the_stream() {
+    let next = options(2, "\r\n", "Content-Length: 0", "");
+    for line in [
+        "OPTIONS sip:milliwatt@127.0.0.1 SIP/7.0",
+        "OPTIONS tel:+1-201-555-0123 SIP/2.0",
+    ] {
+        let refused = options(1, "\r\n", "Content-Length: 5", "hello").replacen(
+            "OPTIONS sip:milliwatt@127.0.0.1 SIP/2.0",
+            line,
+            1,
+        );
+        let stream = format!("{refused}{next}");
+        assert_eq!(
+            summary(&decode_stream([stream.as_bytes()])),
+            vec![("framing-2@test".to_string(), vec![])],
+            "{line}"
+        );
+        assert!(parse_datagram(refused.as_bytes()).is_none(), "{line}");
+    }
 }

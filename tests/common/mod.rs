@@ -678,3 +678,44 @@ pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> ExitStatus
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// Not MILLIWATT_*: the services read every such variable as configuration.
+const INSIDE: &str = "E2E_IN_LOOPBACK_NETNS";
+
+/// Runs test `name` of the calling test binary again inside a new network namespace with only
+/// loopback up (the brief: a test feeding foreign SDP or torture messages runs the server where
+/// it has nowhere else to send);
+/// returns false when already inside (the caller then does the work).
+pub fn reexec_in_loopback_namespace(name: &str) -> bool {
+    if std::env::var_os(INSIDE).is_some() {
+        let routes = Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip (iproute2) is needed");
+        let links = String::from_utf8_lossy(&routes.stdout).to_string();
+        assert!(
+            links.lines().all(|l| l.contains(" lo:")),
+            "not in a loopback-only namespace:\n{links}"
+        );
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(&exe)
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(INSIDE, "1")
+        .status()
+        .expect("unshare (util-linux) is needed to run this test in a loopback-only namespace");
+    assert!(
+        status.success(),
+        "{name} failed inside its namespace: {status}"
+    );
+    true
+}

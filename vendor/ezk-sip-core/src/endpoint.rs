@@ -312,11 +312,14 @@ impl Endpoint {
             BytesPrint(&message.tp_info.buffer)
         );
 
-        let mut base_headers = match BaseHeaders::extract_from(&message.headers) {
+        let mut base_headers = match BaseHeaders::extract_naming(&message.headers) {
             Ok(base_headers) => base_headers,
-            Err(e) => {
+            Err((name, e)) => {
                 log::warn!("Failed to get base headers for incoming message, {e}");
-                crate::count_dropped_malformed(); // PATCH(milliwatt)
+                // PATCH(milliwatt): a request that a Via can route gets a 400 naming the header
+                if !self.reject_bad_base_headers(&message, &name, &e).await {
+                    crate::count_dropped_malformed();
+                }
                 return;
             }
         };
@@ -414,6 +417,114 @@ impl Endpoint {
         if let Err(e) = self.handle_unwanted_request(request).await {
             log::error!("Failed to respond to unhandled incoming request, {e:?}");
         }
+    }
+
+    /// PATCH(milliwatt): a request (not an ACK) whose From, To, Call-ID or CSeq is missing or
+    /// malformed but whose Via parses gets a stateless 400 whose reason phrase names the header
+    /// (RFC 3261 21.4.1: "Missing Call-ID Header Field"). Returns false where nothing can be
+    /// answered: a response, an ACK, no usable Via.
+    async fn reject_bad_base_headers(
+        &self,
+        message: &ReceivedMessage,
+        name: &Name,
+        error: &sip_types::header::HeaderError,
+    ) -> bool {
+        match &message.line {
+            MessageLine::Request(line) if line.method != Method::ACK => {}
+            _ => return false,
+        }
+        if *name == Name::VIA {
+            return false;
+        }
+        let what = if error.is_missing() {
+            "Missing"
+        } else {
+            "Malformed"
+        };
+        let reason = format!("{what} {} Header Field", name.as_print_str());
+        let answered = self
+            .respond_statelessly(
+                &message.headers,
+                message.tp_info.source,
+                &message.tp_info.transport,
+                StatusCode::BAD_REQUEST,
+                reason,
+            )
+            .await;
+        if answered {
+            crate::REJECTED_BAD_BASE_HEADERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        answered
+    }
+
+    /// PATCH(milliwatt): a request whose start line names a SIP version or Request-URI scheme
+    /// the parser does not support (`transport::parse::refusal_for`) gets its 505 or 416,
+    /// statelessly; without a usable Via it is dropped and counted as malformed.
+    pub(crate) fn receive_refused(
+        &self,
+        refused: crate::transport::parse::Refused,
+        source: SocketAddr,
+        transport: TpHandle,
+    ) {
+        let endpoint = self.clone();
+        tokio::spawn(async move {
+            let code = refused.code;
+            let answered = endpoint
+                .respond_statelessly(&refused.headers, source, &transport, code, refused.reason)
+                .await;
+            let counter = if !answered {
+                &crate::DROPPED_MALFORMED
+            } else if code == StatusCode::VERSION_NOT_SUPPORTED {
+                &crate::REFUSED_SIP_VERSION
+            } else {
+                &crate::REFUSED_URI_SCHEME
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    /// PATCH(milliwatt): a response built from a request's raw headers, without a transaction:
+    /// the request's Via, From, To, Call-ID and CSeq values copied as they came (those present),
+    /// sent back where the request came from (its connection, or the datagram's source address;
+    /// never a Via `maddr`: the request is malformed or unsupported, and a spoofed one must not
+    /// steer the answer elsewhere). False, and nothing sent, when no Via value parses.
+    async fn respond_statelessly(
+        &self,
+        request_headers: &Headers,
+        source: SocketAddr,
+        transport: &TpHandle,
+        code: StatusCode,
+        reason: String,
+    ) -> bool {
+        match request_headers.get_named::<Vec<Via>>() {
+            Ok(via) if !via.is_empty() => {}
+            _ => return false,
+        }
+        let mut headers = Headers::with_capacity(5);
+        for n in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
+            let _ = request_headers.clone_into(&mut headers, n);
+        }
+        let destination = transport.connection_remote().unwrap_or(source);
+        log::info!("answering a request from {destination} with {code:?} {reason}");
+        let mut response = OutgoingResponse {
+            msg: Response {
+                line: StatusLine {
+                    code,
+                    reason: Some(BytesStr::from(reason.as_str())),
+                },
+                headers,
+                body: Bytes::new(),
+            },
+            parts: OutgoingParts {
+                transport: transport.clone(),
+                destination,
+                buffer: Default::default(),
+            },
+        };
+        if let Err(e) = self.send_outgoing_response(&mut response).await {
+            log::warn!("Failed to send a stateless {code:?}, {e}");
+        }
+        true
     }
 
     async fn handle_unwanted_request(&self, mut request: IncomingRequest) -> Result<()> {

@@ -23,7 +23,9 @@ pub struct Parsed {
 }
 
 /// What the receive path does with a message once framed: the base headers every layer
-/// relies on and the transaction key; `None` where the endpoint drops the message.
+/// relies on and the transaction key; `None` where the message does not reach the layers
+/// (PATCH(milliwatt) 0012: dropped, or a request with a bad From, To, Call-ID or CSeq that the
+/// endpoint answers 400 itself).
 fn accept(line: MessageLine, headers: Headers, body: Bytes) -> Option<Parsed> {
     let base_headers = BaseHeaders::extract_from(&headers).ok()?;
     TsxKey::from_message_parts(&line, &base_headers).ok()?;
@@ -63,7 +65,10 @@ pub fn decode_stream<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Pars
                 Ok(Some(Item::DecodedMessage(m))) => {
                     out.extend(accept(m.line, m.headers, m.body));
                 }
-                Ok(Some(Item::KeepAliveRequest | Item::KeepAliveResponse)) => {}
+                // PATCH(milliwatt) 0014: a refused request (505, 416) never reaches the layers
+                Ok(Some(
+                    Item::KeepAliveRequest | Item::KeepAliveResponse | Item::Refused(_),
+                )) => {}
                 Ok(None) => break,
                 Err(_) => return out,
             }

@@ -35,6 +35,20 @@ fn count_dropped_malformed() {
     DROPPED_MALFORMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// PATCH(milliwatt): incoming requests answered 400 by the endpoint itself because a header
+/// every request needs (From, To, Call-ID, CSeq) was missing or malformed while the Via could
+/// route the answer (RFC 3261 8.1.1, 21.4.1). They never reach the layers.
+pub static REJECTED_BAD_BASE_HEADERS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// PATCH(milliwatt): incoming requests answered 505 (a SIP version other than 2.0) by the
+/// endpoint itself; they never reach the layers.
+pub static REFUSED_SIP_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// PATCH(milliwatt): incoming requests answered 416 (a Request-URI scheme other than sip and
+/// sips) by the endpoint itself; they never reach the layers.
+pub static REFUSED_URI_SCHEME: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub use endpoint::Endpoint;
 pub use endpoint::EndpointBuilder;
 pub use error::{Error, Result, StunError};
@@ -92,20 +106,29 @@ pub struct BaseHeaders {
 
 impl BaseHeaders {
     fn extract_from(headers: &Headers) -> Result<Self, HeaderError> {
+        Self::extract_naming(headers).map_err(|(_, e)| e)
+    }
+
+    /// PATCH(milliwatt): as `extract_from`, naming the header that is missing or malformed
+    /// (the endpoint's 400 says which, RFC 3261 21.4.1).
+    fn extract_naming(headers: &Headers) -> Result<Self, (Name, HeaderError)> {
         // PATCH(milliwatt): `Vec<Via>` decodes to an empty list when no Via value parses (a
         // `SIP/2.5/UDP` one, say), and the receive path indexes `via[0]`: it panicked once per
         // such message. A message without a usable Via is malformed (RFC 3261 8.1.1.7) and a
         // response to it could not be routed (18.2.2): it is dropped and counted.
-        let via: Vec<Via> = headers.get_named()?;
+        let via: Vec<Via> = headers.get_named().map_err(|e| (Name::VIA, e))?;
         if via.is_empty() {
-            return Err(HeaderError::malformed_adhoc(Name::VIA, "no Via value parses"));
+            return Err((
+                Name::VIA,
+                HeaderError::malformed_adhoc(Name::VIA, "no Via value parses"),
+            ));
         }
         Ok(BaseHeaders {
             via,
-            from: headers.get(Name::FROM)?,
-            to: headers.get(Name::TO)?,
-            call_id: headers.get_named()?,
-            cseq: headers.get_named()?,
+            from: headers.get(Name::FROM).map_err(|e| (Name::FROM, e))?,
+            to: headers.get(Name::TO).map_err(|e| (Name::TO, e))?,
+            call_id: headers.get_named().map_err(|e| (Name::CALL_ID, e))?,
+            cseq: headers.get_named().map_err(|e| (Name::CSEQ, e))?,
         })
     }
 }

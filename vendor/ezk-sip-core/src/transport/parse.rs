@@ -17,12 +17,75 @@ pub(crate) enum CompleteItem {
     KeepAliveRequest,
     KeepAliveResponse,
     Stun(Message),
+    /// PATCH(milliwatt): a request whose start line names a SIP version or a Request-URI
+    /// scheme this stack does not support (see [`Refused`])
+    Refused(Refused),
     Sip {
         line: MessageLine,
         headers: Headers,
         body: Bytes,
         buffer: Bytes,
     },
+}
+
+/// PATCH(milliwatt): a request the parser cannot represent but RFC 3261 answers: a SIP version
+/// other than 2.0 (505 Version Not Supported, 21.5.7) or a Request-URI scheme other than sip
+/// and sips (416 Unsupported URI Scheme, 8.2.2.1). Its headers are parsed as usual so that the
+/// endpoint can answer it statelessly (`Endpoint::receive_refused`).
+pub(crate) struct Refused {
+    pub code: sip_types::StatusCode,
+    pub reason: String,
+    pub headers: Headers,
+}
+
+/// PATCH(milliwatt): the answer to a request line the parser rejected, if it deserves one:
+/// `Method SP Request-URI SP SIP/x.y` whose method is a token other than ACK (an ACK is never
+/// answered) and whose version is not 2.0 (505), or whose version is 2.0 and whose URI has
+/// another scheme than sip or sips (416).
+pub(crate) fn refusal_for(line: &str) -> Option<(sip_types::StatusCode, String)> {
+    let mut parts = line.split(' ');
+    let (method, uri, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let is_token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    };
+    if parts.next().is_some() || !is_token(method) || method == "ACK" || uri.is_empty() {
+        return None;
+    }
+    let number = version
+        .get(..4)
+        .filter(|sip| sip.eq_ignore_ascii_case("SIP/"))
+        .map(|_| &version[4..])?;
+    let (major, minor) = number.split_once('.')?;
+    if major.is_empty()
+        || minor.is_empty()
+        || !major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    if major.trim_start_matches('0') != "2" || !minor.bytes().all(|b| b == b'0') {
+        return Some((
+            sip_types::StatusCode::VERSION_NOT_SUPPORTED,
+            format!("Version Not Supported ({version})"),
+        ));
+    }
+    let (scheme, rest) = uri.split_once(':')?;
+    // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+    let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !scheme_ok || rest.is_empty() {
+        return None;
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    Some((
+        sip_types::StatusCode::UNSUPPORTED_URI_SCHEME,
+        format!("Unsupported URI Scheme ({scheme})"),
+    ))
 }
 
 pub(crate) fn parse_complete(bytes: &[u8]) -> Result<CompleteItem, Error> {
@@ -59,6 +122,8 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
 
     let mut message_line = None;
     let mut headers = Headers::new();
+    // PATCH(milliwatt): the answer to a start line the parser rejected, see `refusal_for`
+    let mut refused = None;
 
     // PATCH(milliwatt): where the last line ends, for `head_end`
     let mut last_line_end = None;
@@ -83,11 +148,12 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
             Error::FailedToParse
         })?;
 
-        if message_line.is_none() {
+        if message_line.is_none() && refused.is_none() {
             match MessageLine::parse(&buffer)(line) {
                 Ok((_, line)) => {
                     message_line = Some(line);
                 }
+                Err(_) if refusal_for(line).is_some() => refused = refusal_for(line),
                 Err(_) => {
                     log::warn!(
                         "Incoming SIP message contained invalid Request/Status Line: {line:?}"
@@ -104,6 +170,14 @@ fn parse_complete_sip(bytes: &[u8]) -> Result<CompleteItem, Error> {
                 }
             }
         }
+    }
+
+    if let Some((code, reason)) = refused {
+        return Ok(CompleteItem::Refused(Refused {
+            code,
+            reason,
+            headers,
+        }));
     }
 
     let head_end = head_end(&buffer, parser.progress(), last_line_end);

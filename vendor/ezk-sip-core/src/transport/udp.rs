@@ -95,6 +95,16 @@ async fn handle_msg(
         Ok(CompleteItem::KeepAliveResponse) => {
             // ignore for now
         }
+        Ok(CompleteItem::Refused(refused)) => {
+            // PATCH(milliwatt): answered by the endpoint
+            endpoint.receive_refused(
+                refused,
+                remote,
+                TpHandle {
+                    transport: Transport::Udp(transport.clone()),
+                },
+            );
+        }
         Ok(CompleteItem::Stun(message)) => {
             endpoint.receive_stun(
                 message,

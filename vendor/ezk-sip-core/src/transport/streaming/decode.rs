@@ -1,5 +1,5 @@
 use crate::Result;
-use crate::transport::parse::head_end;
+use crate::transport::parse::{Refused, head_end, refusal_for};
 use bytes::{Buf, Bytes, BytesMut};
 use internal::Finish;
 use sip_types::Headers;
@@ -12,6 +12,8 @@ use tokio_util::codec::Decoder;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Item {
     DecodedMessage(DecodedMessage),
+    /// PATCH(milliwatt): see `parse::Refused`
+    Refused(Refused),
     KeepAliveRequest,
     KeepAliveResponse,
 }
@@ -77,7 +79,8 @@ impl Decoder for StreamingDecoder {
         // `expect` (a head ending in LF CRLF panicked the connection's task).
         let mut parser = PullParser::new(src, 0);
         let mut lines = Vec::with_capacity(16);
-        let mut content_len = 0;
+        // PATCH(milliwatt): `None` until a Content-Length line is seen
+        let mut content_len: Option<usize> = None;
         loop {
             let begin = parser.progress();
             let line = match parser.next() {
@@ -107,13 +110,23 @@ impl Decoder for StreamingDecoder {
                 let value = split.next().ok_or_else(malformed)?;
                 let value = from_utf8(value).map_err(|_| malformed())?;
 
-                content_len = value.trim().parse::<usize>().map_err(|_| malformed())?;
+                let len = value.trim().parse::<usize>().map_err(|_| malformed())?;
 
-                if content_len > (u16::MAX as usize) {
+                if len > (u16::MAX as usize) {
                     return Err(message_too_large());
                 }
+
+                // PATCH(milliwatt): two Content-Length values that differ leave the message's
+                // end unknown (RFC 3261 18.3, 20.14): the stream cannot be framed any more.
+                // Before, the last one won silently (a caller's body read as the next message,
+                // or the connection waiting for bytes that never come).
+                if content_len.is_some_and(|seen| seen != len) {
+                    return Err(malformed());
+                }
+                content_len = Some(len);
             }
         }
+        let content_len = content_len.unwrap_or(0);
 
         // PATCH(milliwatt): after the empty line, also when it is in another style than the
         // line before it (see `parse::head_end`)
@@ -138,13 +151,16 @@ impl Decoder for StreamingDecoder {
 
         let mut message_line = None;
         let mut headers = Headers::new();
+        // PATCH(milliwatt): the answer to a start line the parser rejected, see `refusal_for`
+        let mut refused = None;
 
         for range in lines {
             let line = from_utf8(&src_bytes[range]).map_err(|_| malformed())?;
 
-            if message_line.is_none() {
+            if message_line.is_none() && refused.is_none() {
                 match MessageLine::parse(&src_bytes)(line) {
                     Ok((_, line)) => message_line = Some(line),
+                    Err(_) if refusal_for(line).is_some() => refused = refusal_for(line),
                     Err(_) => return Err(malformed()),
                 }
             } else {
@@ -155,6 +171,14 @@ impl Decoder for StreamingDecoder {
                     }
                 }
             }
+        }
+
+        if let Some((code, reason)) = refused {
+            return Ok(Some(Item::Refused(Refused {
+                code,
+                reason,
+                headers,
+            })));
         }
 
         // slice remaining bytes
@@ -170,10 +194,12 @@ impl Decoder for StreamingDecoder {
     }
 }
 
+// PATCH(milliwatt): `InvalidData`, not `Other`: the connection's task tells a message it
+// could not frame (counted as dropped malformed) from an I/O error.
 fn malformed() -> io::Error {
-    io::Error::other("receiving message is malformed")
+    io::Error::new(io::ErrorKind::InvalidData, "receiving message is malformed")
 }
 
 fn message_too_large() -> io::Error {
-    io::Error::other("receiving message is too large")
+    io::Error::new(io::ErrorKind::InvalidData, "receiving message is too large")
 }

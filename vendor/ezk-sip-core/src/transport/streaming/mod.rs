@@ -208,12 +208,28 @@ async fn receive_task<T>(
 
                 continue;
             }
+            Some(Ok(Item::Refused(refused))) => {
+                // PATCH(milliwatt): answered by the endpoint, on this connection
+                endpoint.receive_refused(
+                    refused,
+                    remote,
+                    TpHandle {
+                        transport: Transport::Connection(transport.clone().into()),
+                    },
+                );
+                continue;
+            }
             Some(Ok(Item::KeepAliveResponse)) => {
                 // discard responses for now
                 continue;
             }
             Some(Err(e)) => {
                 log::warn!("An error occurred when reading stream {}", e);
+                // PATCH(milliwatt): a message that cannot be framed closes the connection
+                // unanswered (nothing after it can be framed either): counted, as on UDP
+                if e.kind() == io::ErrorKind::InvalidData {
+                    crate::count_dropped_malformed();
+                }
                 let _ = state_tx.send_replace(TransportState::Closed(TransportCloseReason::Err(e)));
                 return;
             }
