@@ -478,6 +478,7 @@ fn bad_grpc_requests_get_precise_statuses() {
             level_dbm0: -10.0,
             duration_ms: 1000,
             dtmf_payload_type: 0,
+            wait_for_caller_rtp: false,
         };
         let e = c.start_tone(start("nope", "127.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);

@@ -79,6 +79,16 @@ pub struct TelemetryConfig {
     pub sampling_ratio: f64,
 }
 
+/// When the tone starts (`media.rtp_start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtpStart {
+    /// As soon as the call is answered.
+    OnAnswer,
+    /// When the caller's first RTP packet reaches the session's port (toward its source).
+    OnCallerRtp,
+}
+
 /// The scheduling class of the pacing threads (`media.pacing_priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,6 +175,7 @@ pub struct MediaConfig {
     pub pacing_priority: PacingPriority,
     pub lease_seconds: u32,
     pub session_grace_seconds: u32,
+    pub rtp_start: RtpStart,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +184,14 @@ pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
     pub stats_interval_seconds: u64,
+}
+
+/// The embedded defaults, the first layer of every load.
+fn defaults() -> config::ConfigBuilder<config::builder::DefaultState> {
+    config::Config::builder().add_source(config::File::from_str(
+        DEFAULT_CONFIG_TOML,
+        config::FileFormat::Toml,
+    ))
 }
 
 impl Config {
@@ -187,10 +206,7 @@ impl Config {
         overrides: &[String],
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_CONFIG_TOML,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = defaults();
         if let Some(path) = file {
             builder = builder.add_source(
                 config::File::from(path)
@@ -198,6 +214,22 @@ impl Config {
                     .required(true),
             );
         }
+        Self::finish(builder, overrides, env)
+    }
+
+    /// The embedded defaults and `toml` as the file's text: what `--config` with that file
+    /// gives without environment or flags (the configuration fuzz target's entry point).
+    pub fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        let builder = defaults().add_source(config::File::from_str(toml, config::FileFormat::Toml));
+        Self::finish(builder, &[], std::iter::empty())
+    }
+
+    /// The environment and flag layers on top of `builder`, then deserialization and checks.
+    fn finish(
+        mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+        overrides: &[String],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let env: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
@@ -500,6 +532,18 @@ mod tests {
     }
 
     #[test]
+    fn from_toml_is_the_file_layer() {
+        let file = "[sip]\nport = 5070\n[behavior]\ntone_frequency = 1004\n";
+        let c = Config::from_toml(file).unwrap();
+        assert_eq!((c.sip.port, c.behavior.tone_frequency), (5070, 1004));
+        assert_eq!(
+            err(Config::from_toml("[sip]\nport = 0\n")),
+            err(load(Some("[sip]\nport = 0\n"), &[], &[]))
+        );
+        assert!(err(Config::from_toml("[sip]\nprot = 1\n")).contains("prot"));
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let file = "[sip]\nport = 5070\n[behavior]\ntone_frequency = 1004\n";
         let c = load(Some(file), &[], &[]).unwrap();
@@ -614,6 +658,15 @@ mod tests {
         assert_eq!(
             load(None, &[], &[]).unwrap().media.pacing_priority,
             PacingPriority::Realtime,
+            "the embedded default"
+        );
+        let e = err(load(Some("[media]\nrtp_start = \"later\"\n"), &[], &[]));
+        assert!(e.contains("later") && e.contains("rtp_start"), "{e}");
+        let c = load(Some("[media]\nrtp_start = \"on_caller_rtp\"\n"), &[], &[]).unwrap();
+        assert_eq!(c.media.rtp_start, RtpStart::OnCallerRtp);
+        assert_eq!(
+            load(None, &[], &[]).unwrap().media.rtp_start,
+            RtpStart::OnAnswer,
             "the embedded default"
         );
     }

@@ -330,6 +330,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(pb::SessionState::Allocated) => "allocated",
         Ok(pb::SessionState::Sending) => "sending",
         Ok(pb::SessionState::Stopped) => "stopped",
+        Ok(pb::SessionState::WaitingForCaller) => "waiting",
         Ok(pb::SessionState::Released) => "released",
         _ => "unknown",
     }

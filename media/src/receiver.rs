@@ -42,6 +42,9 @@ pub enum RxEvent {
         digit: char,
         duration: Duration,
     },
+    /// The first valid RTP packet since StartTone, from `from` (a tone that waits for the
+    /// caller's RTP starts now). Sent before `Latched`.
+    CallerRtp { key: u64, from: SocketAddr },
     /// The caller's RTP comes from `from`, not from the SDP's address: send there.
     Latched {
         key: u64,
@@ -290,6 +293,10 @@ impl Task {
             None => {
                 *latched = Some(from);
                 st.q.rtp_source = Some(from);
+                let _ = self.events.send(RxEvent::CallerRtp {
+                    key: self.key,
+                    from,
+                });
                 if from != p.sdp_remote {
                     let _ = self.events.send(RxEvent::Latched {
                         key: self.key,

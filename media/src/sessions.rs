@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::engine::{Engine, Finished, SessionCounters, Stream, StreamRtp};
 use crate::receiver::{Receiver, RxEvent, RxParams, RxSetup};
 use milliwatt_media_core::rtp::RtpSender;
-use milliwatt_media_core::table::{Counts, Entry, SessionTable, TableConfig};
+use milliwatt_media_core::table::{Counts, Entry, SessionTable, TableConfig, ToneStart};
 use milliwatt_media_core::tone::{ToneKey, ToneTable};
 use milliwatt_media_core::SessionId;
 
@@ -278,15 +278,13 @@ impl Registry {
         t
     }
 
-    /// Starts (or restarts, after hold or with new parameters) the tone. Returns the SSRC.
+    /// Starts (or restarts, after hold or with new parameters) the tone, or, when it waits for
+    /// the caller's RTP, sets the receive task up to tell when that arrives. Returns the SSRC.
     pub fn start_tone(&self, id: &SessionId, req: ToneRequest) -> Result<u32, MediaError> {
-        let mut rng = rand::rng();
         let mut inner = self.lock();
-        let start = inner.table.start_tone(id, req.clone(), rng.random())?;
-        let tone = Self::table(
-            &mut inner,
-            ToneKey::new(req.codec, req.frequency_hz, req.level_dbm0),
-        );
+        let start = inner
+            .table
+            .start_tone(id, req.clone(), rand::rng().random())?;
         let io = inner.io.get(&start.key).expect("every session has its I/O");
         io.counters.ssrc.store(start.ssrc, Relaxed);
         if let Some(r) = &io.receiver {
@@ -296,6 +294,27 @@ impl Registry {
                 dtmf_payload_type: req.dtmf_payload_type,
             });
         }
+        if start.waiting {
+            drop(inner);
+            tracing::debug!(session = %id, remote = %req.remote, "tone waits for the caller's first RTP packet");
+            return Ok(start.ssrc);
+        }
+        self.launch(&mut inner, start, &req, req.remote);
+        let snap = self.snapshot_of(&inner, id)?;
+        drop(inner);
+        tracing::debug!(session = %id, remote = %req.remote, codec = req.codec.name(), ssrc = start.ssrc, "tone started");
+        self.emit(EventKind::ToneStarted, snap, "");
+        Ok(start.ssrc)
+    }
+
+    /// Hands the stream of `start` to the pacing engine, sending to `remote`.
+    fn launch(&self, inner: &mut Inner, start: ToneStart, req: &ToneRequest, remote: SocketAddr) {
+        let mut rng = rand::rng();
+        let tone = Self::table(
+            inner,
+            ToneKey::new(req.codec, req.frequency_hz, req.level_dbm0),
+        );
+        let io = inner.io.get(&start.key).expect("every session has its I/O");
         let rtp = if start.resume {
             StreamRtp::Continue
         } else {
@@ -310,18 +329,13 @@ impl Registry {
             start.key,
             Stream {
                 socket: io.socket.clone(),
-                remote: req.remote,
+                remote,
                 table: tone,
                 duration: req.duration,
                 counters: io.counters.clone(),
             },
             rtp,
         );
-        let snap = self.snapshot_of(&inner, id)?;
-        drop(inner);
-        tracing::debug!(session = %id, remote = %req.remote, codec = req.codec.name(), ssrc = start.ssrc, "tone started");
-        self.emit(EventKind::ToneStarted, snap, "");
-        Ok(start.ssrc)
     }
 
     pub fn stop_tone(&self, id: &SessionId, now: Instant) -> Result<(), MediaError> {
@@ -378,9 +392,32 @@ impl Registry {
     /// What a session's receive task found: a DTMF digit, or the caller's real RTP source.
     pub fn on_rx_event(&self, e: RxEvent) {
         let key = match &e {
-            RxEvent::Dtmf { key, .. } | RxEvent::Latched { key, .. } => *key,
+            RxEvent::Dtmf { key, .. }
+            | RxEvent::Latched { key, .. }
+            | RxEvent::CallerRtp { key, .. } => *key,
         };
-        let inner = self.lock();
+        let mut inner = self.lock();
+        if let RxEvent::CallerRtp { from, .. } = e {
+            // A tone that waited for the caller starts now, toward where its RTP comes from.
+            let Some((id, start)) = inner.table.caller_rtp(key) else {
+                return;
+            };
+            let Some(req) = inner.table.get(&id).ok().and_then(|e| e.tone.clone()) else {
+                return;
+            };
+            self.launch(&mut inner, start, &req, from);
+            let Ok(snap) = self.snapshot_of(&inner, &id) else {
+                return;
+            };
+            drop(inner);
+            tracing::info!(session = %id, call_id = %snap.call_id, %from, "the caller's first RTP packet arrived: tone started");
+            self.emit(
+                EventKind::ToneStarted,
+                snap,
+                &format!("after the caller's first RTP packet, from {from}"),
+            );
+            return;
+        }
         let Some(id) = inner.table.id_of(key).cloned() else {
             return;
         };
@@ -401,6 +438,7 @@ impl Registry {
                     digit: Some((digit, duration)),
                 });
             }
+            RxEvent::CallerRtp { .. } => {} // handled above
             RxEvent::Latched { from, sdp, .. } => {
                 if snap.state == State::Sending {
                     self.engine.retarget(key, from);

@@ -39,6 +39,7 @@ impl From<State> for pb::SessionState {
     fn from(s: State) -> pb::SessionState {
         match s {
             State::Allocated => pb::SessionState::Allocated,
+            State::WaitingForCaller => pb::SessionState::WaitingForCaller,
             State::Sending => pb::SessionState::Sending,
             State::Stopped => pb::SessionState::Stopped,
             State::Released => pb::SessionState::Released,
@@ -155,6 +156,7 @@ pub fn start_tone_request(id: &SessionId, tone: &ToneRequest) -> pb::StartToneRe
             .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
             .unwrap_or(0),
         dtmf_payload_type: tone.dtmf_payload_type.map(u32::from).unwrap_or(0),
+        wait_for_caller_rtp: tone.wait_for_caller_rtp,
     }
 }
 
@@ -252,6 +254,7 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             level_dbm0: r.level_dbm0,
             duration: (r.duration_ms > 0).then(|| Duration::from_millis(u64::from(r.duration_ms))),
             dtmf_payload_type,
+            wait_for_caller_rtp: r.wait_for_caller_rtp,
         })
     }
 }
@@ -312,6 +315,7 @@ mod tests {
             level_dbm0: -10.0,
             duration_ms: 0,
             dtmf_payload_type: 101,
+            wait_for_caller_rtp: true,
         }
     }
 

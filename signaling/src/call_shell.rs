@@ -589,7 +589,16 @@ impl CallIo {
                     mos = format!("{:.2}", q.mos),
                     dtmf = %q.dtmf_digits,
                     "call ended"
-                )
+                );
+                if self.shared.call_settings.wait_for_caller_rtp
+                    && s.talk.is_some()
+                    && q.packets_received == 0
+                {
+                    warn!(
+                        "the caller sent no RTP, so no tone was sent \
+                         (media.rtp_start = \"on_caller_rtp\")"
+                    );
+                }
             }
             Some(Err(e)) => info!(
                 hangup_by = reason.who_hung_up(),

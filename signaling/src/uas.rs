@@ -283,6 +283,8 @@ impl Signaling {
             tone_level_dbm0: b.tone_level_dbm0,
             preferred_codecs: cfg.media.preferred_codecs.clone(),
             enable_dtmf: cfg.media.enable_dtmf,
+            wait_for_caller_rtp: cfg.media.rtp_start
+                == milliwatt_common::config::RtpStart::OnCallerRtp,
             max_concurrent_calls: b.max_concurrent_calls,
             domains: vec![cfg.sip.domain.clone(), cfg.sip_advertised_host()],
             overload: Thresholds {

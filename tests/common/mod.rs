@@ -99,6 +99,8 @@ pub struct TestConfig {
     pub frequency: u32,
     pub max_calls: u32,
     pub codecs: &'static str,
+    /// `media.rtp_start`: "on_answer" or "on_caller_rtp".
+    pub rtp_start: &'static str,
     pub extra: String,
 }
 
@@ -118,6 +120,7 @@ impl TestConfig {
             frequency: 440,
             max_calls: 100,
             codecs: r#"["PCMU", "PCMA"]"#,
+            rtp_start: "on_answer",
             extra: String::new(),
         }
     }
@@ -146,6 +149,7 @@ endpoint = "http://127.0.0.1:{grpc}"
 pacing_threads = 1
 lease_seconds = 6
 session_grace_seconds = 2
+rtp_start = "{rtp_start}"
 [admin]
 address = "127.0.0.1:{admin}"
 [shutdown]
@@ -163,6 +167,7 @@ grace_seconds = {grace}
             rs = self.rtp_range.0,
             re = self.rtp_range.1,
             codecs = self.codecs,
+            rtp_start = self.rtp_start,
             grpc = self.grpc_port,
             extra = self.extra,
         )

@@ -20,6 +20,8 @@ pub enum MediaError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Allocated,
+    /// StartTone waits for the caller's first RTP packet (`ToneRequest::wait_for_caller_rtp`).
+    WaitingForCaller,
     Sending,
     Stopped,
     Released,
@@ -36,6 +38,9 @@ pub struct ToneRequest {
     pub duration: Option<Duration>,
     /// The caller's telephone-event payload type, for DTMF detection.
     pub dtmf_payload_type: Option<u8>,
+    /// Start only when the caller's first RTP packet has arrived (`media.rtp_start =
+    /// "on_caller_rtp"`): an INVITE with a forged source cannot aim the tone at a third party.
+    pub wait_for_caller_rtp: bool,
 }
 
 /// Receive-side quality of a session, as shown by GetSession and logged at release.

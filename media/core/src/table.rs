@@ -34,6 +34,10 @@ pub struct Entry {
     pub idle_since: Option<Instant>,
     /// The SSRC of this session's RTP stream, once one was started (kept across hold).
     pub ssrc: Option<u32>,
+    /// Whether the caller's RTP has reached the session's port (after a StartTone).
+    pub caller_rtp_seen: bool,
+    /// The start a StartTone that waits for the caller's RTP left for [`SessionTable::caller_rtp`].
+    pub pending: Option<ToneStart>,
 }
 
 /// How to start a tone: a new RTP stream, or the session's stream continued (same SSRC,
@@ -43,6 +47,8 @@ pub struct ToneStart {
     pub key: u64,
     pub ssrc: u32,
     pub resume: bool,
+    /// Not now: when the caller's first RTP packet arrives ([`SessionTable::caller_rtp`]).
+    pub waiting: bool,
 }
 
 /// Why a session should be released now, if it should: its owner's lease lapsed, or its tone
@@ -146,6 +152,8 @@ impl SessionTable {
                 created_at: wall,
                 idle_since: None,
                 ssrc: None,
+                caller_rtp_seen: false,
+                pending: None,
             },
         );
         (key, lease)
@@ -173,19 +181,52 @@ impl SessionTable {
             _ => (new_ssrc, false),
         };
         e.ssrc = Some(ssrc);
-        e.state = State::Sending;
         e.idle_since = None;
-        e.tone = Some(req);
-        Ok(ToneStart {
+        let start = ToneStart {
             key: e.key,
             ssrc,
             resume,
-        })
+            waiting: req.wait_for_caller_rtp && !e.caller_rtp_seen,
+        };
+        if start.waiting {
+            e.state = State::WaitingForCaller;
+            e.pending = Some(start);
+        } else {
+            e.state = State::Sending;
+            e.pending = None;
+        }
+        e.tone = Some(req);
+        Ok(start)
+    }
+
+    /// The caller's RTP reached the session with key `key` (the receive task tells, once per
+    /// StartTone): a start that waited for it is due now. Later StartTone requests on the
+    /// session start at once.
+    pub fn caller_rtp(&mut self, key: u64) -> Option<(SessionId, ToneStart)> {
+        let id = self.keys.get(&key)?.clone();
+        let e = self.sessions.get_mut(&id)?;
+        e.caller_rtp_seen = true;
+        let start = e.pending.take()?;
+        e.state = State::Sending;
+        Some((
+            id,
+            ToneStart {
+                waiting: false,
+                ..start
+            },
+        ))
     }
 
     /// Stops sending (hold). Returns the key when it was sending (the shell stops the stream).
     pub fn stop_tone(&mut self, id: &SessionId, now: Instant) -> Result<Option<u64>, MediaError> {
         let e = self.entry(id)?;
+        if e.state == State::WaitingForCaller {
+            // Nothing was sent: the start is called off.
+            e.pending = None;
+            e.state = State::Stopped;
+            e.idle_since = Some(now);
+            return Ok(None);
+        }
         if e.state != State::Sending {
             return Ok(None);
         }
@@ -322,6 +363,7 @@ mod tests {
             level_dbm0: -10.0,
             duration: None,
             dtmf_payload_type: None,
+            wait_for_caller_rtp: false,
         }
     }
 
@@ -395,6 +437,55 @@ mod tests {
     }
 
     #[test]
+    fn a_start_that_waits_for_the_caller_comes_with_its_first_rtp() {
+        let t0 = Instant::now();
+        let mut t = table(&[4000]);
+        let (key, _) = t.insert(id(1), "c", "o", None, 4000, t0, SystemTime::now());
+        assert_eq!(
+            t.caller_rtp(key),
+            None,
+            "RTP before StartTone starts nothing"
+        );
+        let mut t = table(&[4000]);
+        let (key, _) = t.insert(id(1), "c", "o", None, 4000, t0, SystemTime::now());
+        let wait = ToneRequest {
+            wait_for_caller_rtp: true,
+            ..tone(0)
+        };
+        let start = t.start_tone(&id(1), wait.clone(), 7).unwrap();
+        assert!(start.waiting);
+        assert_eq!(t.get(&id(1)).unwrap().state, State::WaitingForCaller);
+        let (who, due) = t.caller_rtp(key).expect("the start is due");
+        assert_eq!(who, id(1));
+        assert_eq!(
+            (due.key, due.ssrc, due.resume, due.waiting),
+            (key, 7, false, false)
+        );
+        assert_eq!(t.get(&id(1)).unwrap().state, State::Sending);
+        assert_eq!(t.caller_rtp(key), None, "once");
+        // Hold and resume: the caller has sent RTP, so the new start does not wait.
+        assert_eq!(t.stop_tone(&id(1), t0).unwrap(), Some(key));
+        let again = t.start_tone(&id(1), wait.clone(), 9).unwrap();
+        assert!(!again.waiting && again.resume);
+        assert_eq!(t.get(&id(1)).unwrap().state, State::Sending);
+    }
+
+    #[test]
+    fn a_waiting_start_is_called_off_by_stop() {
+        let t0 = Instant::now();
+        let mut t = table(&[4000]);
+        let (key, _) = t.insert(id(1), "c", "o", None, 4000, t0, SystemTime::now());
+        let wait = ToneRequest {
+            wait_for_caller_rtp: true,
+            ..tone(0)
+        };
+        assert!(t.start_tone(&id(1), wait, 7).unwrap().waiting);
+        assert_eq!(t.stop_tone(&id(1), t0).unwrap(), None, "no stream to stop");
+        assert_eq!(t.get(&id(1)).unwrap().state, State::Stopped);
+        assert_eq!(t.caller_rtp(key), None, "nothing left to start");
+    }
+
+    #[test]
     fn a_held_stream_resumes_with_its_ssrc_and_a_new_codec_starts_a_new_one() {
         let now = Instant::now();
         let mut t = table(&[10]);
@@ -405,7 +496,8 @@ mod tests {
             ToneStart {
                 key,
                 ssrc: 111,
-                resume: false
+                resume: false,
+                waiting: false,
             }
         );
         assert_eq!(t.stop_tone(&id(1), now).unwrap(), Some(key));
@@ -416,7 +508,8 @@ mod tests {
             ToneStart {
                 key,
                 ssrc: 111,
-                resume: true
+                resume: true,
+                waiting: false,
             }
         );
         let pcma = t.start_tone(&id(1), tone(8), 333).unwrap();
@@ -425,7 +518,8 @@ mod tests {
             ToneStart {
                 key,
                 ssrc: 333,
-                resume: false
+                resume: false,
+                waiting: false,
             }
         );
         assert_eq!(t.get(&id(1)).unwrap().ssrc, Some(333));

@@ -40,6 +40,8 @@ pub struct Settings {
     pub tone_level_dbm0: f64,
     pub preferred_codecs: Vec<Codec>,
     pub enable_dtmf: bool,
+    /// The tone waits for the caller's first RTP packet (`media.rtp_start = "on_caller_rtp"`).
+    pub wait_for_caller_rtp: bool,
     pub max_concurrent_calls: u32,
     /// Host names a Request-URI may carry (IP literals are always accepted).
     pub domains: Vec<String>,
@@ -631,6 +633,7 @@ impl CallCore {
             level_dbm0: self.settings.tone_level_dbm0,
             duration: Some(remaining + MEDIA_SAFETY_MARGIN),
             dtmf_payload_type: n.dtmf_payload_type,
+            wait_for_caller_rtp: self.settings.wait_for_caller_rtp,
         }
     }
 
@@ -701,6 +704,7 @@ mod tests {
             tone_level_dbm0: -10.0,
             preferred_codecs: vec![Codec::Pcmu, Codec::Pcma],
             enable_dtmf: true,
+            wait_for_caller_rtp: false,
             max_concurrent_calls: 10,
             domains: vec!["milliwatt.test".into()],
             overload: crate::overload::Thresholds {
