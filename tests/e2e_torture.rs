@@ -614,6 +614,43 @@ fn fill(template: &str, transport: &str, local: SocketAddr, server: SocketAddr, 
     bytes
 }
 
+/// `Allow` and `Supported` say what the service answers and implements: the five methods it
+/// handles, each once (UPDATE and PRACK get 405), and no `100rel` or `timer` (a `Require` of
+/// either gets 420).
+fn check_capabilities(m: &Msg, what: &str) {
+    let values = |name: &str| -> Vec<String> {
+        m.text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| {
+                v.split(',')
+                    .map(|x| x.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let allow = values("Allow");
+    if !allow.is_empty() {
+        let mut sorted = allow.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ["ACK", "BYE", "CANCEL", "INVITE", "OPTIONS"],
+            "{what}: Allow {allow:?}:\n{}",
+            m.text
+        );
+    }
+    for tag in values("Supported").into_iter().chain(values("k")) {
+        assert!(
+            !["100rel", "timer"].contains(&tag.to_ascii_lowercase().as_str()),
+            "{what}: Supported {tag}:\n{}",
+            m.text
+        );
+    }
+}
+
 /// ACK and BYE for a 200 to an INVITE, on `peer`; the BYE must get 200.
 fn end_call(peer: &mut Peer, ok: &Msg, transport: &str, n: u32) {
     let h = |name: &str, compact: &str| {
@@ -718,6 +755,7 @@ fn every_torture_message_gets_its_answer_over_udp_and_tcp() {
                     c.what,
                     m.text
                 );
+                check_capabilities(m, c.what);
                 let is_invite = c.text.trim_start().starts_with("INVITE");
                 if code == 200 && is_invite {
                     end_call(&mut peer, m, transport, n);

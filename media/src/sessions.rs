@@ -295,6 +295,10 @@ impl Registry {
             });
         }
         if start.waiting {
+            if io.receiver.is_none() {
+                // Fail closed: starting anyway would defeat what the wait is for.
+                tracing::warn!(session = %id, "the tone waits for the caller's RTP, but this session cannot receive (see above): nothing will be sent");
+            }
             drop(inner);
             tracing::debug!(session = %id, remote = %req.remote, "tone waits for the caller's first RTP packet");
             return Ok(start.ssrc);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
-use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
+use ezk_sip_core::{Endpoint, EndpointBuilder, IncomingRequest, Layer, MayTake};
 use ezk_sip_types::header::typed::{Accept, FromTo, Require};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::{Method, Name, StatusCode};
@@ -29,7 +29,7 @@ use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
 use milliwatt_signaling_core::dispatch::{
-    dispatch, malformed, unsupported_required, Dispatch, RawRequest,
+    dispatch, malformed, unsupported_required, Dispatch, RawRequest, SUPPORTED_EXTENSIONS,
 };
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
@@ -121,6 +121,29 @@ impl UasLayer {
 impl Layer for UasLayer {
     fn name(&self) -> &'static str {
         "milliwatt-uas"
+    }
+
+    /// What `Allow` and `Supported` say: what we answer and implement. Runs after the invite
+    /// layer's `init`, which advertises UPDATE, PRACK, `100rel` and `timer`: we answer UPDATE
+    /// and PRACK with 405 and a `Require` of either tag with 420 (`SUPPORTED_EXTENSIONS`), so
+    /// they are taken back (vendor patch 0015), lest a caller rely on them.
+    fn init(&mut self, endpoint: &mut EndpointBuilder) {
+        for m in [
+            Method::INVITE,
+            Method::ACK,
+            Method::BYE,
+            Method::CANCEL,
+            Method::OPTIONS,
+        ] {
+            endpoint.add_allow(m);
+        }
+        endpoint.remove_allow(&Method::UPDATE);
+        endpoint.remove_allow(&Method::PRACK);
+        for tag in ["100rel", "timer"] {
+            if !SUPPORTED_EXTENSIONS.contains(&tag) {
+                endpoint.remove_supported(tag);
+            }
+        }
     }
 
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
@@ -314,10 +337,6 @@ impl Signaling {
         builder.add_layer(UasLayer {
             shared: shared.clone(),
         });
-        builder.add_allow(Method::OPTIONS);
-        builder.add_allow(Method::BYE);
-        builder.add_allow(Method::CANCEL);
-        builder.add_allow(Method::ACK);
         builder.user_agent(concat!("milliwatt/", env!("CARGO_PKG_VERSION")));
         let t = shared.cfg.sip.transport;
         let mut udp = None;

@@ -649,7 +649,25 @@ impl EndpointBuilder {
 
     /// Add an ALLOW header to the endpoints capabilities
     pub fn add_allow(&mut self, allowed: Method) {
-        self.allow.push(Allow(allowed))
+        // PATCH(milliwatt): once each (several layers add the same methods)
+        if !self.allow.iter().any(|a| a.0 == allowed) {
+            self.allow.push(Allow(allowed))
+        }
+    }
+
+    /// PATCH(milliwatt): take back a method a layer added to `Allow`, for an application that
+    /// answers it with 405 (a layer's `init` runs at `build`, in the order the layers were added:
+    /// a later layer's `init` can remove what an earlier one added)
+    pub fn remove_allow(&mut self, method: &Method) {
+        self.allow.retain(|a| a.0 != *method);
+    }
+
+    /// PATCH(milliwatt): take back an option tag a layer added to `Supported`, for an
+    /// application that does not implement the extension (RFC 3261 20.37: `Supported` lists
+    /// what the UA implements), likewise
+    pub fn remove_supported(&mut self, option_tag: &str) {
+        self.supported
+            .retain(|s| !s.0.as_str().eq_ignore_ascii_case(option_tag));
     }
 
     /// Add an SUPPORTED header to the endpoints capabilities

@@ -175,7 +175,11 @@ impl Dialog {
                 })?;
             }
 
-            if let 200..=299 = code {
+            // PATCH(milliwatt): no header when nothing is supported (an empty list panicked:
+            // `Vec<Supported>` cannot print zero values)
+            if let 200..=299 = code
+                && !self.endpoint.supported().is_empty()
+            {
                 response.msg.headers.insert_named(self.endpoint.supported());
             }
         }
