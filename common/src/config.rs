@@ -45,6 +45,51 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub overload: OverloadConfig,
     pub runtime: RuntimeConfig,
+    pub sources: SourcesConfig,
+}
+
+/// Limits by the source address of SIP requests (`[sources]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// CIDR networks or addresses allowed to send SIP requests; empty: all.
+    pub allowed_networks: Vec<String>,
+    pub refused_action: RefusedAction,
+    /// 0: no limit.
+    pub max_new_calls_per_second: u32,
+    /// 0: no limit.
+    pub max_concurrent_calls: u32,
+}
+
+impl SourcesConfig {
+    /// `allowed_networks` parsed (`validate` has checked each); a bare address is its /32 or
+    /// /128.
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|s| parse_network(s).ok())
+            .collect()
+    }
+}
+
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            format!("{s:?} is not a network (CIDR such as \"192.0.2.0/24\") or an IP address")
+        })
+}
+
+/// What a request from outside `sources.allowed_networks` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefusedAction {
+    /// 403 Forbidden.
+    Forbidden,
+    /// No answer.
+    Silence,
 }
 
 /// The process's async runtime (tokio). RTP pacing has its own threads (`media.pacing_threads`).
@@ -268,6 +313,9 @@ impl Config {
         let m = &self.media;
         if self.sip.port == 0 {
             return Err(invalid("sip.port", "must be 1..65535"));
+        }
+        for n in &self.sources.allowed_networks {
+            parse_network(n).map_err(|why| invalid("sources.allowed_networks", why))?;
         }
         if self.sip.domain.trim().is_empty() {
             return Err(invalid("sip.domain", "must not be empty"));
@@ -529,6 +577,41 @@ mod tests {
         assert_eq!(c.sip.port, 5060);
         assert_eq!(c.behavior.tone_frequency, 440);
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcmu, Codec::Pcma]);
+    }
+
+    #[test]
+    fn source_networks_are_checked_and_parsed() {
+        let c = load(None, &[], &[]).unwrap();
+        assert!(c.sources.networks().is_empty(), "everyone by default");
+        assert_eq!(c.sources.refused_action, RefusedAction::Forbidden);
+        assert_eq!(
+            (
+                c.sources.max_new_calls_per_second,
+                c.sources.max_concurrent_calls
+            ),
+            (0, 0),
+            "no limits by default"
+        );
+        let file = "[sources]\nallowed_networks = [\"10.1.2.3/8\", \"192.0.2.7\", \"2001:db8::/32\"]\nrefused_action = \"silence\"\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        let nets: Vec<String> = c.sources.networks().iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert_eq!(c.sources.refused_action, RefusedAction::Silence);
+        let e = err(load(
+            Some("[sources]\nallowed_networks = [\"10.0.0.0/33\"]\n"),
+            &[],
+            &[],
+        ));
+        assert!(
+            e.contains("sources.allowed_networks") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+        let e = err(load(
+            Some("[sources]\nrefused_action = \"403\"\n"),
+            &[],
+            &[],
+        ));
+        assert!(e.contains("refused_action") && e.contains("403"), "{e}");
     }
 
     #[test]

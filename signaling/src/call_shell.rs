@@ -156,15 +156,37 @@ pub(crate) fn signals(shared: &Shared, now: Instant) -> Signals {
 /// made): 503 with Retry-After, sent statelessly (RFC 3261 8.2.7) — no transaction, no task, no
 /// retransmission timer; the caller's ACK is absorbed and a retransmitted INVITE is judged again.
 /// Under overload this is all the work a shed call costs, so the answer path keeps its CPU.
+/// Why a new call is refused before it starts, with 503 and Retry-After.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shed {
+    /// Measured load (`[overload]`).
+    Overload,
+    /// A per-source limit (`[sources]`).
+    SourceLimit,
+}
+
 pub(crate) async fn shed(
     shared: &Shared,
     endpoint: &Endpoint,
     invite: IncomingRequest,
     why: String,
+    kind: Shed,
 ) {
     shared.stats.total.fetch_add(1, Relaxed);
-    shared.stats.shed.fetch_add(1, Relaxed);
-    shared.stats.fail(RefusalKind::Overloaded.label());
+    let (counter, label, what) = match kind {
+        Shed::Overload => (
+            &shared.stats.shed,
+            RefusalKind::Overloaded.label(),
+            "call shed",
+        ),
+        Shed::SourceLimit => (
+            &shared.stats.source_limited,
+            "source_limit",
+            "call refused by a source limit",
+        ),
+    };
+    counter.fetch_add(1, Relaxed);
+    shared.stats.fail(label);
     let code = RefusalKind::Overloaded.code();
     shared.stats.response(code);
     info!(
@@ -172,7 +194,7 @@ pub(crate) async fn shed(
         source = %invite.tp_info.source,
         status = code,
         reason = %why,
-        "call shed"
+        "{what}"
     );
     let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
     ensure_to_tag(&mut resp, &random_tag());

@@ -30,6 +30,10 @@ pub struct Stats {
     pub rejected_malformed: AtomicU64,
     /// Calls refused by measured load (`[overload]`).
     pub shed: AtomicU64,
+    /// INVITEs refused 503 by a per-source limit (`[sources]`).
+    pub source_limited: AtomicU64,
+    /// Requests from outside `sources.allowed_networks` (answered 403 or not at all).
+    pub source_refused: AtomicU64,
     /// Calls admitted and not yet answered (no ACK yet).
     pub in_setup: AtomicU64,
     /// AllocateSession requests in flight.
@@ -56,6 +60,8 @@ impl Default for Stats {
             cancelled: AtomicU64::new(0),
             rejected_malformed: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            source_limited: AtomicU64::new(0),
+            source_refused: AtomicU64::new(0),
             in_setup: AtomicU64::new(0),
             pending_allocations: AtomicU64::new(0),
             event_loop_lag_us: AtomicU64::new(0),
@@ -176,12 +182,14 @@ impl Stats {
 
     pub fn line(&self) -> String {
         format!(
-            "total={} active={} answered={} failed={} shed={} cancelled={} malformed_400={} malformed_dropped={}",
+            "total={} active={} answered={} failed={} shed={} source_limited={} source_refused={} cancelled={} malformed_400={} malformed_dropped={}",
             self.total.load(Relaxed),
             self.active.load(Relaxed),
             self.answered.load(Relaxed),
             self.failed.load(Relaxed),
             self.shed.load(Relaxed),
+            self.source_limited.load(Relaxed),
+            self.source_refused.load(Relaxed),
             self.cancelled.load(Relaxed),
             self.malformed_rejected(),
             // Messages the SIP stack could not parse at all (vendored ezk-sip-core counter).
@@ -220,6 +228,18 @@ impl Collector for StatsCollector {
             "milliwatt_calls_shed",
             "Calls refused 503 by measured load ([overload]); also in failed, reason overload",
             s.shed.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "milliwatt_calls_source_limited",
+            "INVITEs refused 503 by a per-source limit ([sources]); also in failed, reason source_limit",
+            s.source_limited.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "milliwatt_sip_source_refused",
+            "Requests from outside sources.allowed_networks (403 or no answer)",
+            s.source_refused.load(Relaxed),
         )?;
         gauge(
             &mut enc,

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
@@ -16,6 +16,7 @@ use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::{Method, Name, StatusCode};
 use ezk_sip_ua::dialog::DialogLayer;
 use ezk_sip_ua::invite::InviteLayer;
+use milliwatt_common::config::RefusedAction;
 use milliwatt_common::{Config, Health};
 use rand::Rng;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
-use crate::call_shell;
+use crate::call_shell::{self, Shed};
 use crate::media_client::MediaClient;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
@@ -33,6 +34,7 @@ use milliwatt_signaling_core::dispatch::{
 };
 use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
+use milliwatt_signaling_core::sources::{Policy, Sources};
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
@@ -51,6 +53,24 @@ pub(crate) struct Shared {
     pub(crate) hang_up_all: CancellationToken,
     /// Every call task, so that the drain waits for them (no polling).
     pub(crate) calls: TaskTracker,
+    /// Per-source limits (`[sources]`).
+    pub(crate) sources: Mutex<Sources>,
+}
+
+/// A call admitted under the per-source limits; its end frees the slot.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        self.shared
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ended(self.ip);
+    }
 }
 
 /// How often signaling checks media (and renews its lease): a lost media service is noticed,
@@ -84,6 +104,40 @@ fn host_of(s: &str) -> Host {
 }
 
 impl UasLayer {
+    /// A request from outside `sources.allowed_networks`: 403 Forbidden (never to an ACK) or
+    /// nothing, as `sources.refused_action` says; counted either way.
+    async fn refuse_source(&self, endpoint: &Endpoint, mut req: IncomingRequest) {
+        self.shared.stats.source_refused.fetch_add(1, Relaxed);
+        let method = req.line.method.to_string();
+        tracing::debug!(
+            method = %method,
+            call_id = %req.base_headers.call_id.0,
+            source = %req.tp_info.source,
+            "request from outside sources.allowed_networks refused"
+        );
+        if self.shared.cfg.sources.refused_action == RefusedAction::Silence || method == "ACK" {
+            return;
+        }
+        let mut resp = endpoint.create_response(&req, StatusCode::FORBIDDEN, None);
+        ensure_to_tag(&mut resp, &random_tag());
+        call_shell::warning(&mut resp, "source address not allowed");
+        self.shared.stats.response(403);
+        let result = if method == "INVITE" {
+            let tsx = endpoint.create_server_inv_tsx(&mut req);
+            tokio::spawn(async move {
+                if let Err(e) = tsx.respond_failure(resp).await {
+                    tracing::debug!(error = %e, "no ACK for the 403");
+                }
+            });
+            Ok(())
+        } else {
+            endpoint.create_server_tsx(&mut req).respond(resp).await
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "sending 403 failed");
+        }
+    }
+
     /// 420 (Bad Extension) with `Unsupported` listing what the request requires and we lack
     /// (RFC 3261 8.2.2.3). An INVITE's 420 goes through an INVITE server transaction (it is
     /// retransmitted until the ACK), on a task of its own.
@@ -149,6 +203,18 @@ impl Layer for UasLayer {
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
+        let source_ip = request.tp_info.source.ip();
+        let allowed = self
+            .shared
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .policy()
+            .allows(source_ip);
+        if !allowed {
+            self.refuse_source(endpoint, request.take()).await;
+            return;
+        }
         let raw = |name: &Name| {
             request
                 .headers
@@ -208,9 +274,31 @@ impl Layer for UasLayer {
                 let received = Instant::now();
                 let signals = call_shell::signals(&self.shared, received);
                 if let Err(why) = overload::admit(&self.shared.call_settings.overload, &signals) {
-                    call_shell::shed(&self.shared, endpoint, request.take(), why).await;
+                    call_shell::shed(&self.shared, endpoint, request.take(), why, Shed::Overload)
+                        .await;
                     return;
                 }
+                let by_source = self
+                    .shared
+                    .sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .admit(source_ip, received);
+                if let Err(why) = by_source {
+                    call_shell::shed(
+                        &self.shared,
+                        endpoint,
+                        request.take(),
+                        why,
+                        Shed::SourceLimit,
+                    )
+                    .await;
+                    return;
+                }
+                let slot = SourceSlot {
+                    shared: self.shared.clone(),
+                    ip: source_ip,
+                };
                 let invite = request.take();
                 let shared = self.shared.clone();
                 let endpoint = endpoint.clone();
@@ -228,8 +316,12 @@ impl Layer for UasLayer {
                 );
                 let calls = shared.calls.clone();
                 calls.spawn(
-                    call_shell::handle_invite(shared, endpoint, invite, received, signals)
-                        .instrument(span),
+                    async move {
+                        call_shell::handle_invite(shared, endpoint, invite, received, signals)
+                            .await;
+                        drop(slot);
+                    }
+                    .instrument(span),
                 );
             }
             Dispatch::Options => {
@@ -317,6 +409,7 @@ impl Signaling {
                 max_answer_lateness: Duration::from_millis(cfg.overload.max_answer_lateness_ms),
             },
         };
+        let cfg_sources = cfg.sources.clone();
         let shared = Arc::new(Shared {
             call_settings,
             cfg,
@@ -328,6 +421,11 @@ impl Signaling {
             media_lost: watch::channel(0).0,
             hang_up_all: CancellationToken::new(),
             calls: TaskTracker::new(),
+            sources: Mutex::new(Sources::new(Policy {
+                allowed: cfg_sources.networks(),
+                max_new_calls_per_second: cfg_sources.max_new_calls_per_second,
+                max_concurrent_calls: cfg_sources.max_concurrent_calls,
+            })),
         });
         shared.health.set("sip_bound", false);
         shared.health.set("media_reachable", false);

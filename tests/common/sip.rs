@@ -51,7 +51,13 @@ impl Msg {
 
 impl RawSip {
     pub fn new(server: SocketAddr) -> RawSip {
-        let sock = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        Self::new_from([127, 0, 0, 1], server)
+    }
+
+    /// A peer on another loopback address (127.0.0.0/8 is all loopback on Linux): another
+    /// source address for the server.
+    pub fn new_from(ip: [u8; 4], server: SocketAddr) -> RawSip {
+        let sock = UdpSocket::bind((std::net::Ipv4Addr::from(ip), 0)).unwrap();
         let local = sock.local_addr().unwrap();
         RawSip {
             sock,

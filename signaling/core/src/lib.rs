@@ -1,7 +1,9 @@
 //! milliwatt-signaling-core: what a call does, without I/O. [`call::CallCore`] is one call's
 //! state machine (str0m/quinn style: `handle(event, now)`, `poll_output()`, `poll_timeout()`);
 //! [`sdp`] is RFC 3264 offer/answer on text; [`dispatch`] decides what an out-of-dialog request
-//! gets; [`media_watch`] decides when media is reachable, lost or restarted. No sockets, no clock reads, no async runtime:
+//! gets; [`media_watch`] decides when media is reachable, lost or restarted; [`overload`] and
+//! [`sources`] admit new calls by measured load and by source address. No sockets, no clock
+//! reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
 
@@ -10,3 +12,4 @@ pub mod dispatch;
 pub mod media_watch;
 pub mod overload;
 pub mod sdp;
+pub mod sources;
