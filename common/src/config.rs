@@ -172,6 +172,10 @@ pub struct SipConfig {
     pub domain: String,
     pub transport: Transport,
     pub advertised_address: String,
+    pub max_message_bytes: u32,
+    pub tcp_max_connections: u32,
+    pub tcp_idle_timeout_seconds: u64,
+    pub tcp_message_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -313,6 +317,34 @@ impl Config {
         let m = &self.media;
         if self.sip.port == 0 {
             return Err(invalid("sip.port", "must be 1..65535"));
+        }
+        if !(8192..=65535).contains(&self.sip.max_message_bytes) {
+            return Err(invalid(
+                "sip.max_message_bytes",
+                format!(
+                    "{} is not 8192..65535 (SIP requires at least the 1300 bytes of a datagram; \
+                     a test line takes 8 KB at least; UDP carries at most 65535)",
+                    self.sip.max_message_bytes
+                ),
+            ));
+        }
+        for (key, v) in [
+            (
+                "sip.tcp_max_connections",
+                u64::from(self.sip.tcp_max_connections),
+            ),
+            (
+                "sip.tcp_idle_timeout_seconds",
+                self.sip.tcp_idle_timeout_seconds,
+            ),
+            (
+                "sip.tcp_message_timeout_seconds",
+                self.sip.tcp_message_timeout_seconds,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         for n in &self.sources.allowed_networks {
             parse_network(n).map_err(|why| invalid("sources.allowed_networks", why))?;
@@ -577,6 +609,42 @@ mod tests {
         assert_eq!(c.sip.port, 5060);
         assert_eq!(c.behavior.tone_frequency, 440);
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcmu, Codec::Pcma]);
+    }
+
+    #[test]
+    fn sip_limits_are_checked() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(
+            (
+                c.sip.max_message_bytes,
+                c.sip.tcp_max_connections,
+                c.sip.tcp_idle_timeout_seconds,
+                c.sip.tcp_message_timeout_seconds
+            ),
+            (65535, 1000, 900, 30)
+        );
+        for (file, key) in [
+            ("[sip]\nmax_message_bytes = 4096\n", "sip.max_message_bytes"),
+            (
+                "[sip]\nmax_message_bytes = 70000\n",
+                "sip.max_message_bytes",
+            ),
+            (
+                "[sip]\ntcp_max_connections = 0\n",
+                "sip.tcp_max_connections",
+            ),
+            (
+                "[sip]\ntcp_idle_timeout_seconds = 0\n",
+                "sip.tcp_idle_timeout_seconds",
+            ),
+            (
+                "[sip]\ntcp_message_timeout_seconds = 0\n",
+                "sip.tcp_message_timeout_seconds",
+            ),
+        ] {
+            let e = err(load(Some(file), &[], &[]));
+            assert!(e.contains(key), "{file}: {e}");
+        }
     }
 
     #[test]

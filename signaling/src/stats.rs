@@ -160,6 +160,7 @@ impl Stats {
             (400, &ezk_sip_core::REJECTED_BAD_BASE_HEADERS),
             (416, &ezk_sip_core::REFUSED_URI_SCHEME),
             (505, &ezk_sip_core::REFUSED_SIP_VERSION),
+            (513, &ezk_sip_core::REFUSED_TOO_LARGE),
         ] {
             let n = counter.load(Relaxed);
             if n > 0 {
@@ -310,6 +311,21 @@ impl Collector for StatsCollector {
         for (reason, n) in failures {
             let labels = [("reason", reason.to_string())];
             encode_counter(family.encode_family(&labels)?, n)?;
+        }
+        // The SIP stack's TCP limits (vendor patch 0017, `sip.tcp_*`).
+        let mut family = enc.encode_descriptor(
+            "milliwatt_sip_tcp_connections_closed",
+            "TCP connections closed by a limit: at accept beyond sip.tcp_max_connections \
+             (limit), a message not complete within sip.tcp_message_timeout_seconds (slow)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, counter) in [
+            ("limit", &ezk_sip_core::CLOSED_CONNECTIONS_LIMIT),
+            ("slow", &ezk_sip_core::CLOSED_CONNECTIONS_SLOW),
+        ] {
+            let labels = [("reason", reason.to_string())];
+            encode_counter(family.encode_family(&labels)?, counter.load(Relaxed))?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
-use ezk_sip_core::{Endpoint, EndpointBuilder, IncomingRequest, Layer, MayTake};
+use ezk_sip_core::{Endpoint, EndpointBuilder, IncomingRequest, Layer, MayTake, MessageLimits};
 use ezk_sip_types::header::typed::{Accept, FromTo, Require};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::{Method, Name, StatusCode};
@@ -436,6 +436,13 @@ impl Signaling {
             shared: shared.clone(),
         });
         builder.user_agent(concat!("milliwatt/", env!("CARGO_PKG_VERSION")));
+        let sip = &shared.cfg.sip;
+        builder.set_message_limits(MessageLimits {
+            max_message_bytes: sip.max_message_bytes as usize,
+            max_connections: sip.tcp_max_connections as usize,
+            idle_timeout: Duration::from_secs(sip.tcp_idle_timeout_seconds),
+            message_timeout: Duration::from_secs(sip.tcp_message_timeout_seconds),
+        });
         let t = shared.cfg.sip.transport;
         let mut udp = None;
         let mut tcp = None;

@@ -101,6 +101,8 @@ pub struct TestConfig {
     pub codecs: &'static str,
     /// `media.rtp_start`: "on_answer" or "on_caller_rtp".
     pub rtp_start: &'static str,
+    /// More `[sip]` keys, one `key = value` a line.
+    pub sip_extra: String,
     pub extra: String,
 }
 
@@ -121,6 +123,7 @@ impl TestConfig {
             max_calls: 100,
             codecs: r#"["PCMU", "PCMA"]"#,
             rtp_start: "on_answer",
+            sip_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -132,7 +135,7 @@ bind_address = "127.0.0.1"
 port = {sip}
 transport = "{transport}"
 advertised_address = "127.0.0.1"
-[behavior]
+{sip_extra}[behavior]
 auto_answer = {auto}
 auto_answer_delay_ms = {delay}
 tone_duration_seconds = {tone}
@@ -168,6 +171,7 @@ grace_seconds = {grace}
             re = self.rtp_range.1,
             codecs = self.codecs,
             rtp_start = self.rtp_start,
+            sip_extra = self.sip_extra,
             grpc = self.grpc_port,
             extra = self.extra,
         )

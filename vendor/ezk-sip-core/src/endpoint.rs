@@ -48,6 +48,8 @@ struct Inner {
     allow: Vec<Allow>,
     supported: Vec<Supported>,
     user_agent: Option<BytesStr>,
+    /// PATCH(milliwatt)
+    limits: MessageLimits,
 
     transports: Transports,
     transactions: Transactions,
@@ -92,6 +94,11 @@ impl Endpoint {
     }
 
     /// Returns all ALLOW headers this endpoint supports
+    /// PATCH(milliwatt): what peers may send (see [`MessageLimits`])
+    pub fn message_limits(&self) -> &MessageLimits {
+        &self.inner.limits
+    }
+
     pub fn allowed(&self) -> &Vec<Allow> {
         &self.inner.allow
     }
@@ -476,6 +483,8 @@ impl Endpoint {
                 &crate::DROPPED_MALFORMED
             } else if code == StatusCode::VERSION_NOT_SUPPORTED {
                 &crate::REFUSED_SIP_VERSION
+            } else if code == StatusCode::MESSAGE_TOO_LARGE {
+                &crate::REFUSED_TOO_LARGE
             } else {
                 &crate::REFUSED_URI_SCHEME
             };
@@ -605,8 +614,40 @@ fn add_received_rport(via: &mut Via, source: SocketAddr) {
 }
 
 /// Builder instance for [`Endpoint`]
+/// PATCH(milliwatt): limits on what peers may send. The defaults are 0.9.2's behaviour: 65535
+/// bytes, no connection limit, an unused connection closed after 15 minutes, no time limit on
+/// a stream message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageLimits {
+    /// The largest message accepted, in bytes. A larger request whose head parses gets 513
+    /// Message Too Large (RFC 3261 21.5.13) and its body is skipped (on a stream, the next
+    /// message is read after it); a head that alone exceeds it ends a stream connection.
+    pub max_message_bytes: usize,
+    /// Stream connections accepted at once (0: no limit); one more is closed at accept.
+    pub max_connections: usize,
+    /// A stream connection that no transaction or dialog uses is closed after this long
+    /// without being used.
+    pub idle_timeout: std::time::Duration,
+    /// A stream message must be complete this long after its first bytes arrived, or the
+    /// connection is closed (a sender too slow to finish a message: "slowloris"). Zero: no limit.
+    pub message_timeout: std::time::Duration,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        MessageLimits {
+            max_message_bytes: u16::MAX as usize,
+            max_connections: 0,
+            idle_timeout: std::time::Duration::from_secs(15 * 60),
+            message_timeout: std::time::Duration::ZERO,
+        }
+    }
+}
+
 pub struct EndpointBuilder {
     sender: broadcast::Sender<Endpoint>,
+    /// PATCH(milliwatt)
+    limits: MessageLimits,
 
     // capabilities
     accept: Vec<Accept>,
@@ -630,6 +671,7 @@ impl EndpointBuilder {
 
         Self {
             sender,
+            limits: MessageLimits::default(),
             accept: vec![],
             allow: vec![],
             supported: vec![],
@@ -637,6 +679,11 @@ impl EndpointBuilder {
             transports: Default::default(),
             layer: Default::default(),
         }
+    }
+
+    /// PATCH(milliwatt): what peers may send (see [`MessageLimits`])
+    pub fn set_message_limits(&mut self, limits: MessageLimits) {
+        self.limits = limits;
     }
 
     /// Add an ACCEPT header to the endpoints capabilities
@@ -787,6 +834,7 @@ impl EndpointBuilder {
             allow: take(&mut self.allow),
             supported: take(&mut self.supported),
             user_agent: take(&mut self.user_agent),
+            limits: self.limits,
             transports: self.transports.build(),
             transactions: Default::default(),
             layer,

@@ -49,8 +49,20 @@ pub static REFUSED_SIP_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic
 /// sips) by the endpoint itself; they never reach the layers.
 pub static REFUSED_URI_SCHEME: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// PATCH(milliwatt): incoming requests answered 513 (larger than
+/// `MessageLimits::max_message_bytes`) by the endpoint itself.
+pub static REFUSED_TOO_LARGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// PATCH(milliwatt): stream connections closed by `MessageLimits`: at accept beyond
+/// `max_connections`, or for a message not complete within `message_timeout`.
+pub static CLOSED_CONNECTIONS_LIMIT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+pub static CLOSED_CONNECTIONS_SLOW: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 pub use endpoint::Endpoint;
 pub use endpoint::EndpointBuilder;
+pub use endpoint::MessageLimits; // PATCH(milliwatt)
 pub use error::{Error, Result, StunError};
 pub use may_take::MayTake;
 

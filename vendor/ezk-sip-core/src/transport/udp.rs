@@ -114,6 +114,32 @@ async fn handle_msg(
                 },
             );
         }
+        // PATCH(milliwatt): a request larger than the endpoint's limit gets 513 (RFC 3261
+        // 21.5.13); anything else that large is dropped and counted
+        Ok(CompleteItem::Sip { line, headers, .. })
+            if bytes.len() > endpoint.message_limits().max_message_bytes =>
+        {
+            let answerable = matches!(
+                &line,
+                sip_types::msg::MessageLine::Request(l) if l.method != sip_types::Method::ACK
+            );
+            if answerable {
+                let max = endpoint.message_limits().max_message_bytes;
+                endpoint.receive_refused(
+                    crate::transport::parse::Refused {
+                        code: sip_types::StatusCode::MESSAGE_TOO_LARGE,
+                        reason: format!("Message Too Large (limit {max} bytes)"),
+                        headers,
+                    },
+                    remote,
+                    TpHandle {
+                        transport: Transport::Udp(transport.clone()),
+                    },
+                );
+            } else {
+                crate::count_dropped_malformed();
+            }
+        }
         Ok(CompleteItem::Sip {
             line,
             headers,

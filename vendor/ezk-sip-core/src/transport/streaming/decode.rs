@@ -26,9 +26,29 @@ pub(crate) struct DecodedMessage {
     pub buffer: Bytes,
 }
 
-#[derive(Default)]
 pub(crate) struct StreamingDecoder {
     head_progress: usize,
+    /// PATCH(milliwatt): `MessageLimits::max_message_bytes`
+    max: usize,
+    /// PATCH(milliwatt): body bytes of a message refused as too large, still to be skipped
+    skip: usize,
+}
+
+impl Default for StreamingDecoder {
+    fn default() -> Self {
+        Self::new(u16::MAX as usize)
+    }
+}
+
+impl StreamingDecoder {
+    /// PATCH(milliwatt): a decoder accepting messages of up to `max` bytes
+    pub(crate) fn new(max: usize) -> Self {
+        StreamingDecoder {
+            head_progress: 0,
+            max,
+            skip: 0,
+        }
+    }
 }
 
 impl Decoder for StreamingDecoder {
@@ -36,6 +56,16 @@ impl Decoder for StreamingDecoder {
     type Error = io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        // PATCH(milliwatt): the body of a message answered 513 is skipped as it arrives
+        if self.skip > 0 {
+            let n = self.skip.min(src.len());
+            src.advance(n);
+            self.skip -= n;
+            if self.skip > 0 {
+                return Ok(None);
+            }
+        }
+
         // strip leading newlines
         let whitespace_count = src.iter().take_while(|b| b.is_ascii_whitespace()).count();
         if whitespace_count > 0 {
@@ -51,13 +81,6 @@ impl Decoder for StreamingDecoder {
             }
         }
 
-        // limit message size
-        if src.len() > 65535 {
-            src.clear();
-
-            return Err(message_too_large());
-        }
-
         // PATCH(milliwatt): the first pass only checks that the head is complete, resuming
         // where the last call stopped; the second pass below parses it from the start. Before,
         // the first pass also looked for Content-Length, but only in the lines after the saved
@@ -67,6 +90,14 @@ impl Decoder for StreamingDecoder {
         let mut parser = PullParser::new(src, self.head_progress);
         for line in &mut parser {
             if line.is_err() {
+                // PATCH(milliwatt): limit message size: a head that alone is larger than the
+                // limit ends the connection (was 65535 bytes of buffer, head or not)
+                if src.len() > self.max {
+                    src.clear();
+
+                    return Err(message_too_large());
+                }
+
                 // cannot parse complete message head yet
                 self.head_progress = parser.progress();
                 return Ok(None);
@@ -134,6 +165,36 @@ impl Decoder for StreamingDecoder {
 
         // Calculate the complete message size
         let expected_complete_message_size = head_end + content_len;
+
+        // PATCH(milliwatt): a request larger than the limit gets 513 from its head (RFC 3261
+        // 21.5.13) and its body is skipped, so the stream goes on after it; anything else that
+        // large (a response, an ACK, a head that does not parse) ends the connection.
+        if expected_complete_message_size > self.max {
+            let head = src.split_to(head_end).freeze();
+            self.head_progress = 0;
+            self.skip = content_len;
+            let mut headers = Headers::new();
+            let mut answerable = false;
+            for (i, range) in lines.into_iter().enumerate() {
+                let line = from_utf8(&head[range]).map_err(|_| malformed())?;
+                if i == 0 {
+                    answerable = matches!(
+                        MessageLine::parse(&head)(line),
+                        Ok((_, MessageLine::Request(l))) if l.method != sip_types::Method::ACK
+                    );
+                } else if let Ok((_, line)) = Line::parse(&head, line).finish() {
+                    headers.insert(line.name, line.value);
+                }
+            }
+            if !answerable {
+                return Err(message_too_large());
+            }
+            return Ok(Some(Item::Refused(Refused {
+                code: sip_types::StatusCode::MESSAGE_TOO_LARGE,
+                reason: format!("Message Too Large (limit {} bytes)", self.max),
+                headers,
+            })));
+        }
 
         // if the message is not completely inside the buffer, allocate the rest
         // and return

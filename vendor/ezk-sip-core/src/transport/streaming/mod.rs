@@ -108,6 +108,19 @@ where
 
                 log::trace!("Connection accepted from {remote} on {local}");
 
+                // PATCH(milliwatt): at most `max_connections` stream connections at once
+                let max = endpoint.message_limits().max_connections;
+                let open = endpoint.transports().connections.lock().len();
+                if max > 0 && open >= max {
+                    log::warn!(
+                        "Connection from {remote} closed at once: {open} connections open (limit {max})"
+                    );
+                    crate::CLOSED_CONNECTIONS_LIMIT
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                }
+
                 spawn_receive(endpoint.clone(), stream, local, remote);
             }
             Err(e) => log::error!("Error accepting connection, {e}"),
@@ -144,7 +157,9 @@ where
         .lock()
         .push(stream.clone().into());
 
-    let read = FramedRead::new(read, StreamingDecoder::default());
+    // PATCH(milliwatt): the endpoint's message size limit
+    let max = endpoint.message_limits().max_message_bytes;
+    let read = FramedRead::new(read, StreamingDecoder::new(max));
 
     tokio::spawn(receive_task(
         endpoint,
@@ -174,17 +189,22 @@ async fn receive_task<T>(
     };
 
     let mut keep_alive_request_interval = interval(Duration::from_secs(10));
+    // PATCH(milliwatt): the limits are checked every second (idle was checked every 10 s,
+    // against a fixed 15 minutes)
+    let limits = *endpoint.message_limits();
+    let mut limits_check = interval(Duration::from_secs(1));
+    let mut partial_since: Option<Instant> = None;
 
     loop {
         let item = tokio::select! {
             item = framed.next() => item,
-            _ = keep_alive_request_interval.tick() => {
+            _ = limits_check.tick() => {
                 // Check if the connection is still being used
                 {
                     // Lock connection list to avoid the connecting being cloned between testing reference count & removing it
                     let connections = endpoint.transports().connections.lock();
 
-                    if Arc::strong_count(&transport.write) == 2 && transport.modified.lock().elapsed() > Duration::from_mins(15) {
+                    if Arc::strong_count(&transport.write) == 2 && transport.modified.lock().elapsed() > limits.idle_timeout {
                         log::debug!("Connection to {remote} unused for some time, removing it");
                         let _ = state_tx.send_replace(TransportState::Closed(TransportCloseReason::Inactivity));
                         drop_guard.trigger_locked(connections);
@@ -192,12 +212,33 @@ async fn receive_task<T>(
                     }
                 }
 
+                // PATCH(milliwatt): a message begun and not finished within `message_timeout`
+                if framed.read_buffer().is_empty() {
+                    partial_since = None;
+                } else if !limits.message_timeout.is_zero() {
+                    let since = *partial_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > limits.message_timeout {
+                        log::warn!(
+                            "Connection from {remote} closed: a message not complete after {:?}",
+                            limits.message_timeout
+                        );
+                        crate::CLOSED_CONNECTIONS_SLOW
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ = state_tx.send_replace(TransportState::Closed(TransportCloseReason::Inactivity));
+                        return;
+                    }
+                }
+                continue;
+            }
+            _ = keep_alive_request_interval.tick() => {
                 if let Err(e) = transport.send(b"\r\n\r\n").await {
                     log::debug!("Failed to send keep alive request, {e}");
                 }
                 continue;
             }
         };
+        // PATCH(milliwatt): a complete item: whatever is buffered now is a new message
+        partial_since = None;
 
         let message = match item {
             Some(Ok(Item::DecodedMessage(item))) => item,
