@@ -57,6 +57,7 @@ async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     let client = milliwatt_signaling::MediaClient::new(
         &format!("http://{grpc}"),
         milliwatt_signaling::instance_id(),
+        &cfg.media.grpc_token,
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, client, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
 use common::{
-    grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server, TestConfig,
+    bin_path, grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server,
+    TestConfig,
 };
 use milliwatt_proto::v1 as pb;
 use tokio_stream::StreamExt;
@@ -213,4 +214,72 @@ fn watch_sessions_streams_a_call_and_health_and_reflection_answer() {
             );
         }
     });
+}
+
+/// `media.grpc_token`: the Media service answers only calls that carry the token (signaling's
+/// do, so calls work, and so do milliwatt-ctl's given the configuration); without it or with
+/// another one, UNAUTHENTICATED. gRPC health stays open for probes.
+#[test]
+fn with_a_grpc_token_only_callers_that_send_it_are_served() {
+    const TOKEN: &str = "e2e-token-0123456789abcdef";
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 0;
+    cfg.tone_seconds = 1;
+    cfg.media_extra = format!("grpc_token = \"{TOKEN}\"\n");
+    let server = Server::start(cfg.clone(), Mode::Split);
+    let endpoint = server.grpc_endpoint();
+    // A call: signaling allocated the session and started the tone with the token.
+    let sink = RtpSink::bind();
+    sipp(
+        &server,
+        &tone_scenario(&temp_dir("grpc-token"), sink.port(), "0", 3000),
+        &[],
+        Duration::from_secs(15),
+    )
+    .assert_ok();
+    judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(1)));
+    let rt = grpc::runtime();
+    let list = |token: Option<&str>| {
+        rt.block_on(async {
+            let mut c = pb::media_client::MediaClient::connect(endpoint.clone())
+                .await
+                .expect("connecting to media gRPC");
+            let mut req = tonic::Request::new(pb::ListSessionsRequest {});
+            if let Some(t) = token {
+                req.metadata_mut()
+                    .insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+            c.list_sessions(req)
+                .await
+                .map(|r| r.into_inner().sessions.len())
+        })
+    };
+    let e = list(None).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("requires a bearer token"), "{e:?}");
+    let e = list(Some("e2e-token-0123456789abcdeX")).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    assert!(list(Some(TOKEN)).is_ok());
+    assert_eq!(
+        grpc::health(&endpoint, "").expect("health needs no token"),
+        1,
+        "SERVING"
+    );
+    // milliwatt-ctl: with the configuration (token included) it lists; with the endpoint
+    // alone it says what is missing.
+    let ctl = |with_config: bool| {
+        let mut c = std::process::Command::new(bin_path("milliwatt-ctl"));
+        if with_config {
+            c.arg("--config").arg(server.dir.join("config.toml"));
+        }
+        c.args(["sessions", "list", "--endpoint", &endpoint])
+            .output()
+            .expect("running milliwatt-ctl")
+    };
+    let ok = ctl(true);
+    assert!(ok.status.success(), "{ok:?}");
+    let refused = ctl(false);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("media.grpc_token"), "{err}");
 }

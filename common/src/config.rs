@@ -225,6 +225,8 @@ pub struct MediaConfig {
     pub lease_seconds: u32,
     pub session_grace_seconds: u32,
     pub rtp_start: RtpStart,
+    /// Bearer token the media gRPC API requires (empty: none).
+    pub grpc_token: crate::grpc_auth::Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +347,13 @@ impl Config {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        let token = self.media.grpc_token.expose();
+        if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(invalid(
+                "media.grpc_token",
+                "must be at least 16 printable ASCII characters without spaces, or empty for none",
+            ));
         }
         for n in &self.sources.allowed_networks {
             parse_network(n).map_err(|why| invalid("sources.allowed_networks", why))?;

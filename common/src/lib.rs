@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod grpc_auth;
 pub mod telemetry;
 
 pub use admin::{Admin, Health};

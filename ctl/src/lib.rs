@@ -16,9 +16,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
+use milliwatt_common::grpc_auth::{ClientInterceptor, Secret};
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient;
 use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -74,10 +76,11 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs a `sessions` command against `--endpoint` or `default_endpoint`; returns the exit code.
-/// Results go to stdout, errors (and the "watching" notice) to stderr.
-pub async fn run(args: &SessionsArgs, default_endpoint: &str) -> i32 {
+/// Results go to stdout, errors (and the "watching" notice) to stderr. `token`:
+/// `media.grpc_token` (`--set media.grpc_token=...` or `MILLIWATT_MEDIA__GRPC_TOKEN`).
+pub async fn run(args: &SessionsArgs, default_endpoint: &str, token: &Secret) -> i32 {
     let endpoint = args.endpoint.as_deref().unwrap_or(default_endpoint);
-    match execute(args, endpoint).await {
+    match execute(args, endpoint, token).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("milliwatt-media: {}", e.message);
@@ -116,6 +119,14 @@ pub fn from_status(status: &tonic::Status, endpoint: &str, session_id: Option<&s
         (Code::NotFound, Some(id)) => Failure::new(EXIT_NOT_FOUND, format!("no session {id}")),
         (Code::InvalidArgument, _) => Failure::new(EXIT_ERROR, status.message()),
         (Code::Unavailable, _) => unreachable(endpoint, &status_detail(status)),
+        (Code::Unauthenticated, _) => Failure::new(
+            EXIT_ERROR,
+            format!(
+                "the media service at {endpoint} refused the call: {} (pass the token with \
+                 --set media.grpc_token=... or MILLIWATT_MEDIA__GRPC_TOKEN)",
+                status.message()
+            ),
+        ),
         (code, _) => Failure::new(
             EXIT_ERROR,
             format!(
@@ -157,7 +168,9 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     e.to_string()
 }
 
-async fn connect(endpoint: &str) -> Result<MediaClient<Channel>, Failure> {
+type Client = MediaClient<InterceptedService<Channel, ClientInterceptor>>;
+
+async fn connect(endpoint: &str, token: &Secret) -> Result<Client, Failure> {
     let ep = Endpoint::from_shared(endpoint.to_string()).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
@@ -169,7 +182,10 @@ async fn connect(endpoint: &str) -> Result<MediaClient<Channel>, Failure> {
     })?;
     let ep = ep.connect_timeout(CONNECT_TIMEOUT);
     match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), ep.connect()).await {
-        Ok(Ok(channel)) => Ok(MediaClient::new(channel)),
+        Ok(Ok(channel)) => Ok(MediaClient::with_interceptor(
+            channel,
+            ClientInterceptor::new(token),
+        )),
         Ok(Err(e)) => Err(unreachable(endpoint, &root_cause(&e))),
         Err(_) => Err(unreachable(
             endpoint,
@@ -202,8 +218,8 @@ fn emit(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
-async fn execute(args: &SessionsArgs, endpoint: &str) -> Result<(), Failure> {
-    let mut client = connect(endpoint).await?;
+async fn execute(args: &SessionsArgs, endpoint: &str, token: &Secret) -> Result<(), Failure> {
+    let mut client = connect(endpoint, token).await?;
     match &args.command {
         SessionsCommand::List => {
             let mut sessions = call(
@@ -244,7 +260,7 @@ async fn execute(args: &SessionsArgs, endpoint: &str) -> Result<(), Failure> {
 }
 
 async fn watch(
-    client: &mut MediaClient<Channel>,
+    client: &mut Client,
     endpoint: &str,
     json: bool,
     count: Option<u64>,
@@ -1044,15 +1060,19 @@ mod tests {
     async fn unreachable_media_exits_2() {
         // Port 1 on loopback: nothing listens there.
         let args = parse(&["sessions", "--endpoint", "http://127.0.0.1:1", "list"]);
-        assert_eq!(run(&args, "http://unused:9").await, 2);
-        let f = execute(&args, "http://127.0.0.1:1").await.unwrap_err();
+        assert_eq!(run(&args, "http://unused:9", &Secret::default()).await, 2);
+        let f = execute(&args, "http://127.0.0.1:1", &Secret::default())
+            .await
+            .unwrap_err();
         assert!(
             f.message
                 .starts_with("cannot reach the media service at http://127.0.0.1:1: "),
             "{}",
             f.message
         );
-        let f = execute(&args, "not a url").await.unwrap_err();
+        let f = execute(&args, "not a url", &Secret::default())
+            .await
+            .unwrap_err();
         assert_eq!(f.code, 2);
         assert!(f.message.contains("not a url"), "{}", f.message);
     }

@@ -37,9 +37,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Common(cmd)) => milliwatt_common::run_command(cmd, &cfg),
-        Some(Command::Sessions(args)) => {
-            std::process::exit(milliwatt_ctl::run(args, &cfg.media.endpoint).await)
-        }
+        Some(Command::Sessions(args)) => std::process::exit(
+            milliwatt_ctl::run(args, &cfg.media.endpoint, &cfg.media.grpc_token).await,
+        ),
         None => {}
     }
     let _telemetry = milliwatt_common::telemetry::init(&cfg, "milliwatt-media")?;

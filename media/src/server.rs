@@ -31,6 +31,8 @@ pub enum ServeError {
 /// A bound, not yet serving, media service.
 pub struct Media {
     listener: TcpListener,
+    /// `media.grpc_token`: required on the Media service when set.
+    token: milliwatt_common::grpc_auth::Secret,
     registry: Arc<Registry>,
     inputs: crate::sessions::RegistryInputs,
 }
@@ -89,8 +91,12 @@ impl Media {
             pacing_threads = threads,
             "media service bound"
         );
+        if !m.grpc_token.is_empty() {
+            tracing::info!("the Media gRPC service requires a bearer token (media.grpc_token)");
+        }
         Ok(Media {
             listener,
+            token: m.grpc_token.clone(),
             registry,
             inputs,
         })
@@ -126,6 +132,7 @@ impl Media {
     ) -> Result<(), ServeError> {
         let Media {
             listener,
+            token,
             registry,
             mut inputs,
         } = self;
@@ -213,9 +220,10 @@ impl Media {
             })
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(pb::media_server::MediaServer::new(MediaService::new(
-                registry.clone(),
-            )))
+            .add_service(pb::media_server::MediaServer::with_interceptor(
+                MediaService::new(registry.clone()),
+                milliwatt_common::grpc_auth::ServerInterceptor::new(&token),
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
             .map_err(ServeError::from);

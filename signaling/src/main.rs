@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let media = milliwatt_signaling::MediaClient::new(
         &cfg.media.endpoint,
         milliwatt_signaling::instance_id(),
+        &cfg.media.grpc_token,
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, media, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use milliwatt_common::grpc_auth::{ClientInterceptor, Secret};
 use milliwatt_common::prometheus_client::metrics::family::Family;
 use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
-use milliwatt_common::telemetry::TraceContextInterceptor;
 use milliwatt_media_core::session::{Figures, ToneRequest};
 use milliwatt_media_core::SessionId;
 use milliwatt_proto::convert::{media_failure, start_tone_request};
@@ -15,7 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Every call carries the caller's trace context (W3C traceparent) to media.
-type Client = GrpcClient<InterceptedService<Channel, TraceContextInterceptor>>;
+type Client = GrpcClient<InterceptedService<Channel, ClientInterceptor>>;
 
 /// Bound on one media call: a media service slower than this is treated as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,8 +54,9 @@ pub struct MediaClient {
 }
 
 impl MediaClient {
-    /// A lazily connecting client: the media service may come up after signaling.
-    pub fn new(endpoint: &str, owner: String) -> Result<Self, InvalidEndpoint> {
+    /// A lazily connecting client: the media service may come up after signaling. `token`:
+    /// `media.grpc_token`, sent with every call when set.
+    pub fn new(endpoint: &str, owner: String, token: &Secret) -> Result<Self, InvalidEndpoint> {
         let endpoint = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| InvalidEndpoint(endpoint.to_string(), e.to_string()))?
             .connect_timeout(CALL_TIMEOUT)
@@ -65,8 +66,8 @@ impl MediaClient {
         let calls = endpoint.connect_lazy();
         let watchdog = endpoint.connect_lazy();
         Ok(MediaClient {
-            client: GrpcClient::with_interceptor(calls, TraceContextInterceptor),
-            watchdog: GrpcClient::with_interceptor(watchdog, TraceContextInterceptor),
+            client: GrpcClient::with_interceptor(calls, ClientInterceptor::new(token)),
+            watchdog: GrpcClient::with_interceptor(watchdog, ClientInterceptor::new(token)),
             owner,
             latency: Family::new_with_constructor(latency_histogram),
         })

@@ -103,6 +103,8 @@ pub struct TestConfig {
     pub rtp_start: &'static str,
     /// More `[sip]` keys, one `key = value` a line.
     pub sip_extra: String,
+    /// More `[media]` keys, one `key = value` a line.
+    pub media_extra: String,
     pub extra: String,
 }
 
@@ -124,6 +126,7 @@ impl TestConfig {
             codecs: r#"["PCMU", "PCMA"]"#,
             rtp_start: "on_answer",
             sip_extra: String::new(),
+            media_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -153,7 +156,7 @@ pacing_threads = 1
 lease_seconds = 6
 session_grace_seconds = 2
 rtp_start = "{rtp_start}"
-[admin]
+{media_extra}[admin]
 address = "127.0.0.1:{admin}"
 [shutdown]
 grace_seconds = {grace}
@@ -172,6 +175,7 @@ grace_seconds = {grace}
             codecs = self.codecs,
             rtp_start = self.rtp_start,
             sip_extra = self.sip_extra,
+            media_extra = self.media_extra,
             grpc = self.grpc_port,
             extra = self.extra,
         )

@@ -155,6 +155,18 @@ b=$(render --set behavior.toneFrequency=1004 2>/dev/null | sum || true)
 if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then ok "checksum/config changes when the config changes"
 else notok "checksum/config changes when the config changes" "default=$a 1004Hz=$b"; fi
 
+# The media gRPC token comes from a Secret into both workloads' environment, never the ConfigMap.
+t=$(render --set media.grpcTokenSecret=mw-grpc 2>&1 || true)
+n_env=$(grep -c 'name: MILLIWATT_MEDIA__GRPC_TOKEN' <<<"$t" || true)
+n_ref=$(grep -A4 'name: MILLIWATT_MEDIA__GRPC_TOKEN' <<<"$t" | grep -c 'name: "mw-grpc"' || true)
+if [ "$n_env" = 2 ] && [ "$n_ref" = 2 ] && [ "$(grep -c 'grpc_token = ""' <<<"$t")" = 1 ]; then
+  ok "media.grpcTokenSecret: MILLIWATT_MEDIA__GRPC_TOKEN from Secret mw-grpc in both workloads"
+else
+  notok "media.grpcTokenSecret" "env=$n_env secretRefs=$n_ref"
+fi
+if ! render 2>/dev/null | grep -q 'MILLIWATT_MEDIA__GRPC_TOKEN'; then ok "no token by default"
+else notok "no token by default" "MILLIWATT_MEDIA__GRPC_TOKEN rendered without media.grpcTokenSecret"; fi
+
 # NOTES.txt: the test call is addressed right for the Service type (helm install --dry-run=client
 # renders NOTES without a cluster).
 notes() { "$HELM" install "$RELEASE" "$CHART" --namespace "$NAMESPACE" --dry-run=client "$@" 2>&1 | sed -n '/^NOTES:/,$p'; }
