@@ -43,6 +43,7 @@ export OPENMETRICS_PARSER_PYTHON=$PYENV/bin/python
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check) # its own workspace (README "Fuzzing")
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (the binaries the end-to-end tests start)"
@@ -50,6 +51,10 @@ cargo build --workspace --bins
 echo "== unit tests (the pure cores in simulated time, the shells), design walls, vendor drift"
 cargo test --workspace --lib --bins
 cargo test --test walls --test vendor_drift
+echo "== SIP framing through the vendored ezk's own receive parsing (signaling/tests/framing.rs)"
+cargo test -p milliwatt-signaling --test framing
+echo "== fuzz targets, a short bounded run each from the committed corpus (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 15
 # The end-to-end tests run in real time (20 ms packet pacing judged to 2 %, RFC 3261 timers to
 # 250 ms): one test at a time, so that they do not starve each other on 2 cores.
 for t in tests/e2e_*.rs; do
