@@ -3,8 +3,17 @@
 # a raw sendto baseline) and calls/s of 2-second calls (failures), with SIPp on the same machine,
 # everything on loopback.
 # Usage: scripts/bench.sh [concurrent N | rate R SECONDS]   (default: both, N=500, R=200, 10 s)
+#        scripts/bench.sh flood [SECONDS [RATE [SOURCES]]]    (default 60 s, 5000 messages/s, 200
+#        addresses: tests/e2e_flood.rs on the release build, longer and harder than in the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1-}" = flood ]; then
+  echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+  cargo build --release --workspace --bins
+  export FLOOD_SECONDS=${2:-60} FLOOD_RATE=${3:-5000} FLOOD_SOURCES=${4:-200}
+  echo "## flood: ${FLOOD_SECONDS} s at ${FLOOD_RATE} messages/s from ${FLOOD_SOURCES} addresses"
+  exec cargo test --release --test e2e_flood -- --nocapture --test-threads=1
+fi
 command -v sipp >/dev/null || { echo "bench.sh: sipp is missing (Debian package sip-tester)" >&2; exit 1; }
 cargo build --release --workspace --bins --examples
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"

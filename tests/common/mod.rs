@@ -387,6 +387,31 @@ impl Server {
         }
     }
 
+    /// The process ids of the running programs, by name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(name, c)| (name.clone(), c.id()))
+            .collect()
+    }
+
+    /// Resident memory of the server's processes together, in KiB (/proc/PID/status VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|(_, pid)| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
