@@ -5,6 +5,8 @@
 # Usage: scripts/bench.sh [concurrent N | rate R SECONDS]   (default: both, N=500, R=200, 10 s)
 #        scripts/bench.sh flood [SECONDS [RATE [SOURCES]]]    (default 60 s, 5000 messages/s, 200
 #        addresses: tests/e2e_flood.rs on the release build, longer and harder than in the tests)
+#        scripts/bench.sh soak [CALLS [RATE]]                  (default 1,000,000 calls at 500/s:
+#        tests/e2e_soak.rs on the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1-}" = flood ]; then
@@ -13,6 +15,14 @@ if [ "${1-}" = flood ]; then
   export FLOOD_SECONDS=${2:-60} FLOOD_RATE=${3:-5000} FLOOD_SOURCES=${4:-200}
   echo "## flood: ${FLOOD_SECONDS} s at ${FLOOD_RATE} messages/s from ${FLOOD_SOURCES} addresses"
   exec cargo test --release --test e2e_flood -- --nocapture --test-threads=1
+fi
+if [ "${1-}" = soak ]; then
+  command -v sipp >/dev/null || { echo "bench.sh: sipp is missing (Debian package sip-tester)" >&2; exit 1; }
+  echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+  cargo build --release --workspace --bins
+  export SOAK_CALLS=${2:-1000000} SOAK_RATE=${3:-500}
+  echo "## soak: ${SOAK_CALLS} calls at ${SOAK_RATE}/s"
+  exec cargo test --release --test e2e_soak -- --nocapture --test-threads=1
 fi
 command -v sipp >/dev/null || { echo "bench.sh: sipp is missing (Debian package sip-tester)" >&2; exit 1; }
 cargo build --release --workspace --bins --examples

@@ -197,7 +197,9 @@ pub(crate) async fn shed(
         "{what}"
     );
     let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
-    ensure_to_tag(&mut resp, &random_tag());
+    // Stateless (no INVITE server transaction kept for a call never taken): a retransmitted
+    // INVITE gets the same To-tag again.
+    ensure_to_tag(&mut resp, &crate::uas::stateless_tag(&invite));
     refusal_headers(&mut resp, RefusalKind::Overloaded, &why);
     if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
         warn!(error = %e, "sending 503 to a shed INVITE failed");

@@ -84,6 +84,44 @@ struct UasLayer {
     shared: Arc<Shared>,
 }
 
+/// The To-tag of a response sent without a transaction (RFC 3261 8.2.7): the same for every
+/// retransmission of the request (from its Call-ID, From-tag, top Via branch and CSeq, keyed per
+/// process), so that a retransmitted request gets the same answer.
+pub(crate) fn stateless_tag(req: &IncomingRequest) -> BytesStr {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEY.get_or_init(Default::default).build_hasher();
+    let b = &req.base_headers;
+    b.call_id.0.as_str().hash(&mut h);
+    b.from.tag.as_ref().map(|t| t.as_str()).hash(&mut h);
+    b.via[0]
+        .params
+        .get_val("branch")
+        .map(|v| v.as_str())
+        .hash(&mut h);
+    b.cseq.cseq.hash(&mut h);
+    format!("{:016x}", h.finish()).into()
+}
+
+/// Sends `resp` to `req` without a server transaction (RFC 3261 8.2.7): what this layer answers
+/// to non-INVITE requests (OPTIONS, 405, 420, 403, 400), so that a flood of them leaves no
+/// state behind (a non-INVITE server transaction lives 64*T1 = 32 s); a retransmission gets the
+/// same answer again. Counts `code` when sent.
+pub(crate) async fn respond_stateless(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    req: &IncomingRequest,
+    mut resp: OutgoingResponse,
+    code: u16,
+) {
+    ensure_to_tag(&mut resp, &stateless_tag(req));
+    match endpoint.send_outgoing_response(&mut resp).await {
+        Ok(()) => shared.stats.response(code),
+        Err(e) => warn!(error = %e, status = code, "sending a response failed"),
+    }
+}
+
 pub(crate) fn random_tag() -> BytesStr {
     format!("{:016x}", rand::rng().random::<u64>()).into()
 }
@@ -119,22 +157,18 @@ impl UasLayer {
             return;
         }
         let mut resp = endpoint.create_response(&req, StatusCode::FORBIDDEN, None);
-        ensure_to_tag(&mut resp, &random_tag());
         call_shell::warning(&mut resp, "source address not allowed");
-        self.shared.stats.response(403);
-        let result = if method == "INVITE" {
+        if method == "INVITE" {
+            ensure_to_tag(&mut resp, &random_tag());
+            self.shared.stats.response(403);
             let tsx = endpoint.create_server_inv_tsx(&mut req);
             tokio::spawn(async move {
                 if let Err(e) = tsx.respond_failure(resp).await {
                     tracing::debug!(error = %e, "no ACK for the 403");
                 }
             });
-            Ok(())
         } else {
-            endpoint.create_server_tsx(&mut req).respond(resp).await
-        };
-        if let Err(e) = result {
-            warn!(error = %e, "sending 403 failed");
+            respond_stateless(&self.shared, endpoint, &req, resp, 403).await;
         }
     }
 
@@ -151,11 +185,11 @@ impl UasLayer {
             status = 420,
             "request requires an extension we do not support"
         );
-        self.shared.stats.response(420);
         let mut resp = endpoint.create_response(&req, StatusCode::BAD_EXTENSION, None);
-        ensure_to_tag(&mut resp, &random_tag());
         resp.msg.headers.insert(Name::UNSUPPORTED, tags.join(", "));
         if method == "INVITE" {
+            ensure_to_tag(&mut resp, &random_tag());
+            self.shared.stats.response(420);
             let tsx = endpoint.create_server_inv_tsx(&mut req);
             tokio::spawn(async move {
                 if let Err(e) = tsx.respond_failure(resp).await {
@@ -163,10 +197,7 @@ impl UasLayer {
                 }
             });
         } else {
-            let tsx = endpoint.create_server_tsx(&mut req);
-            if let Err(e) = tsx.respond(resp).await {
-                warn!(error = %e, "sending 420 failed");
-            }
+            respond_stateless(&self.shared, endpoint, &req, resp, 420).await;
         }
     }
 }
@@ -250,12 +281,8 @@ impl Layer for UasLayer {
             if method != "ACK" {
                 // Stateless (RFC 3261 8.2.7): which transaction it belongs to is the question.
                 let mut resp = endpoint.create_response(&req, StatusCode::BAD_REQUEST, None);
-                ensure_to_tag(&mut resp, &random_tag());
                 call_shell::warning(&mut resp, &why);
-                self.shared.stats.response(400);
-                if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
-                    warn!(error = %e, "sending 400 failed");
-                }
+                respond_stateless(&self.shared, endpoint, &req, resp, 400).await;
             }
             return;
         }
@@ -325,30 +352,20 @@ impl Layer for UasLayer {
                 );
             }
             Dispatch::Options => {
-                let mut req = request.take();
+                let req = request.take();
                 let mut resp = endpoint.create_response(&req, StatusCode::OK, None);
-                ensure_to_tag(&mut resp, &random_tag());
                 resp.msg.headers.insert_named(endpoint.allowed());
                 resp.msg
                     .headers
                     .insert_named(&Accept(BytesStr::from_static("application/sdp")));
-                let tsx = endpoint.create_server_tsx(&mut req);
-                match tsx.respond(resp).await {
-                    Ok(()) => self.shared.stats.response(200),
-                    Err(e) => warn!(error = %e, "sending 200 to OPTIONS failed"),
-                }
+                respond_stateless(&self.shared, endpoint, &req, resp, 200).await;
             }
             Dispatch::Stack => {}
             Dispatch::MethodNotAllowed => {
-                let mut req = request.take();
+                let req = request.take();
                 let mut resp = endpoint.create_response(&req, StatusCode::METHOD_NOT_ALLOWED, None);
-                ensure_to_tag(&mut resp, &random_tag());
                 resp.msg.headers.insert_named(endpoint.allowed());
-                let tsx = endpoint.create_server_tsx(&mut req);
-                match tsx.respond(resp).await {
-                    Ok(()) => self.shared.stats.response(405),
-                    Err(e) => warn!(error = %e, "sending 405 failed"),
-                }
+                respond_stateless(&self.shared, endpoint, &req, resp, 405).await;
             }
         }
     }

@@ -579,6 +579,9 @@ pub fn sipp_to(target: SocketAddr, scenario: &Path, extra: &[&str], timeout: Dur
     sipp_from(LOOPBACK, target, scenario, extra, timeout)
 }
 
+/// In `extra`: do not record every message (`-trace_msg`), for runs of very many calls.
+pub const SIPP_NO_MESSAGE_LOG: &str = "--no-message-log";
+
 /// Runs SIPp from `local_ip` (an address of this machine) against `target`.
 pub fn sipp_from(
     local_ip: &str,
@@ -599,11 +602,13 @@ pub fn sipp_from(
         .args(["-i", local_ip, "-p", &port.to_string()])
         .args(["-mi", local_ip, "-mp", &media_port.to_string()])
         .args(["-timeout", &format!("{}s", timeout.as_secs())])
-        .args(["-timeout_error", "-nostdin"])
-        .args(["-trace_msg", "-message_file", "msg.log"])
-        .args(["-trace_err", "-error_file", "err.log"])
+        .args(["-timeout_error", "-nostdin"]);
+    if !extra.contains(&SIPP_NO_MESSAGE_LOG) {
+        cmd.args(["-trace_msg", "-message_file", "msg.log"]);
+    }
+    cmd.args(["-trace_err", "-error_file", "err.log"])
         .args(["-trace_screen", "-screen_file", "screen.log"])
-        .args(extra);
+        .args(extra.iter().filter(|a| **a != SIPP_NO_MESSAGE_LOG));
     if !extra.contains(&"-m") {
         cmd.args(["-m", "1"]);
     }
