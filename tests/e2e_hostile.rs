@@ -132,3 +132,39 @@ fn with_rtp_start_on_caller_rtp_the_tone_waits_for_the_caller_and_goes_to_it() {
     );
     server.wait_log("the caller's first RTP packet arrived: tone started", sec);
 }
+
+/// `media.refuse_private_destinations = true`: an offer naming a private address (RFC 1918,
+/// shared, link-local, unique local) gets 488 with the reason, before any answer or session;
+/// loopback is never refused (a caller on this host still gets its judged tone).
+#[test]
+fn private_destinations_are_refused_when_asked() {
+    if reexec_in_loopback_namespace("private_destinations_are_refused_when_asked") {
+        return;
+    }
+    let mut cfg = TestConfig::new();
+    cfg.media_extra = "refuse_private_destinations = true\n".into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("private");
+    for addr in [
+        "10.0.0.1",
+        "192.168.1.20",
+        "172.16.0.9",
+        "100.64.1.1",
+        "fd00::5",
+    ] {
+        let sc = reject_scenario_to(&dir, "0", addr, 488);
+        sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
+        server.wait_log(&format!("{addr} is"), Duration::from_secs(2));
+    }
+    server.wait_log("media.refuse_private_destinations", Duration::from_secs(1));
+    assert!(grpc::list_sessions(&server.grpc_endpoint()).is_empty());
+    let sink = RtpSink::bind();
+    sipp(
+        &server,
+        &tone_scenario(&dir, sink.port(), "0", 5000),
+        &[],
+        Duration::from_secs(15),
+    )
+    .assert_ok();
+    judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(3)));
+}

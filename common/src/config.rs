@@ -227,6 +227,8 @@ pub struct MediaConfig {
     pub rtp_start: RtpStart,
     /// Bearer token the media gRPC API requires (empty: none).
     pub grpc_token: crate::grpc_auth::Secret,
+    /// Offers naming a private address get 488; StartTone to one INVALID_ARGUMENT.
+    pub refuse_private_destinations: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -35,6 +35,7 @@ pub fn settings() -> &'static Settings {
             enable_dtmf: cfg.media.enable_dtmf,
             wait_for_caller_rtp: cfg.media.rtp_start
                 == milliwatt_common::config::RtpStart::OnCallerRtp,
+            refuse_private_destinations: cfg.media.refuse_private_destinations,
             max_concurrent_calls: b.max_concurrent_calls,
             domains: vec![cfg.sip.domain.clone(), "milliwatt.test".into()],
             overload: Thresholds {

@@ -33,6 +33,8 @@ pub struct Media {
     listener: TcpListener,
     /// `media.grpc_token`: required on the Media service when set.
     token: milliwatt_common::grpc_auth::Secret,
+    /// `media.refuse_private_destinations`
+    refuse_private: bool,
     registry: Arc<Registry>,
     inputs: crate::sessions::RegistryInputs,
 }
@@ -97,6 +99,7 @@ impl Media {
         Ok(Media {
             listener,
             token: m.grpc_token.clone(),
+            refuse_private: m.refuse_private_destinations,
             registry,
             inputs,
         })
@@ -133,6 +136,7 @@ impl Media {
         let Media {
             listener,
             token,
+            refuse_private,
             registry,
             mut inputs,
         } = self;
@@ -221,7 +225,7 @@ impl Media {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(pb::media_server::MediaServer::with_interceptor(
-                MediaService::new(registry.clone()),
+                MediaService::new(registry.clone(), refuse_private),
                 milliwatt_common::grpc_auth::ServerInterceptor::new(&token),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -16,11 +16,16 @@ use milliwatt_proto::convert::{bad, session_id, status_of};
 
 pub struct MediaService {
     registry: Arc<Registry>,
+    /// `media.refuse_private_destinations`
+    refuse_private: bool,
 }
 
 impl MediaService {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        MediaService { registry }
+    pub fn new(registry: Arc<Registry>, refuse_private: bool) -> Self {
+        MediaService {
+            registry,
+            refuse_private,
+        }
     }
 }
 
@@ -62,6 +67,14 @@ impl pb::media_server::Media for MediaService {
         let r = req.into_inner();
         let id = session_id("session_id", &r.session_id)?;
         let tone = ToneRequest::try_from(r)?;
+        if self.refuse_private {
+            if let Some(why) = milliwatt_media_core::destination::private(tone.remote.ip()) {
+                return Err(bad(
+                    "remote_address",
+                    format!("{why} (media.refuse_private_destinations)"),
+                ));
+            }
+        }
         let ssrc = self.registry.start_tone(&id, tone).map_err(status_of)?;
         Ok(Response::new(pb::StartToneResponse { ssrc }))
     }

@@ -32,6 +32,34 @@ pub fn not_unicast(ip: IpAddr) -> Option<String> {
     }
 }
 
+/// Why `ip` is refused as an RTP destination when private destinations are refused
+/// (`media.refuse_private_destinations`), or `None`: IPv4 10/8, 172.16/12, 192.168/16 (RFC 1918),
+/// 100.64/10 (shared, RFC 6598), 169.254/16 (link-local); IPv6 fc00::/7 (unique local) and
+/// fe80::/10 (link-local); IPv4-mapped addresses as their IPv4 address. Loopback is never
+/// refused (a caller on this host), nor the unspecified address (hold).
+pub fn private(ip: IpAddr) -> Option<String> {
+    let why = |kind: &str| Some(format!("{ip} is {kind}: private destinations are refused"));
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None if v6.segments()[0] & 0xfe00 == 0xfc00 => return why("a unique local address"),
+            None if v6.segments()[0] & 0xffc0 == 0xfe80 => return why("a link-local address"),
+            None => return None,
+        },
+    };
+    let [a, b, ..] = v4.octets();
+    if v4.is_private() {
+        why("a private (RFC 1918) address")
+    } else if a == 100 && (64..128).contains(&b) {
+        why("a shared (RFC 6598) address")
+    } else if v4.is_link_local() {
+        why("a link-local address")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +90,39 @@ mod tests {
         ] {
             let ip: IpAddr = good.parse().unwrap();
             assert_eq!(not_unicast(ip), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn private_ranges_are_named_loopback_and_public_are_not() {
+        for bad in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.10.10",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.1.1.1",
+        ] {
+            let ip: IpAddr = bad.parse().unwrap();
+            let why = private(ip).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(why.contains("private destinations are refused"), "{why}");
+        }
+        for good in [
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0",
+            "192.0.2.10",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip: IpAddr = good.parse().unwrap();
+            assert_eq!(private(ip), None, "{good}");
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub enable_dtmf: bool,
     /// The tone waits for the caller's first RTP packet (`media.rtp_start = "on_caller_rtp"`).
     pub wait_for_caller_rtp: bool,
+    /// Offers naming a private address get 488 (`media.refuse_private_destinations`).
+    pub refuse_private_destinations: bool,
     pub max_concurrent_calls: u32,
     /// Host names a Request-URI may carry (IP literals are always accepted).
     pub domains: Vec<String>,
@@ -228,12 +230,24 @@ pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Nego
 }
 
 fn negotiate(s: &Settings, body: &str) -> Result<Negotiated, Refusal> {
-    sdp::negotiate(body, &s.preferred_codecs, s.enable_dtmf).map_err(|e| match e {
+    let n = sdp::negotiate(body, &s.preferred_codecs, s.enable_dtmf).map_err(|e| match e {
         SdpError::Unparseable(r) => {
             Refusal::new(RefusalKind::Malformed, format!("unparseable SDP: {r}"))
         }
         SdpError::NotAcceptable(r) => Refusal::new(RefusalKind::NoAcceptableMedia, r),
-    })
+    })?;
+    if s.refuse_private_destinations {
+        let why = n
+            .remote
+            .and_then(|r| milliwatt_media_core::destination::private(r.ip()));
+        if let Some(why) = why {
+            return Err(Refusal::new(
+                RefusalKind::NoAcceptableMedia,
+                format!("c=: {why} (media.refuse_private_destinations)"),
+            ));
+        }
+    }
+    Ok(n)
 }
 
 /// Why a call ended (logged, and given to media as the release reason).
@@ -705,6 +719,7 @@ mod tests {
             preferred_codecs: vec![Codec::Pcmu, Codec::Pcma],
             enable_dtmf: true,
             wait_for_caller_rtp: false,
+            refuse_private_destinations: false,
             max_concurrent_calls: 10,
             domains: vec!["milliwatt.test".into()],
             overload: crate::overload::Thresholds {
@@ -1315,6 +1330,36 @@ mod tests {
                 matches!(call.poll_output(), Some(Output::Finished(_))),
                 "{c}: nothing is allocated or answered"
             );
+        }
+    }
+
+    #[test]
+    fn private_destinations_are_refused_only_when_asked() {
+        for (refuse, addr, refused) in [
+            (false, "10.0.0.1", false),
+            (true, "10.0.0.1", true),
+            (true, "192.168.7.7", true),
+            (true, "127.0.0.1", false),
+            (true, "192.0.2.1", false),
+        ] {
+            let s = Settings {
+                refuse_private_destinations: refuse,
+                ..settings()
+            };
+            let body = offer_with(addr, 4000, "0", "sendrecv");
+            let got = screen(&s, &facts(&body), Load::default());
+            match got {
+                Err(r) if refused => {
+                    assert_eq!(r.kind.code(), 488, "{addr}");
+                    assert!(
+                        r.reason.contains("refuse_private_destinations"),
+                        "{}",
+                        r.reason
+                    );
+                }
+                Ok(_) if !refused => {}
+                other => panic!("{addr} (refuse {refuse}): {other:?}"),
+            }
         }
     }
 
