@@ -204,7 +204,9 @@ async fn receive_task<T>(
                     // Lock connection list to avoid the connecting being cloned between testing reference count & removing it
                     let connections = endpoint.transports().connections.lock();
 
-                    if Arc::strong_count(&transport.write) == 2 && transport.modified.lock().elapsed() > limits.idle_timeout {
+                    // PATCH(milliwatt): a connection with a message half-received is not
+                    // idle: `message_timeout` judges it
+                    if Arc::strong_count(&transport.write) == 2 && framed.read_buffer().is_empty() && transport.modified.lock().elapsed() > limits.idle_timeout {
                         log::debug!("Connection to {remote} unused for some time, removing it");
                         let _ = state_tx.send_replace(TransportState::Closed(TransportCloseReason::Inactivity));
                         drop_guard.trigger_locked(connections);
