@@ -16,6 +16,34 @@ use std::time::{Duration, Instant};
 
 pub const LOOPBACK: &str = "127.0.0.1";
 
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Keeps each panic's message (and location) for [`Server`]'s drop to repeat after the log.
+fn remember_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{message}{at}"));
+            default(info);
+        }));
+    });
+}
+
+fn last_panic_message() -> Option<String> {
+    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Fails the test, naming the tool, when a program the test needs is missing.
 pub fn require_tool(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -106,6 +134,8 @@ pub struct TestConfig {
     /// More `[media]` keys, one `key = value` a line.
     pub media_extra: String,
     pub extra: String,
+    /// `RUST_LOG` for both programs (it overrides `log.level`): "info" unless a test wants less.
+    pub log_level: &'static str,
 }
 
 impl TestConfig {
@@ -128,6 +158,7 @@ impl TestConfig {
             sip_extra: String::new(),
             media_extra: String::new(),
             extra: String::new(),
+            log_level: "info",
         }
     }
 
@@ -265,7 +296,7 @@ fn spawn_program(name: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<St
     let mut child = command
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", cfg.log_level)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -334,6 +365,7 @@ impl Server {
     }
 
     pub fn start(cfg: TestConfig, mode: Mode) -> Server {
+        remember_panics();
         let dir = temp_dir("server");
         let path = dir.join("config.toml");
         std::fs::write(&path, cfg.toml()).unwrap();
@@ -483,6 +515,11 @@ impl Drop for Server {
         }
         if std::thread::panicking() {
             eprintln!("---- server log ----\n{}", self.log_text());
+            // Again after the log, which can be long: CI shows the end of the output.
+            eprintln!(
+                "---- end of server log; the test failed: {}",
+                last_panic_message().unwrap_or_else(|| "(see above)".into())
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
