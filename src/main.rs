@@ -54,10 +54,25 @@ async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     if grpc.ip().is_unspecified() {
         grpc.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
+    // Signaling reaches its own media as a separate signaling would: over TLS when media serves
+    // it, so the same CA (and client certificate) keys must be set.
+    let tls = milliwatt_common::grpc_tls::ClientTls::from_config(&cfg.media)?;
+    anyhow::ensure!(
+        tls.is_enabled() == media.serves_tls(),
+        if media.serves_tls() {
+            "media serves gRPC over TLS (media.grpc_tls_cert_file) but media.grpc_tls_ca_file is \
+             empty: in one process, signaling needs the CA that signed media's certificate too"
+        } else {
+            "media.grpc_tls_ca_file is set but media.grpc_tls_cert_file is empty: in one process \
+             media serves plain gRPC, so set both or neither"
+        }
+    );
+    let scheme = if tls.is_enabled() { "https" } else { "http" };
     let client = milliwatt_signaling::MediaClient::new(
-        &format!("http://{grpc}"),
+        &format!("{scheme}://{grpc}"),
         milliwatt_signaling::instance_id(),
         &cfg.media.grpc_token,
+        &tls,
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, client, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

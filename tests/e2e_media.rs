@@ -283,3 +283,219 @@ fn with_a_grpc_token_only_callers_that_send_it_are_served() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("media.grpc_token"), "{err}");
 }
+
+/// Runs `command` to its end (at most 30 s): its exit status and stderr.
+fn run_bounded(
+    mut command: std::process::Command,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = common::wait_bounded(child, Duration::from_secs(30), what);
+    (status, reader.join().unwrap())
+}
+
+/// `milliwatt-ctl --config FILE [--set K=V]... sessions list`: exit status and stderr.
+fn ctl_list(config: &std::path::Path, sets: &[String]) -> (std::process::ExitStatus, String) {
+    let mut c = std::process::Command::new(bin_path("milliwatt-ctl"));
+    c.arg("--config").arg(config);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    c.args(["sessions", "list"]);
+    run_bounded(c, "milliwatt-ctl sessions list")
+}
+
+/// `media.grpc_tls_*` with mutual TLS, signaling and media as separate processes: a call works
+/// (signaling reached media over TLS with its client certificate), milliwatt-ctl lists with the
+/// configuration's files; a client with no certificate, with one another CA signed, trusting
+/// another CA, or speaking plain HTTP/2 gets nothing.
+#[test]
+fn over_mutual_tls_calls_work_and_clients_without_a_good_certificate_are_refused() {
+    let pki = common::tls::Pki::generate(&temp_dir("grpc-pki"));
+    let other = common::tls::Pki::generate(&temp_dir("grpc-other-pki"));
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 0;
+    cfg.tone_seconds = 1;
+    cfg.grpc_scheme = "https";
+    cfg.media_extra = pki.media_keys(true);
+    let server = Server::start(cfg.clone(), Mode::Split);
+    server.wait_log("the gRPC port speaks TLS only", 5 * SEC);
+    assert!(
+        server
+            .log_text()
+            .contains("required (media.grpc_tls_client_ca_file)"),
+        "media did not say it requires client certificates"
+    );
+    let sink = RtpSink::bind();
+    sipp(
+        &server,
+        &tone_scenario(&temp_dir("grpc-tls"), sink.port(), "0", 3000),
+        &[],
+        Duration::from_secs(15),
+    )
+    .assert_ok();
+    judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(1)));
+
+    let config = server.dir.join("config.toml");
+    let (status, err) = ctl_list(&config, &[]);
+    assert!(status.success(), "milliwatt-ctl over mutual TLS: {err}");
+    let refused = |sets: &[String], why: &str| {
+        let (status, err) = ctl_list(&config, sets);
+        assert_eq!(status.code(), Some(2), "{why}: {err}");
+        assert!(
+            err.contains(&format!(
+                "cannot reach the media service at https://127.0.0.1:{}",
+                cfg.grpc_port
+            )),
+            "{why}: {err}"
+        );
+        err
+    };
+    refused(
+        &[
+            "media.grpc_tls_client_cert_file=".into(),
+            "media.grpc_tls_client_key_file=".into(),
+        ],
+        "no client certificate",
+    );
+    refused(
+        &[
+            format!(
+                "media.grpc_tls_client_cert_file={}",
+                other.file("client.pem")
+            ),
+            format!(
+                "media.grpc_tls_client_key_file={}",
+                other.file("client.key")
+            ),
+        ],
+        "a client certificate another CA signed",
+    );
+    let err = refused(
+        &[format!("media.grpc_tls_ca_file={}", other.file("ca.pem"))],
+        "trusting another CA",
+    );
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the refusal should be about media's certificate: {err}"
+    );
+    // The same configuration with an http:// endpoint is named as a mistake before connecting.
+    let (status, err) = ctl_list(
+        &config,
+        &[format!("media.endpoint=http://127.0.0.1:{}", cfg.grpc_port)],
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("media.grpc_tls_ca_file") && err.contains("https://"),
+        "{err}"
+    );
+    // Plain HTTP/2 to the TLS port: no gRPC answer.
+    let plain = format!("http://127.0.0.1:{}", cfg.grpc_port);
+    let rt = grpc::runtime();
+    let result = rt.block_on(async {
+        let mut c = pb::media_client::MediaClient::connect(plain).await?;
+        c.list_sessions(pb::ListSessionsRequest {})
+            .await
+            .map_err(|e| e.into())
+    });
+    let result: Result<_, Box<dyn std::error::Error>> = result;
+    assert!(result.is_err(), "plain HTTP/2 was served on the TLS port");
+}
+
+/// The all-in-one process over TLS (its signaling dials its own media with the CA), and the
+/// start-up errors: each names the key, and the file where there is one, and exits non-zero.
+#[test]
+fn all_in_one_over_tls_and_its_configuration_errors() {
+    let pki = common::tls::Pki::generate(&temp_dir("grpc-pki-aio"));
+    let other = common::tls::Pki::generate(&temp_dir("grpc-other-pki-aio"));
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 0;
+    cfg.tone_seconds = 1;
+    cfg.grpc_scheme = "https";
+    cfg.media_extra = pki.media_keys(false);
+    {
+        let server = Server::start(cfg.clone(), Mode::AllInOne);
+        server.wait_log("the gRPC port speaks TLS only", 5 * SEC);
+        let sink = RtpSink::bind();
+        sipp(
+            &server,
+            &tone_scenario(&temp_dir("grpc-tls-aio"), sink.port(), "8", 3000),
+            &[],
+            Duration::from_secs(15),
+        )
+        .assert_ok();
+        judge(
+            &sink.finish(),
+            &Expect {
+                payload_type: 8,
+                law: Law::A,
+                ..Expect::pcmu_440(Duration::from_secs(1))
+            },
+        );
+    }
+
+    let dir = temp_dir("grpc-tls-errors");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "grpc_tls_cert_file = \"/nonexistent/media.pem\"\n\
+             grpc_tls_key_file = \"/nonexistent/media.key\"\n"
+                .into(),
+            vec!["media.grpc_tls_cert_file", "/nonexistent/media.pem", "cannot read"],
+        ),
+        (
+            format!(
+                "grpc_tls_cert_file = \"{}\"\ngrpc_tls_key_file = \"{}\"\n",
+                pki.file("media.pem"),
+                pki.file("media.pem")
+            ),
+            vec!["media.grpc_tls_key_file", "no PEM private key"],
+        ),
+        (
+            format!(
+                "grpc_tls_cert_file = \"{}\"\ngrpc_tls_key_file = \"{}\"\n",
+                pki.file("media.pem"),
+                pki.file("media.key")
+            ),
+            vec!["media.grpc_tls_ca_file", "in one process"],
+        ),
+        (
+            format!("grpc_tls_ca_file = \"{}\"\n", pki.file("ca.pem")),
+            vec!["media.grpc_tls_cert_file", "in one process"],
+        ),
+        (
+            format!(
+                "grpc_tls_cert_file = \"{}\"\ngrpc_tls_key_file = \"{}\"\ngrpc_tls_ca_file = \"{}\"\n",
+                pki.file("media.pem"),
+                other.file("media.key"),
+                pki.file("ca.pem")
+            ),
+            vec!["media.grpc_tls_cert_file", "refused"],
+        ),
+    ];
+    for (i, (keys, needles)) in cases.into_iter().enumerate() {
+        let bad = TestConfig {
+            media_extra: keys,
+            ..TestConfig::new()
+        };
+        let path = dir.join(format!("bad-{i}.toml"));
+        std::fs::write(&path, bad.toml()).unwrap();
+        let mut c = std::process::Command::new(bin_path("milliwatt"));
+        c.arg("--config").arg(&path);
+        let (status, err) = run_bounded(c, "milliwatt with a bad TLS configuration");
+        assert!(!status.success(), "case {i} started: {err}");
+        for n in needles {
+            assert!(err.contains(n), "case {i}: {n:?} not in: {err}");
+        }
+    }
+}

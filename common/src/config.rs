@@ -229,6 +229,74 @@ pub struct MediaConfig {
     pub grpc_token: crate::grpc_auth::Secret,
     /// Offers naming a private address get 488; StartTone to one INVALID_ARGUMENT.
     pub refuse_private_destinations: bool,
+    /// TLS on the media gRPC API ([`crate::grpc_tls`]); empty: none.
+    pub grpc_tls_cert_file: String,
+    pub grpc_tls_key_file: String,
+    pub grpc_tls_client_ca_file: String,
+    pub grpc_tls_ca_file: String,
+    pub grpc_tls_client_cert_file: String,
+    pub grpc_tls_client_key_file: String,
+    pub grpc_tls_server_name: String,
+}
+
+impl MediaConfig {
+    /// The gRPC TLS keys come in pairs and build on each other; the files themselves are
+    /// checked where they are used ([`crate::grpc_tls`]).
+    fn validate_grpc_tls(&self) -> Result<(), ConfigError> {
+        let set = |v: &String| !v.trim().is_empty();
+        let pairs = [
+            (
+                "media.grpc_tls_cert_file",
+                &self.grpc_tls_cert_file,
+                "media.grpc_tls_key_file",
+                &self.grpc_tls_key_file,
+            ),
+            (
+                "media.grpc_tls_client_cert_file",
+                &self.grpc_tls_client_cert_file,
+                "media.grpc_tls_client_key_file",
+                &self.grpc_tls_client_key_file,
+            ),
+        ];
+        for (a, va, b, vb) in pairs {
+            if set(va) != set(vb) {
+                let (given, missing) = if set(va) { (a, b) } else { (b, a) };
+                return Err(invalid(
+                    missing,
+                    format!("must be set with {given} (a certificate and its key go together)"),
+                ));
+            }
+        }
+        let needs = [
+            (
+                "media.grpc_tls_client_ca_file",
+                &self.grpc_tls_client_ca_file,
+                "media.grpc_tls_cert_file",
+                &self.grpc_tls_cert_file,
+                "client certificates are checked only on a TLS listener",
+            ),
+            (
+                "media.grpc_tls_client_cert_file",
+                &self.grpc_tls_client_cert_file,
+                "media.grpc_tls_ca_file",
+                &self.grpc_tls_ca_file,
+                "a client certificate is presented only over TLS, which needs the CA",
+            ),
+            (
+                "media.grpc_tls_server_name",
+                &self.grpc_tls_server_name,
+                "media.grpc_tls_ca_file",
+                &self.grpc_tls_ca_file,
+                "the name is checked only over TLS, which needs the CA",
+            ),
+        ];
+        for (key, v, needed, nv, why) in needs {
+            if set(v) && !set(nv) {
+                return Err(invalid(key, format!("needs {needed}: {why}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -357,6 +425,7 @@ impl Config {
                 "must be at least 16 printable ASCII characters without spaces, or empty for none",
             ));
         }
+        self.media.validate_grpc_tls()?;
         for n in &self.sources.allowed_networks {
             parse_network(n).map_err(|why| invalid("sources.allowed_networks", why))?;
         }
@@ -612,6 +681,77 @@ mod tests {
 
     fn err(r: Result<Config, ConfigError>) -> String {
         r.expect_err("expected a configuration error").to_string()
+    }
+
+    #[test]
+    fn grpc_tls_keys_go_in_pairs_and_need_what_they_build_on() {
+        let ok = load(
+            None,
+            &[
+                "media.grpc_tls_cert_file=/c.pem",
+                "media.grpc_tls_key_file=/k.pem",
+                "media.grpc_tls_client_ca_file=/ca.pem",
+                "media.grpc_tls_ca_file=/ca.pem",
+                "media.grpc_tls_client_cert_file=/cc.pem",
+                "media.grpc_tls_client_key_file=/ck.pem",
+                "media.grpc_tls_server_name=media.example",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.media.grpc_tls_server_name, "media.example");
+        let cases: &[(&[&str], &str, &str)] = &[
+            (
+                &["media.grpc_tls_cert_file=/c.pem"],
+                "media.grpc_tls_key_file",
+                "media.grpc_tls_cert_file",
+            ),
+            (
+                &["media.grpc_tls_key_file=/k.pem"],
+                "media.grpc_tls_cert_file",
+                "media.grpc_tls_key_file",
+            ),
+            (
+                &[
+                    "media.grpc_tls_ca_file=/ca.pem",
+                    "media.grpc_tls_client_key_file=/ck.pem",
+                ],
+                "media.grpc_tls_client_cert_file",
+                "media.grpc_tls_client_key_file",
+            ),
+            (
+                &["media.grpc_tls_client_ca_file=/ca.pem"],
+                "media.grpc_tls_client_ca_file",
+                "needs media.grpc_tls_cert_file",
+            ),
+            (
+                &[
+                    "media.grpc_tls_client_cert_file=/cc.pem",
+                    "media.grpc_tls_client_key_file=/ck.pem",
+                ],
+                "media.grpc_tls_client_cert_file",
+                "needs media.grpc_tls_ca_file",
+            ),
+            (
+                &["media.grpc_tls_server_name=media"],
+                "media.grpc_tls_server_name",
+                "needs media.grpc_tls_ca_file",
+            ),
+        ];
+        for (sets, key, says) in cases {
+            let e = err(load(None, sets, &[]));
+            assert!(
+                e.starts_with(&format!("configuration key `{key}`")) && e.contains(says),
+                "{sets:?}: {e}"
+            );
+        }
+        // The environment form of a key, as Compose and the chart set it.
+        let e = err(load(
+            None,
+            &[],
+            &[("MILLIWATT_MEDIA__GRPC_TLS_CERT_FILE", "/c.pem")],
+        ));
+        assert!(e.contains("media.grpc_tls_key_file"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config;
 pub mod grpc_auth;
+pub mod grpc_tls;
 pub mod telemetry;
 
 pub use admin::{Admin, Health};

@@ -17,11 +17,12 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use milliwatt_common::grpc_auth::{ClientInterceptor, Secret};
+use milliwatt_common::grpc_tls::{ClientTls, TlsError};
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient;
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 /// Exit code: no such session (or too few events before the timeout).
@@ -75,12 +76,37 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a number of seconds above 0"))
 }
 
+/// How this client proves itself to media and checks media: `media.grpc_token` (`--set
+/// media.grpc_token=...` or `MILLIWATT_MEDIA__GRPC_TOKEN`) and `media.grpc_tls_*`.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub token: Secret,
+    pub tls: ClientTls,
+}
+
+impl Access {
+    /// From the configuration; the TLS files are read and checked now.
+    pub fn from_config(m: &milliwatt_common::config::MediaConfig) -> Result<Access, TlsError> {
+        Ok(Access {
+            token: m.grpc_token.clone(),
+            tls: ClientTls::from_config(m)?,
+        })
+    }
+
+    /// As [`Access::from_config`], or the exit a command-line tool takes on a bad TLS file.
+    pub fn from_config_or_exit(m: &milliwatt_common::config::MediaConfig, program: &str) -> Access {
+        Access::from_config(m).unwrap_or_else(|e| {
+            eprintln!("{program}: {e}");
+            std::process::exit(EXIT_ERROR)
+        })
+    }
+}
+
 /// Runs a `sessions` command against `--endpoint` or `default_endpoint`; returns the exit code.
-/// Results go to stdout, errors (and the "watching" notice) to stderr. `token`:
-/// `media.grpc_token` (`--set media.grpc_token=...` or `MILLIWATT_MEDIA__GRPC_TOKEN`).
-pub async fn run(args: &SessionsArgs, default_endpoint: &str, token: &Secret) -> i32 {
+/// Results go to stdout, errors (and the "watching" notice) to stderr.
+pub async fn run(args: &SessionsArgs, default_endpoint: &str, access: &Access) -> i32 {
     let endpoint = args.endpoint.as_deref().unwrap_or(default_endpoint);
-    match execute(args, endpoint, token).await {
+    match execute(args, endpoint, access).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("milliwatt-media: {}", e.message);
@@ -119,6 +145,21 @@ pub fn from_status(status: &tonic::Status, endpoint: &str, session_id: Option<&s
         (Code::NotFound, Some(id)) => Failure::new(EXIT_NOT_FOUND, format!("no session {id}")),
         (Code::InvalidArgument, _) => Failure::new(EXIT_ERROR, status.message()),
         (Code::Unavailable, _) => unreachable(endpoint, &status_detail(status)),
+        // The connection broke under the call: with TLS 1.3 a server that refuses the client's
+        // certificate says so after the handshake, with an alert or by closing the connection.
+        (Code::Unknown | Code::Cancelled, _)
+            if status_detail(status).contains("transport error") =>
+        {
+            let detail = status_detail(status);
+            let hint = if detail.contains("fatal alert") || detail.contains("connection closed") {
+                " (if media requires client certificates, it refused this one: check \
+                 media.grpc_tls_client_cert_file and _key_file against media's \
+                 grpc_tls_client_ca_file)"
+            } else {
+                ""
+            };
+            unreachable(endpoint, &format!("{detail}{hint}"))
+        }
         (Code::Unauthenticated, _) => Failure::new(
             EXIT_ERROR,
             format!(
@@ -170,21 +211,23 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 type Client = MediaClient<InterceptedService<Channel, ClientInterceptor>>;
 
-async fn connect(endpoint: &str, token: &Secret) -> Result<Client, Failure> {
-    let ep = Endpoint::from_shared(endpoint.to_string()).map_err(|e| {
+async fn connect(endpoint: &str, access: &Access) -> Result<Client, Failure> {
+    let ep = access.tls.endpoint(endpoint).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
-            format!(
-                "{endpoint:?} is not a gRPC endpoint URL: {}",
-                root_cause(&e)
-            ),
+            match e {
+                TlsError::Endpoint(_, why) => {
+                    format!("{endpoint:?} is not a gRPC endpoint URL: {why}")
+                }
+                e => e.to_string(),
+            },
         )
     })?;
     let ep = ep.connect_timeout(CONNECT_TIMEOUT);
     match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), ep.connect()).await {
         Ok(Ok(channel)) => Ok(MediaClient::with_interceptor(
             channel,
-            ClientInterceptor::new(token),
+            ClientInterceptor::new(&access.token),
         )),
         Ok(Err(e)) => Err(unreachable(endpoint, &root_cause(&e))),
         Err(_) => Err(unreachable(
@@ -218,8 +261,8 @@ fn emit(line: &str) -> bool {
     writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
-async fn execute(args: &SessionsArgs, endpoint: &str, token: &Secret) -> Result<(), Failure> {
-    let mut client = connect(endpoint, token).await?;
+async fn execute(args: &SessionsArgs, endpoint: &str, access: &Access) -> Result<(), Failure> {
+    let mut client = connect(endpoint, access).await?;
     match &args.command {
         SessionsCommand::List => {
             let mut sessions = call(
@@ -1049,6 +1092,21 @@ mod tests {
         let f = from_status(&tonic::Status::unavailable("connection refused"), ep, None);
         assert_eq!(f.code, 2);
         assert!(f.message.contains(ep) && f.message.contains("connection refused"));
+        let f = from_status(
+            &tonic::Status::unknown(
+                "transport error: connection error: received fatal alert: CertificateRequired",
+            ),
+            ep,
+            None,
+        );
+        assert_eq!(f.code, 2);
+        assert!(
+            f.message.starts_with("cannot reach the media service")
+                && f.message.contains("CertificateRequired")
+                && f.message.contains("media.grpc_tls_client_cert_file"),
+            "{}",
+            f.message
+        );
         let f = from_status(&tonic::Status::internal("boom"), ep, None);
         assert_eq!(f.code, 2);
         assert!(f.message.contains(ep) && f.message.contains("boom"));
@@ -1060,8 +1118,8 @@ mod tests {
     async fn unreachable_media_exits_2() {
         // Port 1 on loopback: nothing listens there.
         let args = parse(&["sessions", "--endpoint", "http://127.0.0.1:1", "list"]);
-        assert_eq!(run(&args, "http://unused:9", &Secret::default()).await, 2);
-        let f = execute(&args, "http://127.0.0.1:1", &Secret::default())
+        assert_eq!(run(&args, "http://unused:9", &Access::default()).await, 2);
+        let f = execute(&args, "http://127.0.0.1:1", &Access::default())
             .await
             .unwrap_err();
         assert!(
@@ -1070,7 +1128,7 @@ mod tests {
             "{}",
             f.message
         );
-        let f = execute(&args, "not a url", &Secret::default())
+        let f = execute(&args, "not a url", &Access::default())
             .await
             .unwrap_err();
         assert_eq!(f.code, 2);

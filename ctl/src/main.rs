@@ -27,5 +27,12 @@ async fn main() {
     let cli = Cli::parse();
     let cfg = cli.config.load_or_exit("milliwatt-ctl");
     let Command::Sessions(args) = &cli.command;
-    std::process::exit(milliwatt_ctl::run(args, &cfg.media.endpoint, &cfg.media.grpc_token).await)
+    std::process::exit(
+        milliwatt_ctl::run(
+            args,
+            &cfg.media.endpoint,
+            &milliwatt_ctl::Access::from_config_or_exit(&cfg.media, "milliwatt-ctl"),
+        )
+        .await,
+    )
 }

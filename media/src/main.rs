@@ -38,7 +38,12 @@ async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Common(cmd)) => milliwatt_common::run_command(cmd, &cfg),
         Some(Command::Sessions(args)) => std::process::exit(
-            milliwatt_ctl::run(args, &cfg.media.endpoint, &cfg.media.grpc_token).await,
+            milliwatt_ctl::run(
+                args,
+                &cfg.media.endpoint,
+                &milliwatt_ctl::Access::from_config_or_exit(&cfg.media, "milliwatt-media"),
+            )
+            .await,
         ),
         None => {}
     }

@@ -26,6 +26,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Tls(#[from] milliwatt_common::grpc_tls::TlsError),
+    #[error("media.grpc_tls_cert_file/key_file: the TLS identity was refused: {0}")]
+    TlsIdentity(tonic::transport::Error),
 }
 
 /// A bound, not yet serving, media service.
@@ -33,6 +37,8 @@ pub struct Media {
     listener: TcpListener,
     /// `media.grpc_token`: required on the Media service when set.
     token: milliwatt_common::grpc_auth::Secret,
+    /// `media.grpc_tls_*`: TLS only on the gRPC port when set.
+    tls: Option<tonic::transport::ServerTlsConfig>,
     /// `media.refuse_private_destinations`
     refuse_private: bool,
     registry: Arc<Registry>,
@@ -43,6 +49,13 @@ impl Media {
     /// Binds the gRPC listener and starts the pacing threads.
     pub async fn bind(cfg: &Config) -> Result<Media, ServeError> {
         let m = &cfg.media;
+        // TLS files first: a wrong one stops the start before anything is bound.
+        let tls = milliwatt_common::grpc_tls::server_config(m)?;
+        if let Some(tls) = &tls {
+            tonic::transport::Server::builder()
+                .tls_config(tls.clone())
+                .map_err(ServeError::TlsIdentity)?;
+        }
         let threads = match m.pacing_threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -96,13 +109,29 @@ impl Media {
         if !m.grpc_token.is_empty() {
             tracing::info!("the Media gRPC service requires a bearer token (media.grpc_token)");
         }
+        if tls.is_some() {
+            tracing::info!(
+                client_certificates = if m.grpc_tls_client_ca_file.is_empty() {
+                    "not required"
+                } else {
+                    "required (media.grpc_tls_client_ca_file)"
+                },
+                "the gRPC port speaks TLS only (media.grpc_tls_cert_file)"
+            );
+        }
         Ok(Media {
             listener,
             token: m.grpc_token.clone(),
+            tls,
             refuse_private: m.refuse_private_destinations,
             registry,
             inputs,
         })
+    }
+
+    /// Whether the gRPC port speaks TLS (`media.grpc_tls_cert_file`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -136,6 +165,7 @@ impl Media {
         let Media {
             listener,
             token,
+            tls,
             refuse_private,
             registry,
             mut inputs,
@@ -210,7 +240,11 @@ impl Media {
             }
         };
         health.set("grpc_serving", true);
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(ServeError::TlsIdentity)?;
+        }
+        let result = builder
             // One span per RPC, child of the caller's trace (W3C traceparent in the metadata).
             .trace_fn(|req| {
                 let span = tracing::info_span!(

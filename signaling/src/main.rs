@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         &cfg.media.endpoint,
         milliwatt_signaling::instance_id(),
         &cfg.media.grpc_token,
+        &milliwatt_common::grpc_tls::ClientTls::from_config(&cfg.media)?,
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, media, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use milliwatt_common::grpc_auth::{ClientInterceptor, Secret};
+use milliwatt_common::grpc_tls::{ClientTls, TlsError};
 use milliwatt_common::prometheus_client::metrics::family::Family;
 use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
 use milliwatt_media_core::session::{Figures, ToneRequest};
@@ -12,7 +13,7 @@ use milliwatt_proto::convert::{media_failure, start_tone_request};
 use milliwatt_proto::v1 as pb;
 use pb::media_client::MediaClient as GrpcClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Every call carries the caller's trace context (W3C traceparent) to media.
 type Client = GrpcClient<InterceptedService<Channel, ClientInterceptor>>;
@@ -21,11 +22,6 @@ type Client = GrpcClient<InterceptedService<Channel, ClientInterceptor>>;
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use milliwatt_signaling_core::call::MediaFailure as MediaError;
-
-/// `media.endpoint` is not a URL a gRPC channel can use.
-#[derive(Debug, thiserror::Error)]
-#[error("media.endpoint {0:?} is not a gRPC URL: {1}")]
-pub struct InvalidEndpoint(pub String, pub String);
 
 #[derive(Debug, Clone)]
 pub struct Allocation {
@@ -55,10 +51,16 @@ pub struct MediaClient {
 
 impl MediaClient {
     /// A lazily connecting client: the media service may come up after signaling. `token`:
-    /// `media.grpc_token`, sent with every call when set.
-    pub fn new(endpoint: &str, owner: String, token: &Secret) -> Result<Self, InvalidEndpoint> {
-        let endpoint = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| InvalidEndpoint(endpoint.to_string(), e.to_string()))?
+    /// `media.grpc_token`, sent with every call when set; `tls`: `media.grpc_tls_*` (an
+    /// `https://` endpoint exactly when it is enabled).
+    pub fn new(
+        endpoint: &str,
+        owner: String,
+        token: &Secret,
+        tls: &ClientTls,
+    ) -> Result<Self, TlsError> {
+        let endpoint = tls
+            .endpoint(endpoint)?
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true);

@@ -5,6 +5,7 @@
 pub mod grpc;
 pub mod rtp;
 pub mod sip;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -136,6 +137,8 @@ pub struct TestConfig {
     pub extra: String,
     /// `RUST_LOG` for both programs (it overrides `log.level`): "info" unless a test wants less.
     pub log_level: &'static str,
+    /// The scheme of `media.endpoint` and of [`Server::grpc_endpoint`]: "https" with TLS.
+    pub grpc_scheme: &'static str,
 }
 
 impl TestConfig {
@@ -159,6 +162,7 @@ impl TestConfig {
             media_extra: String::new(),
             extra: String::new(),
             log_level: "info",
+            grpc_scheme: "http",
         }
     }
 
@@ -182,7 +186,7 @@ preferred_codecs = {codecs}
 bind_address = "127.0.0.1"
 advertised_address = "127.0.0.1"
 grpc_listen = "127.0.0.1:{grpc}"
-endpoint = "http://127.0.0.1:{grpc}"
+endpoint = "{scheme}://127.0.0.1:{grpc}"
 pacing_threads = 1
 lease_seconds = 6
 session_grace_seconds = 2
@@ -208,6 +212,7 @@ grace_seconds = {grace}
             sip_extra = self.sip_extra,
             media_extra = self.media_extra,
             grpc = self.grpc_port,
+            scheme = self.grpc_scheme,
             extra = self.extra,
         )
     }
@@ -462,7 +467,10 @@ impl Server {
     }
 
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.cfg.grpc_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.cfg.grpc_scheme, self.cfg.grpc_port
+        )
     }
 
     /// Kills one of the processes (SIGKILL), as a crash would.
