@@ -3,15 +3,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::rtp::RtpSink;
-use common::{bin_path, grpc, temp_dir, tone_scenario, wait_bounded, Mode, Server, TestConfig};
+use common::{
+    bin_path, grpc, output_bounded, read_all, temp_dir, tone_scenario, wait_bounded, Mode, Server,
+    TestConfig,
+};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -37,25 +39,17 @@ fn spawn_bin(binary: &str, config: Option<&Path>, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("starting {binary} sessions: {e}"))
 }
 
-fn read_all(r: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(r).read_to_string(&mut s);
-        s
-    })
-}
-
 /// Runs the client to the end (at most 20 s): (exit code, stdout, stderr).
 fn run_cli(config: Option<&Path>, args: &[&str]) -> (i32, String, String) {
     run_bin("milliwatt-ctl", config, args)
 }
 
 fn run_bin(binary: &str, config: Option<&Path>, args: &[&str]) -> (i32, String, String) {
-    let mut child = spawn_bin(binary, config, args);
-    let out = read_all(child.stdout.take().unwrap());
-    let err = read_all(child.stderr.take().unwrap());
-    let status = wait_bounded(child, 20 * SEC, &format!("sessions {args:?}"));
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let (status, out, err) = output_bounded(
+        spawn_bin(binary, config, args),
+        20 * SEC,
+        &format!("sessions {args:?}"),
+    );
     let code = status
         .code()
         .unwrap_or_else(|| panic!("sessions {args:?} died: {status}\n{err}"));

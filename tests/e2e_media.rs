@@ -289,20 +289,13 @@ fn run_bounded(
     mut command: std::process::Command,
     what: &str,
 ) -> (std::process::ExitStatus, String) {
-    use std::io::Read as _;
-    let mut child = command
+    let child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = common::wait_bounded(child, Duration::from_secs(30), what);
-    (status, reader.join().unwrap())
+    let (status, _, err) = common::output_bounded(child, Duration::from_secs(30), what);
+    (status, err)
 }
 
 /// `milliwatt-ctl --config FILE [--set K=V]... sessions list`: exit status and stderr.
@@ -316,6 +309,17 @@ fn ctl_list(config: &std::path::Path, sets: &[String]) -> (std::process::ExitSta
     run_bounded(c, "milliwatt-ctl sessions list")
 }
 
+/// Short calls answered at once, with `pki`'s TLS keys and an `https://` endpoint.
+fn tls_config(pki: &common::tls::Pki, mutual: bool) -> TestConfig {
+    TestConfig {
+        answer_delay_ms: 0,
+        tone_seconds: 1,
+        grpc_scheme: "https",
+        media_extra: pki.media_keys(mutual),
+        ..TestConfig::new()
+    }
+}
+
 /// `media.grpc_tls_*` with mutual TLS, signaling and media as separate processes: a call works
 /// (signaling reached media over TLS with its client certificate), milliwatt-ctl lists with the
 /// configuration's files; a client with no certificate, with one another CA signed, trusting
@@ -324,11 +328,7 @@ fn ctl_list(config: &std::path::Path, sets: &[String]) -> (std::process::ExitSta
 fn over_mutual_tls_calls_work_and_clients_without_a_good_certificate_are_refused() {
     let pki = common::tls::Pki::generate(&temp_dir("grpc-pki"));
     let other = common::tls::Pki::generate(&temp_dir("grpc-other-pki"));
-    let mut cfg = TestConfig::new();
-    cfg.answer_delay_ms = 0;
-    cfg.tone_seconds = 1;
-    cfg.grpc_scheme = "https";
-    cfg.media_extra = pki.media_keys(true);
+    let cfg = tls_config(&pki, true);
     let server = Server::start(cfg.clone(), Mode::Split);
     server.wait_log("the gRPC port speaks TLS only", 5 * SEC);
     assert!(
@@ -419,11 +419,7 @@ fn over_mutual_tls_calls_work_and_clients_without_a_good_certificate_are_refused
 fn all_in_one_over_tls_and_its_configuration_errors() {
     let pki = common::tls::Pki::generate(&temp_dir("grpc-pki-aio"));
     let other = common::tls::Pki::generate(&temp_dir("grpc-other-pki-aio"));
-    let mut cfg = TestConfig::new();
-    cfg.answer_delay_ms = 0;
-    cfg.tone_seconds = 1;
-    cfg.grpc_scheme = "https";
-    cfg.media_extra = pki.media_keys(false);
+    let cfg = tls_config(&pki, false);
     {
         let server = Server::start(cfg.clone(), Mode::AllInOne);
         server.wait_log("the gRPC port speaks TLS only", 5 * SEC);

@@ -752,6 +752,31 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
 }
 
 /// Waits for a child, killing it after `limit`.
+/// Reads `r` to its end on a thread of its own (a child's pipe, drained while it runs).
+pub fn read_all(r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(r).read_to_string(&mut s);
+        s
+    })
+}
+
+/// Waits for `child` as [`wait_bounded`] does, draining its piped stdout and stderr meanwhile:
+/// (status, stdout, stderr); a stream not piped reads as empty.
+pub fn output_bounded(
+    mut child: Child,
+    limit: Duration,
+    what: &str,
+) -> (ExitStatus, String, String) {
+    let out = child.stdout.take().map(read_all);
+    let err = child.stderr.take().map(read_all);
+    let status = wait_bounded(child, limit, what);
+    let text = |h: Option<std::thread::JoinHandle<String>>| {
+        h.map(|h| h.join().unwrap()).unwrap_or_default()
+    };
+    (status, text(out), text(err))
+}
+
 pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
