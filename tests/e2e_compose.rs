@@ -60,10 +60,18 @@ fn host_port() -> String {
 
 /// docker-compose with this test's project name and settings.
 fn compose(project: &str, env: &[(&str, String)]) -> Command {
+    compose_files(project, &[], env)
+}
+
+/// As [`compose`], with override files layered on docker-compose.yml.
+fn compose_files(project: &str, overrides: &[&str], env: &[(&str, String)]) -> Command {
     let mut c = Command::new("docker-compose");
     c.current_dir(root())
-        .args(["-p", project, "-f", "docker-compose.yml"])
-        .env("MILLIWATT_TAG", TAG)
+        .args(["-p", project, "-f", "docker-compose.yml"]);
+    for f in overrides {
+        c.args(["-f", f]);
+    }
+    c.env("MILLIWATT_TAG", TAG)
         .env("TONE_DURATION_SECONDS", TONE_SECONDS.to_string())
         .env("SIP_HOST_PORT", host_port())
         .env("ADMIN_HOST_PORT", host_port())
@@ -322,6 +330,118 @@ fn compose_stack_calls_drains_and_survives_media_loss() {
     judge(&rtp.finish(), &expect_from_media(None));
 }
 
+/// docker-compose.grpc-tls.yml: mutual TLS between the containers with certificates from
+/// scripts/grpc-certs.sh. Signaling turns ready only once it reached media over TLS; a call gets
+/// its judged tone; milliwatt-ctl on the host lists media's sessions through the published gRPC
+/// port with the client certificate and is refused without one.
+#[test]
+fn compose_over_mutual_grpc_tls_calls_and_refuses_clients_without_a_certificate() {
+    require_tool("docker", "docker.io");
+    require_tool("docker-compose", "docker-compose");
+    require_tool("sipp", "sip-tester");
+    build_images();
+    let _one = ONE_STACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    const TLS_PROJECT: &str = "milliwatt-e2e-tls";
+    let pki =
+        common::tls::Pki::generate_for(&temp_dir("compose-grpc-pki"), &["media", "127.0.0.1"]);
+    // The images run as uid 10001; grpc-certs.sh writes the keys 0600 for their creator.
+    for key in ["media.key", "client.key"] {
+        let path = pki.dir.join(key);
+        if std::os::unix::fs::chown(&path, Some(10001), Some(10001)).is_err() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let grpc_port = host_port();
+    let env = [
+        ("GRPC_TLS_DIR", pki.dir.to_string_lossy().into_owned()),
+        ("GRPC_HOST_PORT", grpc_port.clone()),
+    ];
+    let up = || compose_files(TLS_PROJECT, &["docker-compose.grpc-tls.yml"], &env);
+    let _ = up().args(["down", "-v", "--remove-orphans"]).output();
+    let _down = Down(TLS_PROJECT);
+    check(
+        run(up().args(["up", "-d", "--no-build"]), "up"),
+        "docker-compose -f docker-compose.yml -f docker-compose.grpc-tls.yml up",
+    );
+    wait_until(
+        "signaling healthy (media reached over TLS)",
+        60 * SEC,
+        || {
+            inspect(
+                &container(TLS_PROJECT, "signaling"),
+                "{{.State.Health.Status}}",
+            ) == "healthy"
+        },
+    );
+    let logs = check(
+        run(up().args(["logs", "--no-color", "media"]), "logs"),
+        "docker-compose logs media",
+    );
+    assert!(
+        logs.contains("the gRPC port speaks TLS only")
+            && logs.contains("required (media.grpc_tls_client_ca_file)"),
+        "media did not say it serves mutual TLS:\n{logs}"
+    );
+
+    let dir = temp_dir("compose-tls");
+    let rtp = sink();
+    let call = sipp_from(
+        GATEWAY,
+        target(),
+        &tone_call_scenario(&dir, &rtp),
+        &[],
+        20 * SEC,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    call.assert_ok();
+    let media_addr = answered_media(&call.messages);
+    judge(&rtp.finish(), &expect_from_media(Some(media_addr)));
+
+    let ctl = |sets: &[String]| {
+        let mut c = Command::new(common::bin_path("milliwatt-ctl"));
+        c.args([
+            "--set",
+            &format!("media.endpoint=https://127.0.0.1:{grpc_port}"),
+        ])
+        .args([
+            "--set",
+            &format!("media.grpc_tls_ca_file={}", pki.file("ca.pem")),
+        ]);
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        let child = c
+            .args(["sessions", "list"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running milliwatt-ctl");
+        common::output_bounded(child, 30 * SEC, "milliwatt-ctl sessions list")
+    };
+    let (status, out, err) = ctl(&[
+        format!("media.grpc_tls_client_cert_file={}", pki.file("client.pem")),
+        format!("media.grpc_tls_client_key_file={}", pki.file("client.key")),
+    ]);
+    assert!(
+        status.success(),
+        "milliwatt-ctl over mutual TLS through the published port: {err}"
+    );
+    eprintln!("milliwatt-ctl sessions list over TLS:\n{out}");
+    let (status, _, err) = ctl(&[]);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "without a client certificate: {err}"
+    );
+    assert!(
+        err.contains("if media requires client certificates, it refused this one"),
+        "without a client certificate: {err}"
+    );
+}
+
 #[test]
 fn invalid_config_in_the_container_exits_naming_the_key() {
     require_tool("docker", "docker.io");
@@ -387,15 +507,6 @@ fn invalid_config_in_the_container_exits_naming_the_key() {
 #[test]
 fn compose_file_is_valid_for_compose_v1_and_v2() {
     require_tool("docker-compose", "docker-compose");
-    check(
-        run(
-            Command::new("docker-compose")
-                .current_dir(root())
-                .args(["config", "-q"]),
-            "v1 config",
-        ),
-        "docker-compose (v1) config",
-    );
     let v2 = check(
         run(
             Command::new("bash").arg(root().join("tests/compose/compose-v2.sh")),
@@ -403,13 +514,23 @@ fn compose_file_is_valid_for_compose_v1_and_v2() {
         ),
         "fetching Compose v2",
     );
-    check(
-        run(
-            Command::new(v2.trim())
-                .current_dir(root())
-                .args(["config", "-q"]),
-            "v2 config",
-        ),
-        "docker compose (v2) config",
-    );
+    let v2 = v2.trim();
+    for files in [
+        &["docker-compose.yml"][..],
+        &["docker-compose.yml", "docker-compose.grpc-tls.yml"],
+    ] {
+        let args: Vec<&str> = files.iter().flat_map(|f| ["-f", f]).collect();
+        for (tool, name) in [("docker-compose", "v1"), (v2, "v2")] {
+            check(
+                run(
+                    Command::new(tool)
+                        .current_dir(root())
+                        .args(&args)
+                        .args(["config", "-q"]),
+                    "config",
+                ),
+                &format!("docker compose ({name}) {} config", args.join(" ")),
+            );
+        }
+    }
 }

@@ -146,12 +146,22 @@ pub fn from_status(status: &tonic::Status, endpoint: &str, session_id: Option<&s
         (Code::InvalidArgument, _) => Failure::new(EXIT_ERROR, status.message()),
         (Code::Unavailable, _) => unreachable(endpoint, &status_detail(status)),
         // The connection broke under the call: with TLS 1.3 a server that refuses the client's
-        // certificate says so after the handshake, with an alert or by closing the connection.
+        // certificate says so after the handshake, with an alert or by closing the connection
+        // (through a proxy such as Docker's published ports, the close reads as a broken pipe
+        // or a reset).
         (Code::Unknown | Code::Cancelled, _)
             if status_detail(status).contains("transport error") =>
         {
             let detail = status_detail(status);
-            let hint = if detail.contains("fatal alert") || detail.contains("connection closed") {
+            let broke = [
+                "fatal alert",
+                "connection closed",
+                "broken pipe",
+                "connection reset",
+            ]
+            .iter()
+            .any(|s| detail.contains(s));
+            let hint = if broke && endpoint.starts_with("https://") {
                 " (if media requires client certificates, it refused this one: check \
                  media.grpc_tls_client_cert_file and _key_file against media's \
                  grpc_tls_client_ca_file)"
@@ -1092,18 +1102,30 @@ mod tests {
         let f = from_status(&tonic::Status::unavailable("connection refused"), ep, None);
         assert_eq!(f.code, 2);
         assert!(f.message.contains(ep) && f.message.contains("connection refused"));
+        let tls = "https://127.0.0.1:1";
+        for detail in [
+            "transport error: connection error: received fatal alert: CertificateRequired",
+            "transport error: connection error: stream closed because of a broken pipe",
+        ] {
+            let f = from_status(&tonic::Status::unknown(detail), tls, None);
+            assert_eq!(f.code, 2);
+            assert!(
+                f.message.starts_with("cannot reach the media service")
+                    && f.message.contains(detail)
+                    && f.message.contains("media.grpc_tls_client_cert_file"),
+                "{}",
+                f.message
+            );
+        }
+        // Without TLS a broken connection says nothing about certificates.
         let f = from_status(
-            &tonic::Status::unknown(
-                "transport error: connection error: received fatal alert: CertificateRequired",
-            ),
+            &tonic::Status::unknown("transport error: connection error: connection reset"),
             ep,
             None,
         );
-        assert_eq!(f.code, 2);
         assert!(
             f.message.starts_with("cannot reach the media service")
-                && f.message.contains("CertificateRequired")
-                && f.message.contains("media.grpc_tls_client_cert_file"),
+                && !f.message.contains("certificates"),
             "{}",
             f.message
         );

@@ -11,12 +11,17 @@ pub struct Pki {
 impl Pki {
     /// Runs scripts/grpc-certs.sh into `dir` (media's certificate names localhost and 127.0.0.1).
     pub fn generate(dir: &Path) -> Pki {
+        Pki::generate_for(dir, &["localhost", "127.0.0.1"])
+    }
+
+    /// As [`Pki::generate`], media's certificate carrying `names`.
+    pub fn generate_for(dir: &Path, names: &[&str]) -> Pki {
         super::require_tool("openssl", "openssl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/grpc-certs.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg(dir)
-            .args(["localhost", "127.0.0.1"])
+            .args(names)
             .output()
             .expect("running scripts/grpc-certs.sh");
         assert!(

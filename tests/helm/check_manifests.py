@@ -39,6 +39,24 @@ SCENARIOS = {
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,
                          sip_adv="sip.example.com", node_port_tcp=30060),
+    "grpc-tls": dict(media_kind="Deployment", media_host=False, sig_host=False,
+                     svc_type="ClusterIP", transport="both", media_adv=None, sip_adv="",
+                     grpc_tls=dict(secret="mw-grpc-media", client_secret="mw-grpc-signaling",
+                                   server_name="media.milliwatt.internal")),
+}
+
+TLS_SERVER = "/etc/milliwatt-tls/server"
+TLS_CLIENT = "/etc/milliwatt-tls/client"
+# What each workload must get with media.grpcTls: the env paths, and (secret, mount) -> files mounted.
+TLS_ENV = {
+    "media": {"GRPC_TLS_CERT_FILE": f"{TLS_SERVER}/tls.crt", "GRPC_TLS_KEY_FILE": f"{TLS_SERVER}/tls.key",
+              "GRPC_TLS_CLIENT_CA_FILE": f"{TLS_CLIENT}/ca.crt", "GRPC_TLS_CA_FILE": f"{TLS_SERVER}/ca.crt"},
+    "signaling": {"GRPC_TLS_CA_FILE": f"{TLS_SERVER}/ca.crt", "GRPC_TLS_CLIENT_CERT_FILE": f"{TLS_CLIENT}/tls.crt",
+                  "GRPC_TLS_CLIENT_KEY_FILE": f"{TLS_CLIENT}/tls.key"},
+}
+TLS_FILES = {
+    "media": {("secret", TLS_SERVER): ["ca.crt", "tls.crt", "tls.key"], ("client_secret", TLS_CLIENT): ["ca.crt"]},
+    "signaling": {("secret", TLS_SERVER): ["ca.crt"], ("client_secret", TLS_CLIENT): ["tls.crt", "tls.key"]},
 }
 
 results = []
@@ -93,8 +111,13 @@ def main():
     grpc_port = int(cfg["media"]["grpc_listen"].rsplit(":", 1)[1])
     check(f"{tag} media.grpc_listen is 0.0.0.0:<port>", cfg["media"]["grpc_listen"] == "0.0.0.0:50051",
           cfg["media"]["grpc_listen"])
-    check(f"{tag} media.endpoint is the media Service", cfg["media"]["endpoint"] == f"http://{RELEASE}-media:{grpc_port}",
-          cfg["media"]["endpoint"])
+    tls = exp.get("grpc_tls")
+    scheme = "https" if tls else "http"
+    check(f"{tag} media.endpoint is the media Service over {scheme}",
+          cfg["media"]["endpoint"] == f"{scheme}://{RELEASE}-media:{grpc_port}", cfg["media"]["endpoint"])
+    tls_keys = {k: v for k, v in cfg["media"].items() if k.startswith("grpc_tls_")}
+    check(f"{tag} the shared config.toml keeps the 7 media.grpc_tls_* keys empty (each workload's env sets its own)",
+          len(tls_keys) == 7 and not any(tls_keys.values()), f"{tls_keys}")
     check(f"{tag} sip.transport = {exp['transport']}", cfg["sip"]["transport"] == exp["transport"])
     check(f"{tag} sip.advertised_address = {exp['sip_adv']!r}", cfg["sip"]["advertised_address"] == exp["sip_adv"],
           repr(cfg["sip"]["advertised_address"]))
@@ -137,9 +160,14 @@ def main():
         lp, rp = c.get("livenessProbe") or {}, c.get("readinessProbe") or {}
         check(f"{tag} {comp}: readiness probe GET /readyz on port admin",
               rp.get("httpGet", {}).get("path") == "/readyz" and rp["httpGet"].get("port") == "admin")
+        if comp == "media" and tls:
+            check(f"{tag} media: liveness probe GET /livez on port admin (the kubelet's gRPC probe has no TLS)",
+                  lp.get("httpGet", {}).get("path") == "/livez" and lp["httpGet"].get("port") == "admin"
+                  and "grpc" not in lp)
         if comp == "media":
-            check(f"{tag} media: liveness probe is gRPC health on the gRPC port {grpc_port}",
-                  lp.get("grpc", {}).get("port") == grpc_port)
+            if not tls:
+                check(f"{tag} media: liveness probe is gRPC health on the gRPC port {grpc_port}",
+                      lp.get("grpc", {}).get("port") == grpc_port)
             check(f"{tag} media: container port 'grpc' = {grpc_port}", ports.get("grpc", {}).get("containerPort") == grpc_port)
         else:
             check(f"{tag} signaling: liveness probe GET /livez on port admin",
@@ -161,6 +189,26 @@ def main():
         check(f"{tag} {comp}: enableServiceLinks false (no MILLIWATT_*_PORT link variables), no service account token",
               spec.get("enableServiceLinks") is False and spec.get("automountServiceAccountToken") is False)
         env = env_of(c)
+        tls_env = {n[len("MILLIWATT_MEDIA__"):]: e.get("value") for n, e in env.items()
+                   if n.startswith("MILLIWATT_MEDIA__GRPC_TLS_")}
+        tls_mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or [] if m["mountPath"].startswith("/etc/milliwatt-tls")}
+        if tls:
+            want_env = dict(TLS_ENV[comp], GRPC_TLS_SERVER_NAME=tls["server_name"])
+            check(f"{tag} {comp}: media.grpc_tls_* paths (and the server name) in its environment",
+                  tls_env == want_env, f"got {tls_env}")
+            got_files = {}
+            for (secret_key, path), _ in TLS_FILES[comp].items():
+                m = tls_mounts.get(path)
+                vol = vols.get(m["name"], {}) if m else {}
+                sec = vol.get("secret") or {}
+                got_files[(secret_key, path)] = (sec.get("secretName") == tls[secret_key] and m.get("readOnly") is True
+                                                  and sorted(i["path"] for i in sec.get("items") or []))
+            check(f"{tag} {comp}: mounts only the Secret files it uses, read-only "
+                  f"({', '.join(f'{p}: {f}' for (_, p), f in TLS_FILES[comp].items())})",
+                  got_files == TLS_FILES[comp], f"got {got_files}")
+        else:
+            check(f"{tag} {comp}: no TLS environment or Secret mounts without media.grpcTls",
+                  not tls_env and not tls_mounts, f"{tls_env} {list(tls_mounts)}")
         bad_env = []
         for name in env:
             mm = re.fullmatch(r"MILLIWATT_([A-Z0-9_]+?)__([A-Z0-9_]+)", name)

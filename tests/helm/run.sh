@@ -117,7 +117,7 @@ expect_fail() {
 }
 render() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@"; }
 
-scenarios=(default hostnet-daemonset loadbalancer nodeport-tcp)
+scenarios=(default hostnet-daemonset loadbalancer nodeport-tcp grpc-tls)
 values_args() { [ "$1" = default ] || printf '%s\n' -f "$HERE/values/$1.yaml"; }
 
 for s in "${scenarios[@]}"; do
@@ -215,6 +215,14 @@ expect_fail "an inverted RTP port range is refused" 'rtpPortRangeStart \(20000\)
   render --set media.rtpPortRangeStart=20000 --set media.rtpPortRangeEnd=10000
 expect_fail "maxUnavailable PDB on a media DaemonSet is refused" 'maxUnavailable cannot be used with media.kind=DaemonSet' \
   render --set media.kind=DaemonSet --set media.pdb.maxUnavailable=1
+expect_fail "media.grpcTls.clientSecretName without secretName is refused" 'clientSecretName and serverName need media\.grpcTls\.secretName' \
+  render --set media.grpcTls.clientSecretName=mw-client
+expect_fail "an http:// media.endpoint with media.grpcTls is refused" 'media\.endpoint http://m:1 must be https://' \
+  render --set media.grpcTls.secretName=mw-media --set media.endpoint=http://m:1
+expect_fail "an https:// media.endpoint without media.grpcTls is refused" 'media\.endpoint https://m:1 is https:// but media\.grpcTls\.secretName is empty' \
+  render --set media.endpoint=https://m:1
+expect_fail "schema rejects an unknown key in media.grpcTls" "additional propert.*'caFile'" \
+  render --set media.grpcTls.caFile=x
 expect_fail "both workloads on hostNetwork with one admin port is refused" 'both use hostNetwork with admin port 8080' \
   render --set media.hostNetwork=true --set signaling.hostNetwork=true
 

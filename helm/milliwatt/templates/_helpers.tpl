@@ -45,7 +45,99 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "milliwatt.mediaEndpoint" -}}
-{{- default (printf "http://%s-media:%d" (include "milliwatt.fullname" .) (int .Values.media.grpcPort)) .Values.media.endpoint -}}
+{{- $scheme := ternary "https" "http" (ne .Values.media.grpcTls.secretName "") -}}
+{{- default (printf "%s://%s-media:%d" $scheme (include "milliwatt.fullname" .) (int .Values.media.grpcPort)) .Values.media.endpoint -}}
+{{- end -}}
+
+{{/* TLS on the media gRPC API: where the Secrets' files are mounted. */}}
+{{- define "milliwatt.grpcTlsServerDir" -}}/etc/milliwatt-tls/server{{- end -}}
+{{- define "milliwatt.grpcTlsClientDir" -}}/etc/milliwatt-tls/client{{- end -}}
+
+{{/* media.grpc_tls_* of one workload as environment variables: (dict "root" $ "component" "media").
+     Each workload gets only the keys of the files it mounts (see milliwatt.grpcTlsVolumes). */}}
+{{- define "milliwatt.grpcTlsEnv" -}}
+{{- $t := .root.Values.media.grpcTls -}}
+{{- $server := include "milliwatt.grpcTlsServerDir" . -}}
+{{- $client := include "milliwatt.grpcTlsClientDir" . -}}
+{{- if $t.secretName }}
+# TLS on the media gRPC API (media.grpcTls): files from Secret {{ $t.secretName }}{{ with $t.clientSecretName }} and {{ . }}{{ end }}.
+{{- if eq .component "media" }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" $server | quote }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" $server | quote }}
+{{- with $t.clientSecretName }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_CLIENT_CA_FILE
+  value: {{ printf "%s/ca.crt" $client | quote }}
+{{- end }}
+{{- end }}
+# The CA that signed media's certificate (signaling dials https://; `milliwatt-media sessions` too).
+- name: MILLIWATT_MEDIA__GRPC_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" $server | quote }}
+{{- if and (eq .component "signaling") $t.clientSecretName }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_CLIENT_CERT_FILE
+  value: {{ printf "%s/tls.crt" $client | quote }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_CLIENT_KEY_FILE
+  value: {{ printf "%s/tls.key" $client | quote }}
+{{- end }}
+{{- with $t.serverName }}
+- name: MILLIWATT_MEDIA__GRPC_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret volumes of one workload: media gets its key, signaling only the CA (and its client key). */}}
+{{- define "milliwatt.grpcTlsVolumes" -}}
+{{- $t := .root.Values.media.grpcTls -}}
+{{- $media := eq .component "media" -}}
+{{- if $t.secretName }}
+- name: grpc-tls-server
+  secret:
+    secretName: {{ $t.secretName | quote }}
+    # Readable by the container's user (uid 10001, no fsGroup); the pod holds no other container.
+    defaultMode: 0444
+    items:
+      {{- if $media }}
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      {{- end }}
+      - key: ca.crt
+        path: ca.crt
+{{- with $t.clientSecretName }}
+- name: grpc-tls-client
+  secret:
+    secretName: {{ . | quote }}
+    # Readable by the container's user (uid 10001, no fsGroup); the pod holds no other container.
+    defaultMode: 0444
+    items:
+      {{- if $media }}
+      - key: ca.crt
+        path: ca.crt
+      {{- else }}
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "milliwatt.grpcTlsMounts" -}}
+{{- $t := .root.Values.media.grpcTls -}}
+{{- if $t.secretName }}
+- name: grpc-tls-server
+  mountPath: {{ include "milliwatt.grpcTlsServerDir" . }}
+  readOnly: true
+{{- if $t.clientSecretName }}
+- name: grpc-tls-client
+  mountPath: {{ include "milliwatt.grpcTlsClientDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* sip.advertisedAddress as written in config.toml: the value, else a fixed LoadBalancer IP, else
@@ -116,6 +208,7 @@ volumes:
   - name: config
     configMap:
       name: {{ include "milliwatt.fullname" .root }}-config
+  {{- include "milliwatt.grpcTlsVolumes" . | nindent 2 }}
 {{- end -}}
 
 {{/* Rolling update default: a host-networked pod cannot surge on the same node (its ports are taken). */}}
@@ -180,6 +273,19 @@ rollingUpdate:
 {{- end -}}
 {{- if and (ne $v.signaling.service.type "LoadBalancer") (or $v.signaling.service.loadBalancerIP $v.signaling.service.loadBalancerSourceRanges) -}}
 {{- fail "milliwatt: signaling.service.loadBalancerIP and loadBalancerSourceRanges need signaling.service.type=LoadBalancer" -}}
+{{- end -}}
+{{- $tls := $v.media.grpcTls -}}
+{{- if and (not $tls.secretName) (or $tls.clientSecretName $tls.serverName) -}}
+{{- fail "milliwatt: media.grpcTls.clientSecretName and serverName need media.grpcTls.secretName (media's certificate): client certificates and server names are checked only over TLS" -}}
+{{- end -}}
+{{- if $v.media.endpoint -}}
+{{- $https := hasPrefix "https://" $v.media.endpoint -}}
+{{- if and $tls.secretName (not $https) -}}
+{{- fail (printf "milliwatt: media.endpoint %s must be https:// when media.grpcTls.secretName is set (media speaks TLS only)" $v.media.endpoint) -}}
+{{- end -}}
+{{- if and (not $tls.secretName) $https -}}
+{{- fail (printf "milliwatt: media.endpoint %s is https:// but media.grpcTls.secretName is empty (media would speak plain HTTP/2 and signaling would have no CA)" $v.media.endpoint) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq $v.signaling.service.type "ClusterIP") $v.signaling.service.externalTrafficPolicy -}}
 {{- fail "milliwatt: signaling.service.externalTrafficPolicy needs signaling.service.type NodePort or LoadBalancer" -}}
