@@ -187,6 +187,30 @@ fn sink() -> RtpSink {
     RtpSink::bind_on(format!("{GATEWAY}:0").parse().unwrap())
 }
 
+/// A tone call from the host to the signaling container: the SDP must name the media container,
+/// and the RTP must come from there and decode to the tone.
+fn judged_call(dir: &Path, what: &str) {
+    let rtp = sink();
+    let call = sipp_from(
+        GATEWAY,
+        target(),
+        &tone_call_scenario(dir, &rtp),
+        &[],
+        20 * SEC,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let packets = rtp.finish();
+    call.assert_ok();
+    let media_addr = answered_media(&call.messages);
+    assert_eq!(
+        media_addr.ip().to_string(),
+        MEDIA,
+        "SDP must advertise the media container"
+    );
+    let report = judge(&packets, &expect_from_media(Some(media_addr)));
+    eprintln!("{what}: {report:?}");
+}
+
 fn expect_from_media(source: Option<SocketAddr>) -> Expect {
     Expect {
         payload_type: 0,
@@ -225,25 +249,7 @@ fn compose_stack_calls_drains_and_survives_media_loss() {
     let dir = temp_dir("compose");
 
     // 1. A call from the host to the signaling container; RTP from the media container.
-    let rtp = sink();
-    let run1 = sipp_from(
-        GATEWAY,
-        target(),
-        &tone_call_scenario(&dir, &rtp),
-        &[],
-        20 * SEC,
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let packets = rtp.finish();
-    run1.assert_ok();
-    let media_addr = answered_media(&run1.messages);
-    assert_eq!(
-        media_addr.ip().to_string(),
-        MEDIA,
-        "SDP must advertise the media container"
-    );
-    let report = judge(&packets, &expect_from_media(Some(media_addr)));
-    eprintln!("compose call: {report:?}");
+    judged_call(&dir, "compose call");
 
     // 2. Media goes away mid-call: BYE within 2 s, readiness false, new calls 503.
     let rtp = sink();
@@ -386,19 +392,7 @@ fn compose_over_mutual_grpc_tls_calls_and_refuses_clients_without_a_certificate(
         "media did not say it serves mutual TLS:\n{logs}"
     );
 
-    let dir = temp_dir("compose-tls");
-    let rtp = sink();
-    let call = sipp_from(
-        GATEWAY,
-        target(),
-        &tone_call_scenario(&dir, &rtp),
-        &[],
-        20 * SEC,
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    call.assert_ok();
-    let media_addr = answered_media(&call.messages);
-    judge(&rtp.finish(), &expect_from_media(Some(media_addr)));
+    judged_call(&temp_dir("compose-tls"), "compose call over gRPC TLS");
 
     let ctl = |sets: &[String]| {
         let mut c = Command::new(common::bin_path("milliwatt-ctl"));
