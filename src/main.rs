@@ -68,11 +68,12 @@ async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
         }
     );
     let scheme = if tls.is_enabled() { "https" } else { "http" };
-    let client = milliwatt_signaling::MediaClient::new(
-        &format!("{scheme}://{grpc}"),
+    let client = milliwatt_signaling::MediaPool::new(
+        vec![format!("{scheme}://{grpc}")],
         milliwatt_signaling::instance_id(),
-        &cfg.media.grpc_token,
-        &tls,
+        cfg.media.grpc_token.clone(),
+        tls,
+        health.clone(),
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, client, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

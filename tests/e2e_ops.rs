@@ -250,10 +250,27 @@ fn media_sigterm_keeps_streaming_until_its_sessions_end() {
                 "gRPC health of {service:?} before the drain"
             );
         }
+        // Its load as signaling's pool sees it: one session, ports free, not draining; an
+        // allocation succeeds.
+        let before = common::grpc::renew(&endpoint, "ops-test").expect("RenewLease");
+        assert_eq!(
+            (before.total_sessions, before.draining),
+            (1, false),
+            "{before:?}"
+        );
+        assert!(before.free_ports > 0, "{before:?}");
+        common::grpc::allocate(&endpoint, "ops-test").expect("AllocateSession before the drain");
         server.sigterm("milliwatt-media");
         wait_until("media readiness false while draining", 2 * SEC, || {
             http_get(cfg.media_admin_port, "/readyz").is_some_and(|(st, _)| st == 503)
         });
+        // Draining: RenewLease says so, and a new session is refused UNAVAILABLE (signaling
+        // places it elsewhere).
+        let during = common::grpc::renew(&endpoint, "ops-test").expect("RenewLease");
+        assert!(during.draining && during.total_sessions == 1, "{during:?}");
+        let refused = common::grpc::allocate(&endpoint, "ops-test").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("draining"), "{refused:?}");
         for service in ["", "milliwatt.media.v1.Media"] {
             assert_eq!(
                 common::grpc::health(&endpoint, service).map_err(|e| e.to_string()),

@@ -22,6 +22,8 @@ pub struct Health {
 #[derive(Default)]
 struct HealthInner {
     conditions: Mutex<BTreeMap<&'static str, bool>>,
+    /// Lines `/readyz` adds under its verdict (e.g. signaling's media pool).
+    notes: Mutex<BTreeMap<&'static str, String>>,
     draining: AtomicBool,
 }
 
@@ -33,6 +35,20 @@ impl Health {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(condition, ok);
+    }
+
+    /// A line `/readyz` shows under its verdict, as `name: text` (replaced on each call).
+    pub fn note(&self, name: &'static str, text: String) {
+        self.inner
+            .notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, text);
+    }
+
+    fn notes(&self) -> String {
+        let notes = self.inner.notes.lock().unwrap_or_else(|e| e.into_inner());
+        notes.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
     }
 
     pub fn start_draining(&self) {
@@ -72,11 +88,12 @@ async fn livez() -> &'static str {
 }
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    let notes = s.health.notes();
     match s.health.readiness() {
-        (true, _) => (StatusCode::OK, "ready\n".into()),
+        (true, _) => (StatusCode::OK, format!("ready\n{notes}")),
         (false, failing) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", failing.join(", ")),
+            format!("not ready: {}\n{notes}", failing.join(", ")),
         ),
     }
 }

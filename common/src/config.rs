@@ -14,7 +14,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
 pub const ENV_PREFIX: &str = "MILLIWATT";
 
 /// Keys that take a comma-separated list when given in the environment.
-const LIST_KEYS: &[&str] = &["media.preferred_codecs"];
+const LIST_KEYS: &[&str] = &["media.preferred_codecs", "media.endpoint"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -219,7 +219,9 @@ pub struct MediaConfig {
     pub bind_address: IpAddr,
     pub advertised_address: String,
     pub grpc_listen: SocketAddr,
-    pub endpoint: String,
+    /// One URL or several (a pool of media instances); never empty once validated.
+    #[serde(deserialize_with = "one_or_many")]
+    pub endpoint: Vec<String>,
     pub pacing_threads: usize,
     pub pacing_priority: PacingPriority,
     pub lease_seconds: u32,
@@ -308,6 +310,20 @@ pub struct LogConfig {
 }
 
 /// The embedded defaults, the first layer of every load.
+/// A string or a list of strings (`media.endpoint = "http://m:50051"` still works).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 fn defaults() -> config::ConfigBuilder<config::builder::DefaultState> {
     config::Config::builder().add_source(config::File::from_str(
         DEFAULT_CONFIG_TOML,
@@ -518,11 +534,19 @@ impl Config {
         if !m.advertised_address.is_empty() {
             check_host("media.advertised_address", &m.advertised_address)?;
         }
-        if !(m.endpoint.starts_with("http://") || m.endpoint.starts_with("https://")) {
-            return Err(invalid(
-                "media.endpoint",
-                format!("{:?} must be an http:// or https:// URL", m.endpoint),
-            ));
+        if m.endpoint.is_empty() {
+            return Err(invalid("media.endpoint", "names no media service"));
+        }
+        for (i, e) in m.endpoint.iter().enumerate() {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(invalid(
+                    "media.endpoint",
+                    format!("{e:?} must be an http:// or https:// URL"),
+                ));
+            }
+            if m.endpoint[..i].contains(e) {
+                return Err(invalid("media.endpoint", format!("{e:?} is listed twice")));
+            }
         }
         if m.pacing_threads > 64 {
             return Err(invalid(
@@ -872,6 +896,44 @@ mod tests {
     }
 
     #[test]
+    fn the_media_endpoint_is_one_url_or_a_pool() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.media.endpoint, ["http://127.0.0.1:50051"]);
+        let pool = ["http://m1:50051", "http://m2:50051"];
+        let c = load(
+            Some("[media]\nendpoint = [\"http://m1:50051\", \"http://m2:50051\"]\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.media.endpoint, pool);
+        let c = load(
+            None,
+            &[],
+            &[(
+                "MILLIWATT_MEDIA__ENDPOINT",
+                "http://m1:50051,http://m2:50051",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.media.endpoint, pool);
+        let c = load(
+            None,
+            &["media.endpoint=http://m1:50051, http://m2:50051"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.media.endpoint, pool);
+        let c = load(
+            None,
+            &[],
+            &[("MILLIWATT_MEDIA__ENDPOINT", "http://m1:50051")],
+        )
+        .unwrap();
+        assert_eq!(c.media.endpoint, ["http://m1:50051"]);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_name() {
         let e = err(load(Some("[sip]\nprot = 5070\n"), &[], &[]));
         assert!(e.contains("prot"), "{e}");
@@ -915,6 +977,15 @@ mod tests {
             ),
             (
                 "[media]\nendpoint = \"127.0.0.1:50051\"\n",
+                "media.endpoint",
+            ),
+            ("[media]\nendpoint = []\n", "media.endpoint"),
+            (
+                "[media]\nendpoint = [\"http://a:1\", \"ftp://b:1\"]\n",
+                "media.endpoint",
+            ),
+            (
+                "[media]\nendpoint = [\"http://a:1\", \"http://a:1\"]\n",
                 "media.endpoint",
             ),
             (

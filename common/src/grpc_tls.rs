@@ -11,6 +11,7 @@
 //! Files are read and their PEM checked when the process starts, so a wrong path or a key in the
 //! certificate's place names the key and the file instead of failing the first call.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use rustls_pki_types::pem::PemObject;
@@ -113,6 +114,8 @@ pub fn server_config(m: &MediaConfig) -> Result<Option<ServerTlsConfig>, TlsErro
 #[derive(Clone, Debug, Default)]
 pub struct ClientTls {
     config: Option<ClientTlsConfig>,
+    /// `media.grpc_tls_server_name` was set (else the URL's host is the name checked).
+    server_name_set: bool,
 }
 
 impl ClientTls {
@@ -134,6 +137,7 @@ impl ClientTls {
         }
         Ok(ClientTls {
             config: Some(config),
+            server_name_set: !m.grpc_tls_server_name.is_empty(),
         })
     }
 
@@ -154,6 +158,38 @@ impl ClientTls {
             (Some(config), true) => endpoint
                 .tls_config(config.clone())
                 .map_err(|e| TlsError::Transport(url.to_string(), root_cause(&e))),
+        }
+    }
+    /// As [`ClientTls::endpoint`], but connecting to `addr` (one address `url`'s host resolved
+    /// to): the certificate is still checked against the URL's host name (or
+    /// `media.grpc_tls_server_name`), not against the address.
+    pub fn endpoint_at(&self, url: &str, addr: SocketAddr) -> Result<Endpoint, TlsError> {
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+            TlsError::Endpoint(url.to_string(), e.to_string())
+        })?;
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return Err(TlsError::Endpoint(
+                url.to_string(),
+                "no scheme or no host".into(),
+            ));
+        };
+        let path = uri.path_and_query().map_or("", |p| p.as_str());
+        let at = format!("{scheme}://{addr}{}", if path == "/" { "" } else { path });
+        let endpoint = Endpoint::from_shared(at.clone())
+            .map_err(|e| TlsError::Endpoint(at.clone(), root_cause(&e)))?;
+        match (&self.config, scheme == "https") {
+            (None, false) => Ok(endpoint),
+            (None, true) => Err(TlsError::HttpsWithoutCa(url.to_string())),
+            (Some(_), false) => Err(TlsError::TlsWithoutHttps(url.to_string())),
+            (Some(config), true) => {
+                let mut config = config.clone();
+                if !self.server_name_set {
+                    config = config.domain_name(host.trim_matches(['[', ']']).to_string());
+                }
+                endpoint
+                    .tls_config(config)
+                    .map_err(|e| TlsError::Transport(url.to_string(), root_cause(&e)))
+            }
         }
     }
 }
@@ -192,6 +228,16 @@ mod tests {
         let tls = ClientTls::from_config(&m).unwrap();
         assert!(!tls.is_enabled());
         assert!(tls.endpoint("http://127.0.0.1:50051").is_ok());
+        let at: SocketAddr = "10.0.0.7:50051".parse().unwrap();
+        let e = tls.endpoint_at("http://media:50051", at).unwrap();
+        assert_eq!(e.uri().to_string(), "http://10.0.0.7:50051/");
+        let v6: SocketAddr = "[fd00::7]:50051".parse().unwrap();
+        let e = tls.endpoint_at("http://media:50051", v6).unwrap();
+        assert_eq!(e.uri().to_string(), "http://[fd00::7]:50051/");
+        assert!(matches!(
+            tls.endpoint_at("https://media:50051", at),
+            Err(TlsError::HttpsWithoutCa(_))
+        ));
         let e = tls.endpoint("https://media:50051").unwrap_err();
         assert!(matches!(e, TlsError::HttpsWithoutCa(_)), "{e}");
         assert!(e.to_string().contains("media.grpc_tls_ca_file"), "{e}");

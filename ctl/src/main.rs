@@ -1,6 +1,6 @@
 //! milliwatt-ctl: the operator client. `milliwatt-ctl sessions list|get ID|watch` inspects the
 //! live sessions of a media service (the endpoint from `--endpoint`, else the configuration's
-//! `media.endpoint`).
+//! `media.endpoint`; its first URL when it lists a pool).
 
 use clap::Parser;
 
@@ -30,7 +30,7 @@ async fn main() {
     std::process::exit(
         milliwatt_ctl::run(
             args,
-            &cfg.media.endpoint,
+            &cfg.media.endpoint[0],
             &milliwatt_ctl::Access::from_config_or_exit(&cfg.media, "milliwatt-ctl"),
         )
         .await,

@@ -40,7 +40,7 @@ async fn run(cli: Cli, cfg: milliwatt_common::Config) -> anyhow::Result<()> {
         Some(Command::Sessions(args)) => std::process::exit(
             milliwatt_ctl::run(
                 args,
-                &cfg.media.endpoint,
+                &cfg.media.endpoint[0],
                 &milliwatt_ctl::Access::from_config_or_exit(&cfg.media, "milliwatt-media"),
             )
             .await,

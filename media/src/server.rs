@@ -259,7 +259,7 @@ impl Media {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(pb::media_server::MediaServer::with_interceptor(
-                MediaService::new(registry.clone(), refuse_private),
+                MediaService::new(registry.clone(), refuse_private, health.clone()),
                 milliwatt_common::grpc_auth::ServerInterceptor::new(&token),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -12,19 +12,23 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::sessions::{Registry, ToneRequest};
+use milliwatt_common::admin::Health;
 use milliwatt_proto::convert::{bad, session_id, status_of};
 
 pub struct MediaService {
     registry: Arc<Registry>,
     /// `media.refuse_private_destinations`
     refuse_private: bool,
+    /// Draining (SIGTERM): no new session; RenewLease says so, so signaling places elsewhere.
+    health: Health,
 }
 
 impl MediaService {
-    pub fn new(registry: Arc<Registry>, refuse_private: bool) -> Self {
+    pub fn new(registry: Arc<Registry>, refuse_private: bool, health: Health) -> Self {
         MediaService {
             registry,
             refuse_private,
+            health,
         }
     }
 }
@@ -45,6 +49,11 @@ impl pb::media_server::Media for MediaService {
             return Err(bad(
                 "lease_seconds",
                 format!("{} is more than 3600", r.lease_seconds),
+            ));
+        }
+        if self.health.is_draining() {
+            return Err(Status::unavailable(
+                "media is draining (shutting down): it takes no new session",
             ));
         }
         let lease = (r.lease_seconds > 0).then(|| Duration::from_secs(u64::from(r.lease_seconds)));
@@ -116,9 +125,13 @@ impl pb::media_server::Media for MediaService {
             return Err(bad("owner", "must name the signaling instance"));
         }
         let sessions = self.registry.renew(owner, Instant::now());
+        let (total_sessions, _, free_ports, _, _) = self.registry.counts();
         Ok(Response::new(pb::RenewLeaseResponse {
             sessions,
             media_instance: self.registry.instance().to_string(),
+            total_sessions,
+            free_ports,
+            draining: self.health.is_draining(),
         }))
     }
 

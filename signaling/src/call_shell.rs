@@ -28,7 +28,8 @@ use milliwatt_signaling_core::overload::Signals;
 use rand::Rng;
 use tracing::{info, warn, Instrument};
 
-use crate::media_client::{Allocation, MediaError};
+use crate::media_client::MediaError;
+use crate::media_pool::Allocation;
 use crate::stats::{AnswerDue, Held};
 use crate::uas::{ensure_to_tag, random_tag, Shared};
 
@@ -55,6 +56,8 @@ struct CallIo {
     reinvite: Option<ReInviteReceived>,
     allocating: Option<AllocationFuture>,
     allocation: Option<Allocation>,
+    /// Changes when the media instance holding this call's session is lost or restarts.
+    media_lost: Option<tokio::sync::watch::Receiver<u64>>,
     cancel_seen: bool,
     hang_up_seen: bool,
     call_id: String,
@@ -108,7 +111,7 @@ pub(crate) async fn handle_invite(
     };
     let load = Load {
         draining: shared.health.is_draining(),
-        media_down: shared.media_down.load(Relaxed),
+        media_down: shared.media.is_down(),
         active_calls: shared.stats.active.load(Relaxed),
         signals,
     };
@@ -129,6 +132,7 @@ pub(crate) async fn handle_invite(
         reinvite: None,
         allocating: None,
         allocation: None,
+        media_lost: None,
         cancel_seen: false,
         hang_up_seen: false,
         call_id,
@@ -221,6 +225,18 @@ async fn cancelled(acceptor: Option<&mut InviteAcceptor>) {
     }
 }
 
+/// Resolves when the media instance holding the session is lost (never before allocation).
+async fn media_lost(lost: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    match lost {
+        Some(l) => {
+            if l.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn allocated(f: Option<&mut AllocationFuture>) -> Result<Allocation, MediaError> {
     match f {
         Some(f) => f.await,
@@ -255,7 +271,6 @@ fn refusal_headers(resp: &mut OutgoingResponse, kind: RefusalKind, reason: &str)
 
 impl CallIo {
     async fn run(mut self, mut core: CallCore) {
-        let mut media_lost = self.shared.media_lost.subscribe();
         let hang_up_all = self.shared.hang_up_all.clone();
         loop {
             while let Some(output) = core.poll_output() {
@@ -272,7 +287,11 @@ impl CallIo {
                     self.allocating = None;
                     match a {
                         Ok(a) => {
-                            let e = Event::Allocated { host: a.host.clone(), port: a.port };
+                            let e = Event::Allocated {
+                                host: a.reserved.host.clone(),
+                                port: a.reserved.port,
+                            };
+                            self.media_lost = Some(a.placed.member.lost());
                             self.allocation = Some(a);
                             e
                         }
@@ -283,7 +302,10 @@ impl CallIo {
                     self.cancel_seen = true;
                     Event::Cancel
                 }
-                Ok(()) = media_lost.changed() => Event::MediaLost,
+                _ = media_lost(self.media_lost.as_mut()) => {
+                    self.media_lost = None;
+                    Event::MediaLost
+                }
                 _ = hang_up_all.cancelled(), if !self.hang_up_seen => {
                     self.hang_up_seen = true;
                     Event::Shutdown
@@ -352,12 +374,13 @@ impl CallIo {
                 let a = self.allocation.as_ref().expect("ringing after allocation");
                 let n = core.negotiated().expect("screened");
                 info!(
-                    local_rtp = %format!("{}:{}", a.host, a.port),
+                    local_rtp = %format!("{}:{}", a.reserved.host, a.reserved.port),
                     remote_rtp = %n.remote.map(|r| r.to_string()).unwrap_or_else(|| "none (hold)".into()),
                     codec = %n.codec,
                     payload_type = n.payload_type,
                     dtmf_payload_type = ?n.dtmf_payload_type,
-                    media_session = %a.session_id,
+                    media_session = %a.reserved.session_id,
+                    media = %a.placed.member.addr,
                     "media allocated"
                 );
                 let acceptor = self.acceptor.as_mut().expect("ringing with a dialog");
@@ -375,14 +398,15 @@ impl CallIo {
                 info!("answered (ACK received)");
             }
             Output::StartTone(tone) => {
-                let id = &self.allocation.as_ref().expect("allocated").session_id;
+                let a = self.allocation.as_ref().expect("allocated");
+                let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
                 // The first tone belongs to the answer's span (one trace: INVITE, answer,
                 // StartTone, BYE); a re-INVITE's restart to a span of its own.
                 let span = self
                     .answer_span
                     .take()
                     .unwrap_or_else(|| tracing::info_span!("sip.reinvite"));
-                match shared.media.start_tone(id, &tone).instrument(span).await {
+                match media.start_tone(id, &tone).instrument(span).await {
                     Ok(ssrc) => info!(
                         remote_rtp = %tone.remote,
                         codec = %tone.codec,
@@ -394,8 +418,9 @@ impl CallIo {
                 }
             }
             Output::StopTone => {
-                let id = &self.allocation.as_ref().expect("allocated").session_id;
-                match shared.media.stop_tone(id).await {
+                let a = self.allocation.as_ref().expect("allocated");
+                let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
+                match media.stop_tone(id).await {
                     Ok(()) => info!("tone stopped: the caller does not receive (hold)"),
                     Err(e) => warn!(error = %e, "stopping the tone failed"),
                 }
@@ -423,10 +448,10 @@ impl CallIo {
                 None => warn!(reason = %reason, "no dialog to send BYE in"),
             },
             Output::Release(reason) => {
-                let id = &self.allocation.as_ref().expect("allocated").session_id;
+                let a = self.allocation.as_ref().expect("allocated");
+                let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
                 self.figures = Some(
-                    shared
-                        .media
+                    media
                         .release(id, &reason.to_string())
                         .instrument(tracing::info_span!("call.release"))
                         .await,

@@ -31,11 +31,12 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding admin.address {}", cfg.admin.address))?;
     tracing::info!(admin = %admin.local_addr(), "admin HTTP bound (/livez /readyz /metrics)");
     let grace = Duration::from_secs(cfg.shutdown.grace_seconds);
-    let media = milliwatt_signaling::MediaClient::new(
-        &cfg.media.endpoint,
+    let media = milliwatt_signaling::MediaPool::new(
+        cfg.media.endpoint.clone(),
         milliwatt_signaling::instance_id(),
-        &cfg.media.grpc_token,
-        &milliwatt_common::grpc_tls::ClientTls::from_config(&cfg.media)?,
+        cfg.media.grpc_token.clone(),
+        milliwatt_common::grpc_tls::ClientTls::from_config(&cfg.media)?,
+        health.clone(),
     )?;
     let signaling = milliwatt_signaling::Signaling::bind(cfg, media, health.clone()).await?;
     let mut metrics = milliwatt_common::prometheus_client::registry::Registry::default();

@@ -4,16 +4,16 @@
 use std::time::Duration;
 
 use milliwatt_common::grpc_auth::{ClientInterceptor, Secret};
-use milliwatt_common::grpc_tls::{ClientTls, TlsError};
 use milliwatt_common::prometheus_client::metrics::family::Family;
 use milliwatt_common::prometheus_client::metrics::histogram::Histogram;
 use milliwatt_media_core::session::{Figures, ToneRequest};
 use milliwatt_media_core::SessionId;
 use milliwatt_proto::convert::{media_failure, start_tone_request};
 use milliwatt_proto::v1 as pb;
+use milliwatt_signaling_core::media_pool::Load;
 use pb::media_client::MediaClient as GrpcClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 /// Every call carries the caller's trace context (W3C traceparent) to media.
 type Client = GrpcClient<InterceptedService<Channel, ClientInterceptor>>;
@@ -49,35 +49,29 @@ pub struct MediaClient {
     latency: Latency,
 }
 
+/// A new, empty latency family (one for the whole pool).
+pub fn latency() -> Latency {
+    Family::new_with_constructor(latency_histogram)
+}
+
 impl MediaClient {
-    /// A lazily connecting client: the media service may come up after signaling. `token`:
-    /// `media.grpc_token`, sent with every call when set; `tls`: `media.grpc_tls_*` (an
-    /// `https://` endpoint exactly when it is enabled).
-    pub fn new(
-        endpoint: &str,
-        owner: String,
-        token: &Secret,
-        tls: &ClientTls,
-    ) -> Result<Self, TlsError> {
-        let endpoint = tls
-            .endpoint(endpoint)?
+    /// A lazily connecting client of one media instance at `endpoint` (made by
+    /// `ClientTls::endpoint_at`): the media service may come up after signaling. `token`:
+    /// `media.grpc_token`, sent with every call when set.
+    pub fn new(endpoint: Endpoint, owner: String, token: &Secret, latency: Latency) -> Self {
+        let endpoint = endpoint
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true);
         // Two channels, two HTTP/2 connections.
         let calls = endpoint.connect_lazy();
         let watchdog = endpoint.connect_lazy();
-        Ok(MediaClient {
+        MediaClient {
             client: GrpcClient::with_interceptor(calls, ClientInterceptor::new(token)),
             watchdog: GrpcClient::with_interceptor(watchdog, ClientInterceptor::new(token)),
             owner,
-            latency: Family::new_with_constructor(latency_histogram),
-        })
-    }
-
-    /// The latency histograms, for `/metrics`.
-    pub fn latency(&self) -> Latency {
-        self.latency.clone()
+            latency,
+        }
     }
 
     fn observe(&self, method: &'static str, since: std::time::Instant) {
@@ -163,8 +157,8 @@ impl MediaClient {
         Ok(r.session.unwrap_or_default().into())
     }
 
-    /// Renews this instance's lease; returns the media process's instance id.
-    pub async fn renew(&self, timeout: Duration) -> Result<String, MediaError> {
+    /// Renews this instance's lease; returns the media process's instance id and its load.
+    pub async fn renew(&self, timeout: Duration) -> Result<(String, Load), MediaError> {
         let mut req = tonic::Request::new(pb::RenewLeaseRequest {
             owner: self.owner.clone(),
         });
@@ -174,7 +168,13 @@ impl MediaClient {
             .clone()
             .renew_lease(req)
             .await
-            .map_err(|s| media_failure(&s))?;
-        Ok(r.into_inner().media_instance)
+            .map_err(|s| media_failure(&s))?
+            .into_inner();
+        let load = Load {
+            sessions: r.total_sessions,
+            free_ports: r.free_ports,
+            draining: r.draining,
+        };
+        Ok((r.media_instance, load))
     }
 }

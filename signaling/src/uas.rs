@@ -19,36 +19,29 @@ use ezk_sip_ua::invite::InviteLayer;
 use milliwatt_common::config::RefusedAction;
 use milliwatt_common::{Config, Health};
 use rand::Rng;
-use std::sync::atomic::AtomicBool;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::call_shell::{self, Shed};
-use crate::media_client::MediaClient;
+use crate::media_pool::MediaPool;
 use crate::stats::Stats;
 use milliwatt_signaling_core::call::Settings;
 use milliwatt_signaling_core::dispatch::{
     dispatch, malformed, unsupported_required, Dispatch, RawRequest, SUPPORTED_EXTENSIONS,
 };
-use milliwatt_signaling_core::media_watch::{Check, MediaWatch, Verdict};
 use milliwatt_signaling_core::overload::{self, Thresholds};
 use milliwatt_signaling_core::sources::{Policy, Sources};
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
     pub(crate) call_settings: Settings,
-    pub(crate) media: MediaClient,
+    /// The media instances (one or a pool) and their health.
+    pub(crate) media: MediaPool,
     pub(crate) stats: Arc<Stats>,
     /// Host and port for Contact and Via.
     pub(crate) advertised: HostPort,
     pub(crate) health: Health,
-    /// Whether the last media check failed (false until a check fails: before the first check,
-    /// calls are tried, and allocation tells).
-    pub(crate) media_down: AtomicBool,
-    /// Bumped when media is lost (unreachable or restarted): calls end with BYE.
-    pub(crate) media_lost: watch::Sender<u64>,
     /// Cancelled when the drain grace lapses: remaining calls end with BYE.
     pub(crate) hang_up_all: CancellationToken,
     /// Every call task, so that the drain waits for them (no polling).
@@ -73,10 +66,6 @@ impl Drop for SourceSlot {
     }
 }
 
-/// How often signaling checks media (and renews its lease): a lost media service is noticed,
-/// and its calls hung up, within MEDIA_CHECK_EVERY + MEDIA_CHECK_TIMEOUT.
-const MEDIA_CHECK_EVERY: Duration = Duration::from_millis(500);
-const MEDIA_CHECK_TIMEOUT: Duration = Duration::from_millis(1000);
 /// After the drain grace, how long the hung-up calls get to send BYE and release.
 const HANG_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -390,6 +379,8 @@ pub enum BindError {
 pub struct Signaling {
     _endpoint: Endpoint,
     shared: Arc<Shared>,
+    /// Resolves `media.endpoint` again and again (the members check themselves).
+    pool_task: tokio::task::JoinHandle<()>,
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
 }
@@ -397,9 +388,11 @@ pub struct Signaling {
 impl Signaling {
     pub async fn bind(
         cfg: Config,
-        media: MediaClient,
+        media: MediaPool,
         health: Health,
     ) -> Result<Signaling, BindError> {
+        // Members resolved (and tried before their first check) before the first INVITE.
+        let pool_task = media.start().await;
         let addr = SocketAddr::new(cfg.sip.bind_address, cfg.sip.port);
         let advertised = HostPort {
             host: host_of(&cfg.sip_advertised_host()),
@@ -435,8 +428,6 @@ impl Signaling {
             stats: Arc::default(),
             advertised,
             health,
-            media_down: AtomicBool::new(false),
-            media_lost: watch::channel(0).0,
             hang_up_all: CancellationToken::new(),
             calls: TaskTracker::new(),
             sources: Mutex::new(Sources::new(Policy {
@@ -446,7 +437,6 @@ impl Signaling {
             })),
         });
         shared.health.set("sip_bound", false);
-        shared.health.set("media_reachable", false);
         let mut builder = Endpoint::builder();
         builder.add_layer(DialogLayer::default());
         builder.add_layer(InviteLayer::default());
@@ -485,11 +475,12 @@ impl Signaling {
             tcp = ?tcp,
             advertised = %shared.advertised.host,
             domain = %shared.cfg.sip.domain,
-            media = %shared.cfg.media.endpoint,
+            media = %shared.cfg.media.endpoint.join(", "),
             "SIP endpoint bound"
         );
         Ok(Signaling {
             _endpoint: endpoint,
+            pool_task,
             shared,
             udp,
             tcp,
@@ -509,6 +500,9 @@ impl Signaling {
             "Time from the INVITE to our 200 OK (includes auto_answer_delay_ms)",
             self.shared.stats.answer_latency.clone(),
         );
+        metrics.register_collector(Box::new(crate::media_pool::PoolCollector(
+            self.shared.media.clone(),
+        )));
         metrics.register(
             "milliwatt_media_grpc_latency_seconds",
             "Latency of signaling's gRPC calls to media, by method",
@@ -521,7 +515,6 @@ impl Signaling {
     /// the rest are hung up with BYE.
     pub async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let shared = self.shared.clone();
-        let watcher = tokio::spawn(watch_media(shared.clone()));
         let lag = tokio::spawn(measure_lag(shared.clone()));
         let stats = tokio::spawn({
             let shared = shared.clone();
@@ -531,7 +524,7 @@ impl Signaling {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    info!(stats = %shared.stats.line(), "statistics");
+                    info!(stats = %shared.stats.line(), media = %shared.media.line(), "statistics");
                 }
             }
         });
@@ -563,8 +556,9 @@ impl Signaling {
                 );
             }
         }
-        info!(stats = %shared.stats.line(), "signaling stopping");
-        watcher.abort();
+        info!(stats = %shared.stats.line(), media = %shared.media.line(), "signaling stopping");
+        self.pool_task.abort();
+        shared.media.stop();
         lag.abort();
         stats.abort();
     }
@@ -614,43 +608,5 @@ async fn measure_lag(shared: Arc<Shared>) {
             .stats
             .event_loop_lag_us
             .store(late.as_micros() as u64, Relaxed);
-    }
-}
-
-/// Checks media every MEDIA_CHECK_EVERY (renewing this instance's lease). When media becomes
-/// unreachable or restarts (its instance id changes), calls are told to end with BYE and new
-/// INVITEs get 503 until it answers again.
-async fn watch_media(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(MEDIA_CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut watch = MediaWatch::default();
-    loop {
-        tick.tick().await;
-        let (check, error) = match shared.media.renew(MEDIA_CHECK_TIMEOUT).await {
-            Ok(instance) => (Check::Answered { instance }, None),
-            Err(e) => (Check::Failed, Some(e)),
-        };
-        let verdict = watch.check(check);
-        shared.media_down.store(watch.is_down(), Relaxed);
-        match verdict {
-            Verdict::Same => {}
-            Verdict::NotYet => {
-                tracing::debug!(error = ?error, "media service not reachable yet")
-            }
-            Verdict::Reachable => {
-                info!(media = %shared.cfg.media.endpoint, "media service reachable");
-                shared.health.set("media_reachable", true);
-            }
-            Verdict::Restarted => {
-                warn!("media service restarted: its sessions are gone");
-                shared.media_lost.send_modify(|n| *n += 1);
-                shared.health.set("media_reachable", true);
-            }
-            Verdict::Lost => {
-                warn!(error = ?error, "media service lost: ending calls, new calls get 503");
-                shared.health.set("media_reachable", false);
-                shared.media_lost.send_modify(|n| *n += 1);
-            }
-        }
     }
 }

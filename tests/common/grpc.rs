@@ -52,3 +52,41 @@ pub fn health(endpoint: &str, service: &str) -> Result<i32, tonic::Status> {
         .status)
     })
 }
+
+/// RenewLease for `owner`: media's instance id and load as it reports them.
+pub fn renew(endpoint: &str, owner: &str) -> Result<pb::RenewLeaseResponse, tonic::Status> {
+    runtime().block_on(async {
+        let mut c = MediaClient::connect(endpoint.to_string())
+            .await
+            .expect("connecting to media gRPC");
+        c.renew_lease(pb::RenewLeaseRequest {
+            owner: owner.to_string(),
+        })
+        .await
+        .map(|r| r.into_inner())
+    })
+}
+
+/// AllocateSession for `owner` (released again when it succeeds).
+pub fn allocate(endpoint: &str, owner: &str) -> Result<pb::AllocateSessionResponse, tonic::Status> {
+    runtime().block_on(async {
+        let mut c = MediaClient::connect(endpoint.to_string())
+            .await
+            .expect("connecting to media gRPC");
+        let r = c
+            .allocate_session(pb::AllocateSessionRequest {
+                call_id: "test".into(),
+                owner: owner.to_string(),
+                lease_seconds: 0,
+                rtcp_mux: false,
+            })
+            .await?
+            .into_inner();
+        c.release_session(pb::ReleaseSessionRequest {
+            session_id: r.session_id.clone(),
+            reason: "test".into(),
+        })
+        .await?;
+        Ok(r)
+    })
+}

@@ -139,6 +139,8 @@ pub struct TestConfig {
     pub log_level: &'static str,
     /// The scheme of `media.endpoint` and of [`Server::grpc_endpoint`]: "https" with TLS.
     pub grpc_scheme: &'static str,
+    /// The media processes of [`Mode::Pool`] (filled by [`Server::start`] when empty).
+    pub pool: Vec<PoolMember>,
 }
 
 impl TestConfig {
@@ -163,6 +165,7 @@ impl TestConfig {
             extra: String::new(),
             log_level: "info",
             grpc_scheme: "http",
+            pool: Vec::new(),
         }
     }
 
@@ -237,6 +240,42 @@ pub enum Mode {
     Split,
     /// `milliwatt-signaling` alone (no media service).
     SignalingOnly,
+    /// `milliwatt-signaling` and a pool of `n` `milliwatt-media` processes, `milliwatt-media#1`
+    /// to `#n`, each with the gRPC port, admin port and RTP range of [`TestConfig::pool`];
+    /// signaling's `media.endpoint` lists them all.
+    Pool(usize),
+}
+
+/// One media process of a [`Mode::Pool`].
+#[derive(Clone, Debug)]
+pub struct PoolMember {
+    pub grpc_port: u16,
+    pub admin_port: u16,
+    pub rtp_range: (u16, u16),
+}
+
+impl PoolMember {
+    /// The environment that makes the shared configuration file this member's.
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "MILLIWATT_MEDIA__GRPC_LISTEN".into(),
+                format!("127.0.0.1:{}", self.grpc_port),
+            ),
+            (
+                "MILLIWATT_ADMIN__ADDRESS".into(),
+                format!("127.0.0.1:{}", self.admin_port),
+            ),
+            (
+                "MILLIWATT_MEDIA__RTP_PORT_RANGE_START".into(),
+                self.rtp_range.0.to_string(),
+            ),
+            (
+                "MILLIWATT_MEDIA__RTP_PORT_RANGE_END".into(),
+                self.rtp_range.1.to_string(),
+            ),
+        ]
+    }
 }
 
 /// A running Milliwatt (one or two processes), killed on drop. Its log is kept in memory.
@@ -290,13 +329,29 @@ fn capture(child: &mut Child, name: &str, log: &Arc<Mutex<String>>) {
     }
 }
 
-fn spawn_program(name: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<String>>) -> Child {
+/// Starts `label`: a program's name, or `milliwatt-media#i` for the i-th (from 1) member of a
+/// [`Mode::Pool`].
+fn spawn_program(label: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<String>>) -> Child {
+    let (name, member) = match label.split_once('#') {
+        Some((name, i)) => (name, Some(&cfg.pool[i.parse::<usize>().unwrap() - 1])),
+        None => (label, None),
+    };
     let mut command = Command::new(bin(name));
-    if name == "milliwatt-media" {
+    if let Some(m) = member {
+        command.envs(m.env());
+    } else if name == "milliwatt-media" {
         command.env(
             "MILLIWATT_ADMIN__ADDRESS",
             format!("127.0.0.1:{}", cfg.media_admin_port),
         );
+    }
+    if name == "milliwatt-signaling" && !cfg.pool.is_empty() {
+        let urls: Vec<String> = cfg
+            .pool
+            .iter()
+            .map(|m| format!("{}://127.0.0.1:{}", cfg.grpc_scheme, m.grpc_port))
+            .collect();
+        command.env("MILLIWATT_MEDIA__ENDPOINT", urls.join(","));
     }
     let mut child = command
         .arg("--config")
@@ -307,7 +362,7 @@ fn spawn_program(name: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<St
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-    capture(&mut child, name, log);
+    capture(&mut child, label, log);
     child
 }
 
@@ -369,21 +424,37 @@ impl Server {
         }
     }
 
-    pub fn start(cfg: TestConfig, mode: Mode) -> Server {
+    pub fn start(mut cfg: TestConfig, mode: Mode) -> Server {
         remember_panics();
+        if let Mode::Pool(n) = mode {
+            while cfg.pool.len() < n {
+                // The ranges' ends are inclusive: a gap between two members' ranges, so that
+                // a source port names one member.
+                let (start, end) = rtp_port_block(62);
+                cfg.pool.push(PoolMember {
+                    grpc_port: free_port(),
+                    admin_port: free_port(),
+                    rtp_range: (start, end - 2),
+                });
+            }
+        }
         let dir = temp_dir("server");
         let path = dir.join("config.toml");
         std::fs::write(&path, cfg.toml()).unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let mut children = Vec::new();
-        let programs: &[&str] = match mode {
-            Mode::AllInOne => &["milliwatt"],
-            Mode::Split => &["milliwatt-media", "milliwatt-signaling"],
-            Mode::SignalingOnly => &["milliwatt-signaling"],
+        let programs: Vec<String> = match mode {
+            Mode::AllInOne => vec!["milliwatt".into()],
+            Mode::Split => vec!["milliwatt-media".into(), "milliwatt-signaling".into()],
+            Mode::SignalingOnly => vec!["milliwatt-signaling".into()],
+            Mode::Pool(n) => (1..=n)
+                .map(|i| format!("milliwatt-media#{i}"))
+                .chain(["milliwatt-signaling".into()])
+                .collect(),
         };
-        for name in programs {
+        for name in &programs {
             let child = spawn_program(name, &cfg, &path, &log);
-            children.push((name.to_string(), child));
+            children.push((name.clone(), child));
         }
         let server = Server {
             cfg,
@@ -391,17 +462,18 @@ impl Server {
             children,
             log,
         };
-        server.wait_ready(mode != Mode::SignalingOnly);
+        server.wait_ready(mode != Mode::SignalingOnly, matches!(mode, Mode::Pool(_)));
         server
     }
 
-    fn wait_ready(&self, with_media: bool) {
+    fn wait_ready(&self, with_media: bool, pool: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let grpc = SocketAddr::from(([127, 0, 0, 1], self.cfg.grpc_port));
         let sip = self.cfg.sip_addr();
         let sip_tcp = self.cfg.transport != "udp";
         loop {
             let grpc_up = !with_media
+                || pool
                 || TcpStream::connect_timeout(&grpc, Duration::from_millis(200)).is_ok();
             let sip_up = if sip_tcp {
                 TcpStream::connect_timeout(&sip, Duration::from_millis(200)).is_ok()

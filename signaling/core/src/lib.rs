@@ -1,7 +1,8 @@
 //! milliwatt-signaling-core: what a call does, without I/O. [`call::CallCore`] is one call's
 //! state machine (str0m/quinn style: `handle(event, now)`, `poll_output()`, `poll_timeout()`);
 //! [`sdp`] is RFC 3264 offer/answer on text; [`dispatch`] decides what an out-of-dialog request
-//! gets; [`media_watch`] decides when media is reachable, lost or restarted; [`overload`] and
+//! gets; [`media_watch`] decides when a media instance is reachable, lost or restarted and
+//! [`media_pool`] which of several takes a new session; [`overload`] and
 //! [`sources`] admit new calls by measured load and by source address. No sockets, no clock
 //! reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
@@ -9,6 +10,7 @@
 
 pub mod call;
 pub mod dispatch;
+pub mod media_pool;
 pub mod media_watch;
 pub mod overload;
 pub mod sdp;
