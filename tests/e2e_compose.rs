@@ -7,15 +7,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
 use common::{
     answered_media, reject_scenario, require_tool, scenario, sipp_from, temp_dir, tone_scenario,
-    wait_until,
+    wait_until, SIPP_NO_MESSAGE_LOG,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -85,6 +86,41 @@ fn compose_files(project: &str, overrides: &[&str], env: &[(&str, String)]) -> C
 /// Tears the project down when the test ends, however it ends.
 struct Down(&'static str);
 
+/// As [`Down`], for a project of docker-compose.scale.yml.
+struct DownScaled(&'static str);
+
+impl Drop for DownScaled {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(l) = scaled(self.0, &[]).args(["logs", "--no-color"]).output() {
+                let logs = String::from_utf8_lossy(&l.stdout);
+                // The end of each container's log is what tells; the whole can be long.
+                let tail: Vec<&str> = logs.lines().rev().take(400).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                eprintln!(
+                    "---- compose logs (last 400 lines) ----\n{}",
+                    tail.join("\n")
+                );
+            }
+        }
+        let _ = scaled(self.0, &[])
+            .args(["down", "-v", "--remove-orphans", "-t", "5"])
+            .output();
+    }
+}
+
+/// docker-compose on docker-compose.scale.yml (2 signaling, 3 media containers).
+fn scaled(project: &str, env: &[(&str, String)]) -> Command {
+    let mut c = Command::new("docker-compose");
+    c.current_dir(root())
+        .args(["-p", project, "-f", "docker-compose.scale.yml"])
+        .env("MILLIWATT_TAG", TAG);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
 impl Drop for Down {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -132,6 +168,13 @@ fn build_images_now() {
         );
         eprintln!("built milliwatt/{target}:{TAG} in {:?}", t0.elapsed());
     }
+}
+
+fn ip_of(id: &str) -> String {
+    inspect(
+        id,
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    )
 }
 
 fn container(project: &str, service: &str) -> String {
@@ -512,6 +555,7 @@ fn compose_file_is_valid_for_compose_v1_and_v2() {
     for files in [
         &["docker-compose.yml"][..],
         &["docker-compose.yml", "docker-compose.grpc-tls.yml"],
+        &["docker-compose.scale.yml"],
     ] {
         let args: Vec<&str> = files.iter().flat_map(|f| ["-f", f]).collect();
         for (tool, name) in [("docker-compose", "v1"), (v2, "v2")] {
@@ -526,5 +570,314 @@ fn compose_file_is_valid_for_compose_v1_and_v2() {
                 &format!("docker compose ({name}) {} config", args.join(" ")),
             );
         }
+    }
+}
+
+/// Seconds since midnight UTC.
+fn seconds_of_day(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .rem_euclid(86_400.0)
+}
+
+/// The time of a log line that starts `2026-12-06T02:42:02.872811Z`, in seconds since midnight.
+fn log_seconds_of_day(line: &str) -> Option<f64> {
+    let line = line.split_once("| ").map_or(line, |(_, l)| l).trim_start();
+    let time = line.get(11..)?.split('Z').next()?;
+    let mut it = time.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// A metric's value in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The streams a sink received, by SSRC, in arrival order each.
+fn streams(packets: &[common::rtp::Packet]) -> BTreeMap<u32, Vec<common::rtp::Packet>> {
+    let mut by = BTreeMap::<u32, Vec<common::rtp::Packet>>::new();
+    for p in packets.iter().filter(|p| p.data.len() >= 12) {
+        let ssrc = u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+        by.entry(ssrc).or_default().push(p.clone());
+    }
+    by
+}
+
+/// docker-compose.scale.yml: 2 signaling and 3 media containers; media found by Docker's DNS
+/// (one alias, three addresses). SIPp loads both signaling containers with 100 concurrent calls
+/// each: the sessions spread over the three media containers, and a sample of streams is judged.
+/// One media container is killed: its calls get BYE within 2 s, the others keep every packet,
+/// new calls succeed on the two left. One signaling container is killed: its calls end at the
+/// caller by timeout (nobody is left to send BYE), the other's calls are untouched, and media
+/// frees the dead instance's sessions when its lease lapses (seen with milliwatt-ctl).
+#[test]
+fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling() {
+    const PROJECT: &str = "milliwatt-e2e-scale";
+    const CALLS_EACH: usize = 100;
+    const TONE: u64 = 20;
+    const LEASE: u64 = 6;
+    require_tool("docker", "docker.io");
+    require_tool("docker-compose", "docker-compose");
+    require_tool("sipp", "sip-tester");
+    build_images();
+    let _one = ONE_STACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = [
+        ("TONE_DURATION_SECONDS", TONE.to_string()),
+        ("MEDIA_LEASE_SECONDS", LEASE.to_string()),
+    ];
+    let _ = scaled(PROJECT, &env)
+        .args(["down", "-v", "--remove-orphans"])
+        .output();
+    let _down = DownScaled(PROJECT);
+    check(
+        run(scaled(PROJECT, &env).args(["up", "-d", "--no-build"]), "up"),
+        "docker-compose -f docker-compose.scale.yml up",
+    );
+    let id = |service: &str| {
+        check(
+            run(scaled(PROJECT, &env).args(["ps", "-q", service]), "ps"),
+            "docker-compose ps",
+        )
+        .trim()
+        .to_string()
+    };
+    let signaling: Vec<String> = ["signaling-1", "signaling-2"]
+        .iter()
+        .map(|s| id(s))
+        .collect();
+    let media: Vec<String> = ["media-1", "media-2", "media-3"]
+        .iter()
+        .map(|s| id(s))
+        .collect();
+    let sig_ip: Vec<String> = signaling.iter().map(|c| ip_of(c)).collect();
+    let media_ip: Vec<String> = media.iter().map(|c| ip_of(c)).collect();
+    let gateway = inspect(
+        &signaling[0],
+        "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+    );
+    eprintln!("signaling {sig_ip:?}, media {media_ip:?}, gateway {gateway}");
+    let healthy_media = |ip: &str| {
+        http(ip, "/metrics")
+            .and_then(|(_, t)| metric(&t, "milliwatt_media_instances_healthy"))
+            .unwrap_or(-1.0)
+    };
+    for ip in &sig_ip {
+        wait_until("each signaling sees three healthy media", 60 * SEC, || {
+            healthy_media(ip) == 3.0
+        });
+    }
+    let local: std::net::IpAddr = gateway.parse().unwrap();
+    let sink_on = || RtpSink::bind_on(SocketAddr::new(local, 0));
+    let target = |i: usize| -> SocketAddr { format!("{}:5060", sig_ip[i]).parse().unwrap() };
+    let media_of = |from: SocketAddr| {
+        media_ip
+            .iter()
+            .position(|ip| *ip == from.ip().to_string())
+            .unwrap_or_else(|| panic!("RTP from {from}, not a media container"))
+    };
+    let dir = temp_dir("compose-scale");
+    let sinks = [sink_on(), sink_on()];
+    let scenarios: Vec<PathBuf> = sinks
+        .iter()
+        .enumerate()
+        .map(|(i, sink)| {
+            let d = dir.join(format!("load-{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            tone_scenario(&d, sink.port(), "0", (TONE + 5) * 1000)
+        })
+        .collect();
+    let calls = CALLS_EACH.to_string();
+    let all = || -> BTreeMap<u32, Vec<common::rtp::Packet>> {
+        let mut m = streams(&sinks[0].packets());
+        m.extend(streams(&sinks[1].packets()));
+        m
+    };
+    let (lost_media, killed_signaling_at) = std::thread::scope(|s| {
+        let loads: Vec<_> = (0..2)
+            .map(|i| {
+                let sc = &scenarios[i];
+                let calls = &calls;
+                let gateway = &gateway;
+                s.spawn(move || {
+                    sipp_from(
+                        gateway,
+                        target(i),
+                        sc,
+                        &["-m", calls, "-r", "25", "-l", calls, SIPP_NO_MESSAGE_LOG],
+                        Duration::from_secs(TONE + 40),
+                    )
+                })
+            })
+            .collect();
+        wait_until("every call streams", 30 * SEC, || {
+            all().len() == 2 * CALLS_EACH
+        });
+        let mut per = [0usize; 3];
+        for st in all().values() {
+            per[media_of(st[0].from)] += 1;
+        }
+        eprintln!(
+            "{} calls over three media containers: {per:?}",
+            2 * CALLS_EACH
+        );
+        // Two signaling instances placing by what media reports (all owners' sessions) plus
+        // their own placements since: each media gets a fair share (the bound this test states).
+        for (i, n) in per.iter().enumerate() {
+            assert!(
+                (50..=84).contains(n),
+                "media {i} got {n} of {} calls: {per:?}",
+                2 * CALLS_EACH
+            );
+        }
+
+        // media-2 dies: its calls, on both signaling instances, get BYE within 2 s. Timed by
+        // the signaling containers' own log timestamps (same clock as the host), not by how fast
+        // `docker logs` can be polled.
+        let killed_at = seconds_of_day(SystemTime::now());
+        check(
+            run(Command::new("docker").args(["kill", &media[1]]), "kill"),
+            "docker kill media-2",
+        );
+        let bye_times = || -> Vec<f64> {
+            signaling
+                .iter()
+                .flat_map(|c| {
+                    let out = run(Command::new("docker").args(["logs", c]), "docker logs");
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                        + &String::from_utf8_lossy(&out.stderr);
+                    text.lines()
+                        .filter(|l| {
+                            l.contains("BYE sent") && l.contains("reason=media session lost")
+                        })
+                        .map(|l| {
+                            log_seconds_of_day(l).unwrap_or_else(|| panic!("no time in {l:?}"))
+                        })
+                        .collect::<Vec<f64>>()
+                })
+                .collect()
+        };
+        wait_until("BYE to each of media-2's calls", 10 * SEC, || {
+            bye_times().len() >= per[1]
+        });
+        let times = bye_times();
+        assert_eq!(times.len(), per[1], "only media-2's calls end");
+        let last = times
+            .iter()
+            .map(|t| (t - killed_at).rem_euclid(86_400.0))
+            .fold(0.0, f64::max);
+        eprintln!(
+            "{} calls of media-2 got BYE, the last {last:.3} s after the kill",
+            per[1]
+        );
+        assert!(last <= 2.0, "the last BYE {last:.3} s after media-2 died");
+
+        // New calls meanwhile: all succeed, none on media-2.
+        let short = sink_on();
+        let bye = scenario(
+            "uac_caller_bye.xml",
+            &[
+                ("RTP_PORT", short.port().to_string()),
+                ("HOLD_MS", "1000".into()),
+            ],
+            &dir,
+        );
+        sipp_from(
+            &gateway,
+            target(0),
+            &bye,
+            &["-m", "20", "-r", "20", "-l", "20"],
+            30 * SEC,
+        )
+        .assert_ok();
+        std::thread::sleep(Duration::from_millis(300));
+        let outage = streams(&short.finish());
+        assert_eq!(outage.len(), 20, "every call during the outage streamed");
+        let mut per_outage = [0usize; 3];
+        for st in outage.values() {
+            per_outage[media_of(st[0].from)] += 1;
+        }
+        eprintln!("20 calls during media-2's outage: {per_outage:?}");
+        assert_eq!(per_outage[1], 0, "{per_outage:?}");
+
+        // signaling-2 dies: nobody sends its calls BYE; media frees its sessions by the lease.
+        let owner = signaling[1][..12].to_string(); // its HOSTNAME starts its instance id
+        let ctl = common::bin_path("milliwatt-ctl");
+        let owned_by_dead = |ip: &str| -> usize {
+            let out = run(
+                Command::new(&ctl).args([
+                    "sessions",
+                    "list",
+                    "--json",
+                    "--endpoint",
+                    &format!("http://{ip}:50051"),
+                ]),
+                "milliwatt-ctl",
+            );
+            let text = check(out, "milliwatt-ctl sessions list --json");
+            text.lines()
+                .filter(|l| l.contains(&format!("\"owner\":\"{owner}")))
+                .count()
+        };
+        let before: usize = [0, 2].iter().map(|&m| owned_by_dead(&media_ip[m])).sum();
+        assert!(
+            before > 0,
+            "signaling-2 holds sessions on media-1 and media-3"
+        );
+        let killed_signaling = Instant::now();
+        check(
+            run(Command::new("docker").args(["kill", &signaling[1]]), "kill"),
+            "docker kill signaling-2",
+        );
+        let freed = wait_until(
+            "media frees the dead signaling's sessions",
+            Duration::from_secs(LEASE + 5),
+            || [0, 2].iter().all(|&m| owned_by_dead(&media_ip[m]) == 0),
+        );
+        eprintln!("{before} sessions of the killed signaling freed {freed:?} after the kill (lease {LEASE} s)");
+        assert!(
+            freed <= Duration::from_secs(LEASE + 2),
+            "freed after {freed:?}"
+        );
+        // signaling-1's calls run to their end and get our BYE; signaling-2's time out.
+        loads
+            .into_iter()
+            .next()
+            .unwrap()
+            .join()
+            .unwrap()
+            .assert_ok();
+        (per[1], killed_signaling)
+    });
+    // signaling-1's calls on the surviving media: every packet of the whole tone.
+    let first = streams(&sinks[0].packets());
+    let mut judged = 0;
+    for st in first.values() {
+        if media_of(st[0].from) == 1 {
+            continue;
+        }
+        judge(st, &Expect::pcmu_440(Duration::from_secs(TONE)));
+        judged += 1;
+    }
+    eprintln!("{judged} streams of signaling-1 on media-1 and media-3 judged whole; {lost_media} calls lost with media-2");
+    assert!(judged >= CALLS_EACH / 2, "{judged} streams judged");
+    // signaling-2's calls on surviving media stopped when their sessions were freed.
+    let second = streams(&sinks[1].packets());
+    for st in second.values() {
+        let last = st.last().unwrap().at;
+        assert!(
+            last < killed_signaling_at + Duration::from_secs(LEASE + 2),
+            "a dead signaling's session streamed {:?} after the kill",
+            last - killed_signaling_at
+        );
     }
 }

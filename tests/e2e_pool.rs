@@ -133,7 +133,7 @@ fn calls_spread_over_three_instances_and_a_lost_one_ends_only_its_own() {
         let m = metrics(cfg.admin_port);
         for (i, member) in pool.iter().enumerate() {
             let key = format!(
-                "milliwatt_media_instance_calls{{instance=\"127.0.0.1:{}\"}}",
+                "milliwatt_media_instance_calls{{media=\"127.0.0.1:{}\"}}",
                 member.grpc_port
             );
             assert_eq!(m.get(&key).copied(), Some(per[i] as f64), "{key}: {m:?}");

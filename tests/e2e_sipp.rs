@@ -354,3 +354,45 @@ fn over_capacity_gets_503_with_retry_after() {
     });
     wait_no_sessions(&server);
 }
+
+#[test]
+fn advertised_port_goes_in_contact_and_in_the_via_of_our_bye() {
+    // Where callers reach this instance through a port mapping: in-dialog requests must come
+    // back to the mapped port, not to sip.port.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 1;
+    let mapped = common::free_port();
+    cfg.sip_extra = format!("advertised_port = {mapped}\n");
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let run = sipp(
+        &server,
+        &tone_scenario(&dir, sink.port(), "0", 10_000),
+        &[],
+        Duration::from_secs(20),
+    );
+    run.assert_ok();
+    let received: Vec<&str> = run.messages.split("message received").skip(1).collect();
+    let ok = received
+        .iter()
+        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("CSeq: 1 INVITE"))
+        .expect("a 200 OK to the INVITE");
+    let contact = ok
+        .lines()
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with("contact:"))
+        .expect("a Contact in the 200 OK");
+    assert!(
+        contact.contains(&format!("127.0.0.1:{mapped}")),
+        "{contact}"
+    );
+    let bye = received
+        .iter()
+        .find(|m| m.contains("BYE sip:"))
+        .expect("our BYE");
+    let via = bye
+        .lines()
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with("via:"))
+        .expect("a Via in our BYE");
+    assert!(via.contains(&format!("127.0.0.1:{mapped}")), "{via}");
+}

@@ -172,6 +172,8 @@ pub struct SipConfig {
     pub domain: String,
     pub transport: Transport,
     pub advertised_address: String,
+    /// Port put in Contact and Via; 0: `port`.
+    pub advertised_port: u16,
     pub max_message_bytes: u32,
     pub tcp_max_connections: u32,
     pub tcp_idle_timeout_seconds: u64,
@@ -622,6 +624,15 @@ impl Config {
     }
 
     /// The host to put in SIP Contact and Via headers.
+    /// The port in Contact and Via: `sip.advertised_port`, or `sip.port` when it is 0.
+    pub fn sip_advertised_port(&self) -> u16 {
+        if self.sip.advertised_port == 0 {
+            self.sip.port
+        } else {
+            self.sip.advertised_port
+        }
+    }
+
     pub fn sip_advertised_host(&self) -> String {
         advertised(&self.sip.advertised_address, self.sip.bind_address)
     }
@@ -893,6 +904,14 @@ mod tests {
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma, Codec::Pcmu]);
         let c = load(None, &["media.preferred_codecs=PCMA"], &[]).unwrap();
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma]);
+    }
+
+    #[test]
+    fn the_advertised_sip_port_is_sip_port_unless_set() {
+        let c = load(None, &["sip.port=5070"], &[]).unwrap();
+        assert_eq!(c.sip_advertised_port(), 5070);
+        let c = load(None, &["sip.port=5070", "sip.advertised_port=31060"], &[]).unwrap();
+        assert_eq!(c.sip_advertised_port(), 31060);
     }
 
     #[test]

@@ -120,6 +120,12 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
     let fmt = match cfg.log.format {
         LogFormat::Plain => tracing_subscriber::fmt::layer()
             .with_target(false)
+            // Colours only on a terminal: a container's log, a file or a pipe gets plain text
+            // (`reason=media session lost`, not escape codes), and NO_COLOR is honoured.
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

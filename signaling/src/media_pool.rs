@@ -446,7 +446,16 @@ async fn check_member(inner: Arc<Inner>, member: Arc<Member>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let result = member.client.renew(CHECK_TIMEOUT).await;
+        // Bounded here too: the channel's own timeouts (2 s to connect) are for calls, and a
+        // dead instance whose address no longer answers ARP would take that long to fail.
+        let result = tokio::time::timeout(CHECK_TIMEOUT, member.client.renew(CHECK_TIMEOUT))
+            .await
+            .unwrap_or_else(|_| {
+                Err(MediaError::Unavailable(format!(
+                    "no answer within {} ms",
+                    CHECK_TIMEOUT.as_millis()
+                )))
+            });
         inner.report(&member, result);
     }
 }
@@ -472,8 +481,9 @@ async fn addresses(url: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// The pool for `/metrics`: how many instances, how many healthy, and per instance whether it
-/// is healthy and the sessions media reported there (all owners) and ours.
+/// The pool for `/metrics`: how many instances, how many healthy, and per instance (label
+/// `media`, its address: `instance` is Prometheus's own target label) whether it is healthy and
+/// the sessions media reported there (all owners) and ours.
 #[derive(Debug)]
 pub struct PoolCollector(pub MediaPool);
 
@@ -517,7 +527,7 @@ impl Collector for PoolCollector {
         ] {
             let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for v in &view {
-                let labels = [("instance", v.key.to_string())];
+                let labels = [("media", v.key.to_string())];
                 ConstGauge::new(value(v)).encode(family.encode_family(&labels)?)?;
             }
         }

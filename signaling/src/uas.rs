@@ -396,7 +396,7 @@ impl Signaling {
         let addr = SocketAddr::new(cfg.sip.bind_address, cfg.sip.port);
         let advertised = HostPort {
             host: host_of(&cfg.sip_advertised_host()),
-            port: Some(cfg.sip.port),
+            port: Some(cfg.sip_advertised_port()),
         };
         let b = &cfg.behavior;
         let call_settings = Settings {
@@ -473,7 +473,7 @@ impl Signaling {
         info!(
             udp = ?udp,
             tcp = ?tcp,
-            advertised = %shared.advertised.host,
+            advertised = %format!("{}:{}", shared.advertised.host, shared.advertised.port.unwrap_or(0)),
             domain = %shared.cfg.sip.domain,
             media = %shared.cfg.media.endpoint.join(", "),
             "SIP endpoint bound"

@@ -39,6 +39,10 @@ SCENARIOS = {
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,
                          sip_adv="sip.example.com", node_port_tcp=30060),
+    # Several signaling replicas on host networking, media autoscaled, PodMonitor and dashboard.
+    "scaled": dict(media_kind="Deployment", media_host=False, sig_host=True,
+                   svc_type="ClusterIP", transport="both", media_adv=None, sip_adv="",
+                   sig_replicas=3, media_hpa=(3, 12, 60), sig_hpa=None, monitoring=True),
     "grpc-tls": dict(media_kind="Deployment", media_host=False, sig_host=False,
                      svc_type="ClusterIP", transport="both", media_adv=None, sip_adv="",
                      grpc_tls=dict(secret="mw-grpc-media", client_secret="mw-grpc-signaling",
@@ -72,6 +76,37 @@ def check(name, cond, detail=""):
 
 def env_of(container):
     return {e["name"]: e for e in container.get("env") or []}
+
+
+def metric_names(root):
+    """Every metric name the services register: the "milliwatt_..." strings of their sources."""
+    names = set()
+    for path in root.glob("*/src/**/*.rs"):
+        names |= set(re.findall(r'"(milliwatt_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def check_dashboard(tag, cm, reference_path):
+    import json
+    import pathlib
+
+    check(f"{tag} Grafana dashboard ConfigMap labelled for the sidecar (grafana_dashboard: \"1\")",
+          cm and cm["metadata"]["labels"].get("grafana_dashboard") == "1" and "milliwatt.json" in cm.get("data", {}))
+    if not cm:
+        return
+    try:
+        dash = json.loads(cm["data"]["milliwatt.json"])
+    except ValueError as e:
+        check(f"{tag} the dashboard is JSON", False, str(e))
+        return
+    exprs = [t["expr"] for p in dash.get("panels", []) for t in p.get("targets", [])]
+    check(f"{tag} the dashboard is JSON with {len(dash.get('panels', []))} panels, each with a query",
+          dash.get("uid") == "milliwatt" and exprs and all(p.get("targets") for p in dash["panels"]))
+    known = metric_names(pathlib.Path(reference_path).resolve().parent)
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"milliwatt_[a-z0-9_]+", e)}
+    unknown = sorted(m for m in used if m not in known)
+    check(f"{tag} every metric the dashboard queries ({len(used)}) is one the services register",
+          used and not unknown, f"unknown: {unknown}")
 
 
 def main():
@@ -113,8 +148,9 @@ def main():
           cfg["media"]["grpc_listen"])
     tls = exp.get("grpc_tls")
     scheme = "https" if tls else "http"
-    check(f"{tag} media.endpoint is the media Service over {scheme}",
-          cfg["media"]["endpoint"] == f"{scheme}://{RELEASE}-media:{grpc_port}", cfg["media"]["endpoint"])
+    check(f"{tag} media.endpoint is the headless media Service over {scheme} (every media pod a pool member)",
+          cfg["media"]["endpoint"] == f"{scheme}://{RELEASE}-media-headless:{grpc_port}", cfg["media"]["endpoint"])
+    check(f"{tag} sip.advertised_port = 0 (sip.port)", cfg["sip"]["advertised_port"] == 0)
     tls_keys = {k: v for k, v in cfg["media"].items() if k.startswith("grpc_tls_")}
     check(f"{tag} the shared config.toml keeps the 7 media.grpc_tls_* keys empty (each workload's env sets its own)",
           len(tls_keys) == 7 and not any(tls_keys.values()), f"{tls_keys}")
@@ -232,6 +268,44 @@ def main():
     msvc = objs.get(("Service", f"{RELEASE}-media"))
     check(f"{tag} media Service exposes gRPC {grpc_port}",
           msvc and [p["port"] for p in msvc["spec"]["ports"]] == [grpc_port])
+    hsvc = objs.get(("Service", f"{RELEASE}-media-headless"))
+    check(f"{tag} headless media Service: clusterIP None, ready pods only, gRPC {grpc_port}, media pods selected",
+          hsvc and hsvc["spec"].get("clusterIP") == "None" and hsvc["spec"].get("publishNotReadyAddresses") is False
+          and [p["port"] for p in hsvc["spec"]["ports"]] == [grpc_port]
+          and hsvc["spec"]["selector"].get("app.kubernetes.io/component") == "media"
+          and msvc and hsvc["spec"]["selector"] == msvc["spec"]["selector"])
+    # ---- scaling: replicas, autoscalers
+    hpas = {d["metadata"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    for comp, wl, want in (("signaling", sig, exp.get("sig_hpa")), ("media", med, exp.get("media_hpa"))):
+        hpa = hpas.get(f"{RELEASE}-{comp}")
+        if want:
+            lo, hi, cpu = want
+            metrics = (hpa or {}).get("spec", {}).get("metrics") or []
+            check(f"{tag} {comp}: HorizontalPodAutoscaler {lo}..{hi} on CPU {cpu} %, Deployment without replicas",
+                  hpa and hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                           "name": f"{RELEASE}-{comp}"}
+                  and (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (lo, hi)
+                  and metrics == [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                      "type": "Utilization", "averageUtilization": cpu}}}]
+                  and "replicas" not in wl["spec"], f"{hpa}")
+        else:
+            check(f"{tag} {comp}: no HorizontalPodAutoscaler", hpa is None)
+    if "sig_replicas" in exp:
+        check(f"{tag} signaling: {exp['sig_replicas']} replicas", sig["spec"].get("replicas") == exp["sig_replicas"])
+    # ---- monitoring: PodMonitor and the Grafana dashboard
+    pm = objs.get(("PodMonitor", RELEASE))
+    dash_cm = objs.get(("ConfigMap", f"{RELEASE}-dashboard"))
+    if exp.get("monitoring"):
+        eps = (pm or {}).get("spec", {}).get("podMetricsEndpoints") or []
+        check(f"{tag} PodMonitor scrapes /metrics on port admin of both workloads' pods, with the extra label",
+              pm and pm["apiVersion"] == "monitoring.coreos.com/v1"
+              and pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": RELEASE,
+                                                              "app.kubernetes.io/instance": RELEASE}
+              and eps == [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+              and pm["metadata"]["labels"].get("release") == "prometheus", f"{pm}")
+        check_dashboard(tag, dash_cm, reference_path)
+    else:
+        check(f"{tag} no PodMonitor and no dashboard unless asked", pm is None and dash_cm is None)
     ssvc = objs.get(("Service", f"{RELEASE}-signaling"))
     check(f"{tag} signaling Service type {exp['svc_type']}", ssvc and ssvc["spec"].get("type") == exp["svc_type"])
     if ssvc:

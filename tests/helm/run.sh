@@ -117,7 +117,7 @@ expect_fail() {
 }
 render() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" "$@"; }
 
-scenarios=(default hostnet-daemonset loadbalancer nodeport-tcp grpc-tls)
+scenarios=(default hostnet-daemonset loadbalancer nodeport-tcp grpc-tls scaled)
 values_args() { [ "$1" = default ] || printf '%s\n' -f "$HERE/values/$1.yaml"; }
 
 for s in "${scenarios[@]}"; do
@@ -225,6 +225,16 @@ expect_fail "schema rejects an unknown key in media.grpcTls" "additional propert
   render --set media.grpcTls.caFile=x
 expect_fail "both workloads on hostNetwork with one admin port is refused" 'both use hostNetwork with admin port 8080' \
   render --set media.hostNetwork=true --set signaling.hostNetwork=true
+expect_fail "autoscaling with minReplicas above maxReplicas is refused" 'signaling\.autoscaling\.minReplicas \(5\) is more than maxReplicas \(3\)' \
+  render --set signaling.autoscaling.enabled=true --set signaling.autoscaling.minReplicas=5 --set signaling.autoscaling.maxReplicas=3
+expect_fail "media autoscaling on a DaemonSet is refused" 'media\.autoscaling needs media\.kind Deployment' \
+  render --set media.autoscaling.enabled=true --set media.kind=DaemonSet
+expect_fail "a CPU target without a CPU request is refused" 'needs media\.resources\.requests\.cpu' \
+  render --set media.autoscaling.enabled=true --set media.resources.requests.cpu=null
+expect_fail "schema rejects sip.advertisedPort=70000" 'advertisedPort.*(maximum|65535)' \
+  render --set sip.advertisedPort=70000
+expect_fail "schema rejects a podMonitor interval without a unit" 'interval.*(pattern|does not match)' \
+  render --set monitoring.podMonitor.enabled=true --set-string monitoring.podMonitor.interval=15
 
 echo "helm-test: chart rendered offline only: no Kubernetes cluster was installed to or tested against ($(($(date +%s) - start)) s)"
 echo "helm: $pass passed, $fail failed"

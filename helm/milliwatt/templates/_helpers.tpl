@@ -46,7 +46,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "milliwatt.mediaEndpoint" -}}
 {{- $scheme := ternary "https" "http" (ne .Values.media.grpcTls.secretName "") -}}
-{{- default (printf "%s://%s-media:%d" $scheme (include "milliwatt.fullname" .) (int .Values.media.grpcPort)) .Values.media.endpoint -}}
+{{- default (printf "%s://%s-media-headless:%d" $scheme (include "milliwatt.fullname" .) (int .Values.media.grpcPort)) .Values.media.endpoint -}}
 {{- end -}}
 
 {{/* TLS on the media gRPC API: where the Secrets' files are mounted. */}}
@@ -235,6 +235,18 @@ rollingUpdate:
 {{- $need := add $tone $delay $margin -}}
 {{- $grace := int $v.shutdown.graceSeconds -}}
 {{- range $w := list "signaling" "media" -}}
+{{- $a := (index $v $w).autoscaling -}}
+{{- if $a.enabled -}}
+{{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
+{{- fail (printf "milliwatt: %s.autoscaling.minReplicas (%d) is more than maxReplicas (%d)" $w (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- end -}}
+{{- if and (not $a.metrics) (not (dig "requests" "cpu" "" (index $v $w).resources)) -}}
+{{- fail (printf "milliwatt: %s.autoscaling targets CPU utilization, which needs %s.resources.requests.cpu (or set %s.autoscaling.metrics)" $w $w $w) -}}
+{{- end -}}
+{{- if and (eq $w "media") (eq $v.media.kind "DaemonSet") -}}
+{{- fail "milliwatt: media.autoscaling needs media.kind Deployment: a DaemonSet runs one pod per node (add nodes to scale it)" -}}
+{{- end -}}
+{{- end -}}
 {{- $tgps := int (index $v $w).terminationGracePeriodSeconds -}}
 {{- if lt $tgps $need -}}
 {{- fail (printf "milliwatt: %s.terminationGracePeriodSeconds (%d) is too short for a call: it must be at least behavior.toneDurationSeconds (%d) + behavior.autoAnswerDelayMs rounded up (%d s) + %d s margin = %d, or Kubernetes kills calls in progress on shutdown" $w $tgps $tone $delay $margin $need) -}}
