@@ -396,3 +396,152 @@ fn advertised_port_goes_in_contact_and_in_the_via_of_our_bye() {
         .expect("a Via in our BYE");
     assert!(via.contains(&format!("127.0.0.1:{mapped}")), "{via}");
 }
+
+/// The SDP answer in the 200 OK to the INVITE with CSeq `cseq`: (session id, version, media line,
+/// direction attribute).
+fn answer_to(messages: &str, cseq: u32) -> (String, u64, String, String) {
+    // Each received message alone: up to the log's next separator line.
+    let ok = messages
+        .split("message received")
+        .skip(1)
+        .map(|m| m.split("\n-----").next().unwrap_or(m))
+        .find(|m| m.contains("SIP/2.0 200") && m.contains(&format!("CSeq: {cseq} INVITE")))
+        .unwrap_or_else(|| panic!("no 200 OK to the INVITE with CSeq {cseq}:\n{messages}"));
+    let line = |prefix: &str| {
+        ok.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in:\n{ok}"))
+            .to_string()
+    };
+    let o = line("o=");
+    let f: Vec<&str> = o.split_whitespace().collect();
+    let direction = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"]
+        .into_iter()
+        .find(|d| ok.lines().any(|l| l.trim() == *d))
+        .unwrap_or("a=sendrecv")
+        .to_string();
+    (
+        f[1].to_string(),
+        f[2].parse().unwrap(),
+        line("m="),
+        direction,
+    )
+}
+
+#[test]
+fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_versions() {
+    const PHASE_MS: u64 = 1500;
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 30; // longer than the scenario: the caller hangs up
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_reinvite.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("PHASE_MS", PHASE_MS.to_string()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+
+    // RFC 3264 8: one session id; the version counts changes only.
+    let answers: Vec<_> = (1..=5).map(|c| answer_to(&run.messages, c)).collect();
+    let (sid, v) = (answers[0].0.clone(), answers[0].1);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a.0, sid, "answer {}: session id", i + 1);
+    }
+    let versions: Vec<u64> = answers.iter().map(|a| a.1).collect();
+    assert_eq!(
+        versions,
+        [v, v + 1, v + 2, v + 3, v + 3],
+        "versions: hold, resume and codec change each count; the offerless re-INVITE changes nothing"
+    );
+    assert_eq!(
+        answers[1].3, "a=recvonly",
+        "hold (sendonly) is answered recvonly"
+    );
+    assert_eq!(answers[2].3, "a=sendrecv", "resumed");
+    assert!(
+        answers[3].2.ends_with("RTP/AVP 8"),
+        "PCMA only: {}",
+        answers[3].2
+    );
+    assert!(
+        answers[4].2.contains("RTP/AVP 8"),
+        "the offerless re-INVITE's 200 offers the current media: {}",
+        answers[4].2
+    );
+
+    // The RTP: PCMU, nothing while held, PCMU again with the same SSRC and the next sequence
+    // number (the timestamp advanced over the pause), then PCMA on a new stream.
+    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+    let pcmu: Vec<_> = packets
+        .iter()
+        .filter(|p| p.data[1] & 0x7f == 0)
+        .cloned()
+        .collect();
+    let pcma: Vec<_> = packets
+        .iter()
+        .filter(|p| p.data[1] & 0x7f == 8)
+        .cloned()
+        .collect();
+    assert_eq!(pcmu.len() + pcma.len(), packets.len(), "only PT 0 and 8");
+    let (gap_at, gap) = pcmu
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i + 1, w[1].at - w[0].at))
+        .max_by_key(|(_, g)| *g)
+        .expect("PCMU packets");
+    let held = Duration::from_millis(PHASE_MS);
+    assert!(
+        gap >= held - Duration::from_millis(300) && gap <= held + Duration::from_millis(500),
+        "nothing sent for {gap:?} while held ({held:?})"
+    );
+    let (before, after) = pcmu.split_at(gap_at);
+    assert!(
+        before
+            .iter()
+            .chain(after)
+            .all(|p| ssrc_of(p) == ssrc_of(&before[0])),
+        "one SSRC across the hold"
+    );
+    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
+    let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
+    let (last, first) = (before.last().unwrap(), &after[0]);
+    assert_eq!(seq(first), seq(last).wrapping_add(1), "sequence goes on");
+    let ts_packets = f64::from(ts(first).wrapping_sub(ts(last))) / 160.0;
+    let gap_packets = gap.as_secs_f64() / 0.020;
+    assert!(
+        (ts_packets - gap_packets).abs() <= 3.0,
+        "timestamp advanced {ts_packets} packet times over a {gap:?} pause"
+    );
+    let expect = |law: Law, pt: u8, seg: &[common::rtp::Packet]| Expect {
+        payload_type: pt,
+        law,
+        frequency: 440.0,
+        level_dbm0: -10.0,
+        source: None,
+        duration: seg.last().unwrap().at - seg[0].at,
+    };
+    for (what, seg) in [("before the hold", before), ("after the resume", after)] {
+        let r = judge(seg, &expect(Law::Mu, 0, seg));
+        eprintln!("PCMU {what}: {r:?}");
+    }
+    assert_ne!(
+        ssrc_of(&pcma[0]),
+        ssrc_of(&before[0]),
+        "a new stream for the new codec"
+    );
+    let r = judge(&pcma, &expect(Law::A, 8, &pcma));
+    eprintln!("PCMA after the codec change: {r:?}");
+    assert!(
+        pcma[0].at > after.last().unwrap().at - Duration::from_millis(100),
+        "PCMU ends where PCMA begins"
+    );
+}
