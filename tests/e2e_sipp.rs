@@ -545,3 +545,36 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
         "PCMU ends where PCMA begins"
     );
 }
+
+#[test]
+fn ipv6_call_sip_and_rtp_on_loopback() {
+    // SIP over UDP on [::1], the SDP answer `c=IN IP6 ::1`, RTP from media on ::1.
+    let mut cfg = TestConfig::new();
+    cfg.ipv6 = true;
+    cfg.tone_seconds = 2;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind_on("[::1]:0".parse().unwrap());
+    let dir = temp_dir("scn");
+    let run = common::sipp_from(
+        "::1",
+        cfg.sip_addr(),
+        &tone_scenario(&dir, sink.port(), "0", 10_000),
+        &[],
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    let media = answered_media(&run.messages);
+    assert_eq!(media.ip().to_string(), "::1", "c=IN IP6 ::1");
+    assert!(
+        run.messages.contains("Contact: <sip:[::1]:"),
+        "our Contact names [::1]:\n{}",
+        run.messages
+    );
+    let mut expect = Expect::pcmu_440(Duration::from_secs(2));
+    expect.source = Some(media);
+    let report = judge(&packets, &expect);
+    eprintln!("{report:?}");
+    server.wait_log("reason=tone finished", Duration::from_secs(3));
+}

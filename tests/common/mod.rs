@@ -141,6 +141,8 @@ pub struct TestConfig {
     pub grpc_scheme: &'static str,
     /// The media processes of [`Mode::Pool`] (filled by [`Server::start`] when empty).
     pub pool: Vec<PoolMember>,
+    /// SIP and RTP on ::1 instead of 127.0.0.1 (gRPC and admin stay on 127.0.0.1).
+    pub ipv6: bool,
 }
 
 impl TestConfig {
@@ -166,16 +168,18 @@ impl TestConfig {
             log_level: "info",
             grpc_scheme: "http",
             pool: Vec::new(),
+            ipv6: false,
         }
     }
 
     pub fn toml(&self) -> String {
+        let lo = if self.ipv6 { "::1" } else { "127.0.0.1" };
         format!(
             r#"[sip]
-bind_address = "127.0.0.1"
+bind_address = "{lo}"
 port = {sip}
 transport = "{transport}"
-advertised_address = "127.0.0.1"
+advertised_address = "{lo}"
 {sip_extra}[behavior]
 auto_answer = {auto}
 auto_answer_delay_ms = {delay}
@@ -186,8 +190,8 @@ max_concurrent_calls = {max}
 rtp_port_range_start = {rs}
 rtp_port_range_end = {re}
 preferred_codecs = {codecs}
-bind_address = "127.0.0.1"
-advertised_address = "127.0.0.1"
+bind_address = "{lo}"
+advertised_address = "{lo}"
 grpc_listen = "127.0.0.1:{grpc}"
 endpoint = "{scheme}://127.0.0.1:{grpc}"
 pacing_threads = 1
@@ -221,7 +225,11 @@ grace_seconds = {grace}
     }
 
     pub fn sip_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.sip_port))
+        if self.ipv6 {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.sip_port))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], self.sip_port))
+        }
     }
 }
 
@@ -803,14 +811,20 @@ pub fn answered_media(messages: &str) -> SocketAddr {
         .expect("a 200 OK with SDP in SIPp's message log");
     let c = ok
         .lines()
-        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("c=IN IP4 ")
+                .or_else(|| l.strip_prefix("c=IN IP6 "))
+        })
         .expect("c= line");
-    let port = ok
+    let port: u16 = ok
         .lines()
         .find_map(|l| l.trim().strip_prefix("m=audio "))
         .and_then(|m| m.split_whitespace().next())
-        .expect("m= line");
-    format!("{}:{}", c.trim(), port).parse().unwrap()
+        .expect("m= line")
+        .parse()
+        .expect("m= port");
+    SocketAddr::new(c.trim().parse().expect("c= address"), port)
 }
 
 /// Polls `f` until it holds; fails the test after `limit`. Returns how long it took.
