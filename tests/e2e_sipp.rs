@@ -578,3 +578,64 @@ fn ipv6_call_sip_and_rtp_on_loopback() {
     eprintln!("{report:?}");
     server.wait_log("reason=tone finished", Duration::from_secs(3));
 }
+
+#[test]
+fn late_offer_is_answered_in_the_ack_and_a_missing_answer_ends_the_call() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 2;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+    // Our offer in the 200 lists both laws and telephone-event; the ACK's answer picks PCMA.
+    let sink = RtpSink::bind();
+    let sc = scenario(
+        "uac_late_offer.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("BYE_TIMEOUT_MS", "10000".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    let (_, _, m, direction) = answer_to(&run.messages, 1);
+    assert!(m.ends_with("RTP/AVP 0 8 101"), "our offer: {m}");
+    assert_eq!(direction, "a=sendrecv");
+    let media = answered_media(&run.messages);
+    let report = judge(
+        &packets,
+        &Expect {
+            payload_type: 8,
+            law: Law::A,
+            frequency: 440.0,
+            level_dbm0: -10.0,
+            source: Some(media),
+            duration: Duration::from_secs(2),
+        },
+    );
+    eprintln!("late offer, PCMA answered in the ACK: {report:?}");
+    server.wait_log("reason=tone finished", Duration::from_secs(3));
+
+    // No answer in the ACK: BYE at once, nothing sent.
+    let sink = RtpSink::bind();
+    let sc = scenario(
+        "uac_late_offer_no_answer.xml",
+        &[("RTP_PORT", sink.port().to_string())],
+        &dir,
+    );
+    let started = Instant::now();
+    let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+    run.assert_ok();
+    assert!(
+        run.elapsed < Duration::from_secs(3),
+        "our BYE came {:?} after the INVITE",
+        started.elapsed()
+    );
+    server.wait_log(
+        "reason=no usable SDP answer in the ACK",
+        Duration::from_secs(3),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sink.finish().is_empty(), "no RTP without an answer");
+}

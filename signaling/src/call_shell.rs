@@ -372,17 +372,24 @@ impl CallIo {
             }
             Output::Ringing => {
                 let a = self.allocation.as_ref().expect("ringing after allocation");
-                let n = core.negotiated().expect("screened");
-                info!(
-                    local_rtp = %format!("{}:{}", a.reserved.host, a.reserved.port),
-                    remote_rtp = %n.remote.map(|r| r.to_string()).unwrap_or_else(|| "none (hold)".into()),
-                    codec = %n.codec,
-                    payload_type = n.payload_type,
-                    dtmf_payload_type = ?n.dtmf_payload_type,
-                    media_session = %a.reserved.session_id,
-                    media = %a.placed.member.addr,
-                    "media allocated"
-                );
+                match core.negotiated() {
+                    Some(n) => info!(
+                        local_rtp = %format!("{}:{}", a.reserved.host, a.reserved.port),
+                        remote_rtp = %n.remote.map(|r| r.to_string()).unwrap_or_else(|| "none (hold)".into()),
+                        codec = %n.codec,
+                        payload_type = n.payload_type,
+                        dtmf_payload_type = ?n.dtmf_payload_type,
+                        media_session = %a.reserved.session_id,
+                        media = %a.placed.member.addr,
+                        "media allocated"
+                    ),
+                    None => info!(
+                        local_rtp = %format!("{}:{}", a.reserved.host, a.reserved.port),
+                        media_session = %a.reserved.session_id,
+                        media = %a.placed.member.addr,
+                        "media allocated (late offer: our offer goes in the 200 OK, the answer comes in the ACK)"
+                    ),
+                }
                 let acceptor = self.acceptor.as_mut().expect("ringing with a dialog");
                 match provisional(acceptor, StatusCode::RINGING).await {
                     Ok(()) => shared.stats.response(180),
@@ -562,9 +569,11 @@ impl CallIo {
         let result = acceptor.respond_success(ok).instrument(span).await;
         match result {
             // The ACK holds a transaction registration: drop it now, not at the end.
-            Ok((session, _ack)) => {
+            Ok((session, ack)) => {
                 self.session = Some(session);
-                Some(Event::Ack)
+                let answer =
+                    (!ack.body.is_empty()).then(|| String::from_utf8_lossy(&ack.body).into_owned());
+                Some(Event::Ack { answer })
             }
             // RFC 3261 13.3.1.4: the dialog is confirmed; the core decides the BYE.
             Err(ezk_sip_ua::invite::acceptor::Error::NoAck(no_ack)) => {

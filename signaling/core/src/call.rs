@@ -168,8 +168,13 @@ impl fmt::Display for MediaFailure {
 }
 
 /// The checks that need no dialog: headers, measured load (shed first), Request-URI, body and
-/// SDP offer, then drain, media and the call limit.
-pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Negotiated, Refusal> {
+/// SDP offer, then drain, media and the call limit. `Ok(None)`: an INVITE without a body, a late
+/// offer (RFC 3261 13.2.1): our offer goes in the 200 OK and the caller's answer in the ACK.
+pub fn screen(
+    s: &Settings,
+    invite: &InviteFacts<'_>,
+    load: Load,
+) -> Result<Option<Negotiated>, Refusal> {
     use RefusalKind::*;
     if !invite.has_from_tag {
         return Err(Refusal::new(Malformed, "From header has no tag"));
@@ -188,29 +193,28 @@ pub fn screen(s: &Settings, invite: &InviteFacts<'_>, load: Load) -> Result<Nego
             ));
         }
     }
-    if invite.body.is_empty() {
-        return Err(Refusal::new(
-            NoAcceptableMedia,
-            "INVITE without SDP offer is not supported",
-        ));
-    }
-    let is_sdp = invite
-        .content_type
-        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/sdp"));
-    if !is_sdp {
-        return Err(Refusal::new(UnsupportedBody, "body is not application/sdp"));
-    }
-    let body = std::str::from_utf8(invite.body)
-        .map_err(|_| Refusal::new(Malformed, "SDP is not UTF-8"))?;
-    let negotiated = negotiate(s, body)?;
-    // RFC 3264 8.4 makes c=0.0.0.0 "hold" in a re-offer; an initial offer with it names no one
-    // to send to, and is refused like a multicast address (no answer, no session).
-    if negotiated.remote.is_none() {
-        return Err(Refusal::new(
-            NoAcceptableMedia,
-            "an initial offer with the unspecified address (c=0.0.0.0) names no destination",
-        ));
-    }
+    let negotiated = if invite.body.is_empty() {
+        None
+    } else {
+        let is_sdp = invite
+            .content_type
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/sdp"));
+        if !is_sdp {
+            return Err(Refusal::new(UnsupportedBody, "body is not application/sdp"));
+        }
+        let body = std::str::from_utf8(invite.body)
+            .map_err(|_| Refusal::new(Malformed, "SDP is not UTF-8"))?;
+        let negotiated = negotiate(s, body)?;
+        // RFC 3264 8.4 makes c=0.0.0.0 "hold" in a re-offer; an initial offer with it names no
+        // one to send to, and is refused like a multicast address (no answer, no session).
+        if negotiated.remote.is_none() {
+            return Err(Refusal::new(
+                NoAcceptableMedia,
+                "an initial offer with the unspecified address (c=0.0.0.0) names no destination",
+            ));
+        }
+        Some(negotiated)
+    };
     if load.draining {
         return Err(Refusal::new(Draining, "shutting down"));
     }
@@ -265,6 +269,9 @@ pub enum EndReason {
     NoAck,
     /// The media service lost the session or became unreachable (we send BYE).
     MediaLost,
+    /// A late offer's ACK carried no usable SDP answer (none, unparseable, no codec we offered,
+    /// or no address): we end the call with BYE.
+    BadAnswer,
     /// The drain grace lapsed (we send BYE).
     Shutdown,
 }
@@ -287,6 +294,7 @@ impl fmt::Display for EndReason {
             EndReason::CallerCancelled => f.write_str("caller cancelled"),
             EndReason::NoAck => f.write_str("no ACK for 200 OK"),
             EndReason::MediaLost => f.write_str("media session lost"),
+            EndReason::BadAnswer => f.write_str("no usable SDP answer in the ACK"),
             EndReason::Shutdown => f.write_str("shutdown"),
         }
     }
@@ -309,7 +317,11 @@ pub enum Event {
     Cancel,
     /// Our 200 OK could not be sent because a CANCEL won the race.
     AnswerRaced,
-    Ack,
+    /// The ACK to our 200 OK; `answer` is its SDP body when it has one (the answer to a late
+    /// offer; ignored otherwise).
+    Ack {
+        answer: Option<String>,
+    },
     /// The stack retransmitted our 200 OK until 64*T1 without an ACK.
     AckTimeout,
     Bye,
@@ -337,7 +349,8 @@ pub enum Output {
     Ringing,
     /// Refuse the INVITE with a final response (`Retry-After` from the kind).
     Refuse(Refusal),
-    /// Send 200 OK with this SDP answer (then feed `Ack` or `AckTimeout`).
+    /// Send 200 OK with this SDP: the answer, or our offer when the INVITE had none (then feed
+    /// `Ack` or `AckTimeout`).
     Answer { sdp: String },
     /// The ACK came: the call is established (counted as answered).
     Established,
@@ -445,8 +458,9 @@ impl CallCore {
         };
         match screen(&call.settings, invite, load) {
             Ok(n) => {
-                let rtcp_mux = n.rtcp_mux;
-                call.negotiated = Some(n);
+                // A late offer: we offer no rtcp-mux (RFC 5761 lets the answer refuse it).
+                let rtcp_mux = n.as_ref().is_some_and(|n| n.rtcp_mux);
+                call.negotiated = n;
                 call.out.push_back(Output::Trying);
                 call.out.push_back(Output::Allocate { rtcp_mux });
             }
@@ -552,11 +566,13 @@ impl CallCore {
             (Answering { .. }, Event::AnswerRaced) => {
                 self.finish_with(EndReason::CallerCancelled, now)
             }
-            (Answering { then }, Event::Ack) => {
+            (Answering { then }, Event::Ack { answer }) => {
                 self.acked_at = Some(now);
                 self.out.push_back(Output::Established);
+                let late_answer_bad = self.negotiated.is_none() && !self.take_late_answer(answer);
                 match then {
                     Some(reason) => self.hang_up(reason, now),
+                    None if late_answer_bad => self.hang_up(EndReason::BadAnswer, now),
                     None => {
                         self.phase = Confirmed {
                             hangup_at: now + self.settings.tone,
@@ -608,13 +624,38 @@ impl CallCore {
     }
 
     fn answer(&mut self) {
-        let n = self.negotiated.as_ref().expect("screened before ringing");
         let sdp = self.sdp.as_mut().expect("allocated before ringing");
-        sdp.last = sdp::answer(n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+        sdp.last = match self.negotiated.as_ref() {
+            Some(n) => sdp::answer(n, &sdp.host, sdp.port, sdp.session_id, sdp.version),
+            None => sdp::offer(
+                &self.settings.preferred_codecs,
+                self.settings.enable_dtmf,
+                &sdp.host,
+                sdp.port,
+                sdp.session_id,
+                sdp.version,
+            ),
+        };
         self.out.push_back(Output::Answer {
             sdp: sdp.last.clone(),
         });
         self.phase = Phase::Answering { then: None };
+    }
+
+    /// The caller's answer to our late offer, from the ACK: negotiated like an offer (its codec
+    /// is one we offered, its address and direction say where and whether to send). False when
+    /// there is none or it is not usable (the call then ends with BYE).
+    fn take_late_answer(&mut self, answer: Option<String>) -> bool {
+        let Some(body) = answer.filter(|b| !b.trim().is_empty()) else {
+            return false;
+        };
+        match negotiate(&self.settings, &body) {
+            Ok(n) if n.remote.is_some() || !n.send => {
+                self.negotiated = Some(n);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Starts or stops the tone to match the negotiated media.
@@ -780,7 +821,7 @@ mod tests {
                 port: 20000,
             });
             sim.run_until(MS(1000));
-            sim.event(Event::Ack);
+            sim.event(Event::Ack { answer: None });
             sim
         }
 
@@ -912,6 +953,74 @@ mod tests {
     }
 
     #[test]
+    fn a_late_offer_is_offered_in_the_200_and_answered_in_the_ack() {
+        // INVITE without a body: 100, allocate (no rtcp-mux), 180, then our offer in the 200.
+        let late = |answer: Option<String>| {
+            let mut sim = Sim::new(settings(), "", Load::default());
+            assert_eq!(
+                sim.outputs(),
+                [Output::Trying, Output::Allocate { rtcp_mux: false }]
+            );
+            sim.event(Event::Allocated {
+                host: "192.0.2.1".into(),
+                port: 20000,
+            });
+            sim.run_until(MS(1000));
+            let Some(Output::Answer { sdp }) = sim.outputs().last().cloned() else {
+                panic!("{:?}", sim.outputs())
+            };
+            assert!(sdp.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{sdp}");
+            assert_eq!(o_line(&sdp), ("77".into(), "1".into()));
+            sim.at(MS(1020), Event::Ack { answer });
+            sim
+        };
+        // The answer picks PCMA at 198.51.100.2:5000: the tone goes there, for its whole time.
+        let sim = late(Some(offer_with("198.51.100.2", 5000, "8", "sendrecv")));
+        let tone = sim
+            .outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::StartTone(t) => Some(t),
+                _ => None,
+            })
+            .expect("the tone starts on the answer");
+        assert_eq!(tone.remote, "198.51.100.2:5000".parse().unwrap());
+        assert_eq!((tone.codec, tone.payload_type), (Codec::Pcma, 8));
+        assert_eq!(
+            sim.call.negotiated().map(|n| n.codec),
+            Some(Codec::Pcma),
+            "negotiated from the answer"
+        );
+        // No answer, garbage, or a codec we did not offer: established, then BYE at once.
+        for bad in [
+            None,
+            Some(String::new()),
+            Some("garbage".into()),
+            Some(offer_with("198.51.100.2", 5000, "18", "sendrecv")),
+        ] {
+            let sim = late(bad.clone());
+            assert_eq!(
+                sim.kinds()[sim.kinds().len() - 4..],
+                ["established", "bye", "release", "finished"],
+                "{bad:?}"
+            );
+            assert_eq!(sim.summary().reason, EndReason::BadAnswer, "{bad:?}");
+            assert!(
+                !sim.outputs()
+                    .iter()
+                    .any(|o| matches!(o, Output::StartTone(_))),
+                "no tone without an answer: {bad:?}"
+            );
+        }
+        // An answer in an ACK to a 200 that carried an answer is ignored.
+        let mut sim = Sim::answered();
+        sim.event(Event::Ack {
+            answer: Some("garbage".into()),
+        });
+        assert!(!sim.kinds().contains(&"bye"));
+    }
+
+    #[test]
     fn screening_refuses_each_kind_with_its_code() {
         let body = offer();
         let g729 = offer_with("127.0.0.1", 4000, "18", "sendrecv");
@@ -942,12 +1051,6 @@ mod tests {
                 Load::default(),
                 RefusalKind::UnknownDomain,
                 404,
-            ),
-            (
-                facts(""),
-                Load::default(),
-                RefusalKind::NoAcceptableMedia,
-                488,
             ),
             (
                 InviteFacts {
@@ -1111,7 +1214,7 @@ mod tests {
         sim.allocated();
         sim.run_until(MS(1000));
         sim.at(MS(1001), Event::Cancel);
-        sim.at(MS(1002), Event::Ack);
+        sim.at(MS(1002), Event::Ack { answer: None });
         assert_eq!(sim.kinds().last(), Some(&"start_tone"));
 
         let mut sim = Sim::new(settings(), &offer(), Load::default());
@@ -1185,7 +1288,7 @@ mod tests {
         sim.run_until(MS(1000));
         sim.at(MS(1010), Event::MediaLost);
         assert_eq!(sim.kinds().last(), Some(&"answer"), "no BYE before the ACK");
-        sim.at(MS(1020), Event::Ack);
+        sim.at(MS(1020), Event::Ack { answer: None });
         assert_eq!(
             sim.kinds()[4..],
             ["established", "bye", "release", "finished"]
@@ -1219,7 +1322,7 @@ mod tests {
         let n = sim.log.len();
         for e in [
             Event::Bye,
-            Event::Ack,
+            Event::Ack { answer: None },
             Event::MediaLost,
             Event::Timeout,
             Event::ReInvite { offer: None },
@@ -1368,7 +1471,7 @@ mod tests {
         let mut sim = Sim::new(settings(), &offer(), Load::default());
         sim.allocated();
         sim.run_until(MS(1000));
-        sim.event(Event::Ack);
+        sim.event(Event::Ack { answer: None });
         assert_eq!(sim.kinds().last(), Some(&"start_tone"));
         sim.at(
             MS(2000),

@@ -236,9 +236,100 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
     out
 }
 
+/// Our offer for a late-offer INVITE (RFC 3261 13.2.1, RFC 3264 5): one audio stream at
+/// `host:port` with `codecs` in order of preference (static payload types 0 and 8) and, with
+/// `dtmf`, telephone-event on 101; sendrecv, 20 ms.
+pub fn offer(
+    codecs: &[Codec],
+    dtmf: bool,
+    host: &str,
+    port: u16,
+    session_id: u64,
+    version: u64,
+) -> String {
+    let addr_type = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => "IP6",
+        _ => "IP4",
+    };
+    let mut fmts: Vec<String> = codecs
+        .iter()
+        .map(|c| static_payload_type(*c).to_string())
+        .collect();
+    if dtmf {
+        fmts.push(OFFER_DTMF_PAYLOAD_TYPE.to_string());
+    }
+    let mut out = format!(
+        "v=0\r\no=milliwatt {session_id} {version} IN {addr_type} {host}\r\ns=milliwatt\r\n\
+         c=IN {addr_type} {host}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        fmts.join(" ")
+    );
+    for c in codecs {
+        let name = match c {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        };
+        out.push_str(&format!(
+            "a=rtpmap:{} {name}/8000\r\n",
+            static_payload_type(*c)
+        ));
+    }
+    if dtmf {
+        out.push_str(&format!(
+            "a=rtpmap:{OFFER_DTMF_PAYLOAD_TYPE} telephone-event/8000\r\n\
+             a=fmtp:{OFFER_DTMF_PAYLOAD_TYPE} 0-16\r\n"
+        ));
+    }
+    out.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    out
+}
+
+/// The payload type we offer telephone-event with (the usual dynamic choice).
+pub const OFFER_DTMF_PAYLOAD_TYPE: u8 = 101;
+
+/// RFC 3551's static payload type of a G.711 law.
+fn static_payload_type(c: Codec) -> u8 {
+    match c {
+        Codec::Pcmu => 0,
+        Codec::Pcma => 8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_offer_lists_our_codecs_in_order_and_its_answer_negotiates() {
+        let o = super::offer(&[Codec::Pcma, Codec::Pcmu], true, "192.0.2.1", 20000, 7, 1);
+        assert!(
+            o.starts_with("v=0\r\no=milliwatt 7 1 IN IP4 192.0.2.1\r\n"),
+            "{o}"
+        );
+        assert!(o.contains("c=IN IP4 192.0.2.1\r\n"), "{o}");
+        assert!(o.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"), "{o}");
+        for l in [
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=sendrecv",
+        ] {
+            assert!(o.contains(&format!("{l}\r\n")), "{l} in {o}");
+        }
+        let v6 = super::offer(&[Codec::Pcmu], false, "2001:db8::1", 4000, 1, 1);
+        assert!(
+            v6.contains("c=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            "{v6}"
+        );
+        assert!(!v6.contains("telephone-event"));
+        // The caller's answer picks one of them; it negotiates like an offer would.
+        let answer = "v=0\r\no=c 1 1 IN IP4 198.51.100.2\r\ns=-\r\nc=IN IP4 198.51.100.2\r\n\
+                      t=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let n = negotiate(answer, &[Codec::Pcma, Codec::Pcmu], true).unwrap();
+        assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(n.remote, Some("198.51.100.2:5000".parse().unwrap()));
+        assert!(n.send);
+    }
 
     #[test]
     fn multicast_and_broadcast_addresses_are_refused_loopback_and_unicast_are_not() {
