@@ -639,3 +639,47 @@ fn late_offer_is_answered_in_the_ack_and_a_missing_answer_ends_the_call() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(sink.finish().is_empty(), "no RTP without an answer");
 }
+
+#[test]
+fn the_dialed_number_picks_its_test_plan() {
+    // [[behavior.plans]]: 1004 -> 1004 Hz at 0 dBm0 for 2 s; "tone-*" -> 1000 Hz at -3 dBm0;
+    // any other number the default 440 Hz at -10 dBm0.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 2;
+    cfg.extra = "[[behavior.plans]]\nnumber = \"1004\"\nfrequency = 1004\nlevel_dbm0 = 0.0\n\
+                 [[behavior.plans]]\nnumber = \"tone-*\"\nfrequency = 1000\nlevel_dbm0 = -3.0\n\
+                 duration_seconds = 3\n"
+        .into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    for (user, frequency, level, seconds) in [
+        ("1004", 1004.0, 0.0, 2),
+        ("tone-1000", 1000.0, -3.0, 3),
+        ("2000", 440.0, -10.0, 2),
+    ] {
+        let sink = RtpSink::bind();
+        let dir = temp_dir("scn");
+        let sc = tone_scenario(&dir, sink.port(), "0", 10_000);
+        let text = std::fs::read_to_string(&sc).unwrap();
+        std::fs::write(&sc, text.replace("sip:milliwatt@", &format!("sip:{user}@"))).unwrap();
+        let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(200));
+        let packets = sink.finish();
+        run.assert_ok();
+        let report = judge(
+            &packets,
+            &Expect {
+                payload_type: 0,
+                law: Law::Mu,
+                frequency,
+                level_dbm0: level,
+                source: None,
+                duration: Duration::from_secs(seconds),
+            },
+        );
+        eprintln!("dialed {user}: {report:?}");
+    }
+    let log = server.log_text();
+    for plan in ["plan=\"1004\"", "plan=\"tone-*\"", "plan=\"default\""] {
+        assert!(log.contains(plan), "the log names {plan}:\n{log}");
+    }
+}

@@ -23,14 +23,15 @@ pub enum ConfigError {
     #[error("bad --set argument {0:?}: expected key=value")]
     BadOverride(String),
     #[error("configuration key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    invalid_owned(key.to_string(), reason.into())
+}
+
+fn invalid_owned(key: String, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +207,20 @@ pub struct BehaviorConfig {
     pub tone_frequency: u32,
     pub tone_level_dbm0: f64,
     pub max_concurrent_calls: u32,
+    /// Test plans by dialed number (`[[behavior.plans]]`): the first whose `number` matches the
+    /// Request-URI's user part plays its tone.
+    pub plans: Vec<PlanConfig>,
+}
+
+/// One test plan: which numbers, and the tone they get (unset: the `[behavior]` tone's).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// The Request-URI user part: exact, or with `*` standing for any run of characters.
+    pub number: String,
+    pub frequency: Option<u32>,
+    pub level_dbm0: Option<f64>,
+    pub duration_seconds: Option<u64>,
 }
 
 pub use milliwatt_media_core::Codec;
@@ -312,6 +327,31 @@ pub struct LogConfig {
 }
 
 /// The embedded defaults, the first layer of every load.
+/// The tone keys' ranges; `prefix` names them (`behavior.tone_` + `frequency`, or
+/// `behavior.plans[0].` + `frequency`).
+fn check_tone(prefix: &str, frequency: u32, level: f64, duration: u64) -> Result<(), ConfigError> {
+    let name = |k: &str| format!("{prefix}{k}");
+    if frequency == 0 || frequency >= 4000 {
+        return Err(invalid_owned(
+            name("frequency"),
+            format!("{frequency} Hz cannot be carried at 8000 Hz sampling: must be 1..3999"),
+        ));
+    }
+    if !(-60.0..=3.0).contains(&level) {
+        return Err(invalid_owned(
+            name("level_dbm0"),
+            format!("{level} dBm0 is out of range -60..3 (G.711 clips above +3.17 dBm0)"),
+        ));
+    }
+    if duration == 0 || duration > 86_400 {
+        return Err(invalid_owned(
+            name("duration_seconds"),
+            "must be 1..86400".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// A string or a list of strings (`media.endpoint = "http://m:50051"` still works).
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -453,29 +493,41 @@ impl Config {
         if !self.sip.advertised_address.is_empty() {
             check_host("sip.advertised_address", &self.sip.advertised_address)?;
         }
-        if b.tone_frequency == 0 || b.tone_frequency >= 4000 {
-            return Err(invalid(
-                "behavior.tone_frequency",
-                format!(
-                    "{} Hz cannot be carried at 8000 Hz sampling: must be 1..3999",
-                    b.tone_frequency
-                ),
-            ));
-        }
-        if !(-60.0..=3.0).contains(&b.tone_level_dbm0) {
-            return Err(invalid(
-                "behavior.tone_level_dbm0",
-                format!(
-                    "{} dBm0 is out of range -60..3 (G.711 clips above +3.17 dBm0)",
-                    b.tone_level_dbm0
-                ),
-            ));
-        }
-        if b.tone_duration_seconds == 0 || b.tone_duration_seconds > 86_400 {
-            return Err(invalid(
-                "behavior.tone_duration_seconds",
-                "must be 1..86400",
-            ));
+        check_tone(
+            "behavior.tone_",
+            b.tone_frequency,
+            b.tone_level_dbm0,
+            b.tone_duration_seconds,
+        )?;
+        for (i, p) in b.plans.iter().enumerate() {
+            let key = format!("behavior.plans[{i}]");
+            let number_ok = !p.number.is_empty()
+                && p.number.len() <= 64
+                && p.number
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "*#+-._~!$&'()=,;?/".contains(c));
+            if !number_ok {
+                return Err(invalid_owned(
+                    format!("{key}.number"),
+                    format!(
+                        "{:?} is not a Request-URI user part (1..64 of letters, digits, \
+                         -_.!~'()+#*$&=,;?/; `*` matches any run)",
+                        p.number
+                    ),
+                ));
+            }
+            if b.plans[..i].iter().any(|q| q.number == p.number) {
+                return Err(invalid_owned(
+                    format!("{key}.number"),
+                    format!("{:?} is already the number of an earlier plan", p.number),
+                ));
+            }
+            check_tone(
+                &format!("{key}."),
+                p.frequency.unwrap_or(b.tone_frequency),
+                p.level_dbm0.unwrap_or(b.tone_level_dbm0),
+                p.duration_seconds.unwrap_or(b.tone_duration_seconds),
+            )?;
         }
         if b.auto_answer_delay_ms > 300_000 {
             return Err(invalid(
@@ -904,6 +956,61 @@ mod tests {
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma, Codec::Pcmu]);
         let c = load(None, &["media.preferred_codecs=PCMA"], &[]).unwrap();
         assert_eq!(c.media.preferred_codecs, vec![Codec::Pcma]);
+    }
+
+    #[test]
+    fn plans_by_dialed_number_parse_and_their_bad_keys_are_named() {
+        let c = load(None, &[], &[]).unwrap();
+        assert!(c.behavior.plans.is_empty(), "no plan by default");
+        let file = "[[behavior.plans]]\nnumber = \"1004\"\nfrequency = 1004\nlevel_dbm0 = 0.0\n\
+                    [[behavior.plans]]\nnumber = \"tone-*\"\nduration_seconds = 3\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(
+            c.behavior.plans,
+            [
+                PlanConfig {
+                    number: "1004".into(),
+                    frequency: Some(1004),
+                    level_dbm0: Some(0.0),
+                    duration_seconds: None,
+                },
+                PlanConfig {
+                    number: "tone-*".into(),
+                    frequency: None,
+                    level_dbm0: None,
+                    duration_seconds: Some(3),
+                },
+            ]
+        );
+        for (file, key) in [
+            ("[[behavior.plans]]\nnumber = \"\"\n", "behavior.plans[0].number"),
+            ("[[behavior.plans]]\nnumber = \"a b\"\n", "behavior.plans[0].number"),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\n[[behavior.plans]]\nnumber = \"1\"\n",
+                "behavior.plans[1].number",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\n[[behavior.plans]]\nnumber = \"2\"\nfrequency = 4000\n",
+                "behavior.plans[1].frequency",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nlevel_dbm0 = 4.0\n",
+                "behavior.plans[0].level_dbm0",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nduration_seconds = 0\n",
+                "behavior.plans[0].duration_seconds",
+            ),
+        ] {
+            let e = err(load(Some(file), &[], &[]));
+            assert!(e.contains(&format!("`{key}`")), "{file}: {e}");
+        }
+        let e = err(load(
+            Some("[[behavior.plans]]\nnumber = \"1\"\nfreq = 1\n"),
+            &[],
+            &[],
+        ));
+        assert!(e.contains("freq"), "unknown plan keys are refused: {e}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub fn settings() -> &'static Settings {
             refuse_private_destinations: cfg.media.refuse_private_destinations,
             max_concurrent_calls: b.max_concurrent_calls,
             domains: vec![cfg.sip.domain.clone(), "milliwatt.test".into()],
+            // The embedded default has none; a plan only changes the tone's numbers.
+            plans: Vec::new(),
             overload: Thresholds {
                 max_calls_in_setup: u64::from(cfg.overload.max_calls_in_setup),
                 max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),
@@ -108,10 +110,16 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         Host::Name(n) => Some(n.to_string()),
         _ => None,
     };
+    let uri_user = match &line.uri.user_part {
+        ezk_sip_types::uri::SipUriUserPart::User(u) => Some(u.to_string()),
+        ezk_sip_types::uri::SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
+        ezk_sip_types::uri::SipUriUserPart::Empty => None,
+    };
     let facts = InviteFacts {
         has_from_tag: m.base_headers.from.tag.is_some(),
         has_contact: m.headers.get_named::<Contact>().is_ok(),
         uri_host_name: uri_host_name.as_deref(),
+        uri_user: uri_user.as_deref(),
         content_type: content_type.as_deref(),
         body: &m.body,
     };

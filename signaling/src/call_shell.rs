@@ -102,10 +102,16 @@ pub(crate) async fn handle_invite(
         Host::Name(n) => Some(n.to_string()),
         _ => None,
     };
+    let uri_user = match &invite.line.uri.user_part {
+        ezk_sip_types::uri::SipUriUserPart::User(u) => Some(u.to_string()),
+        ezk_sip_types::uri::SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
+        ezk_sip_types::uri::SipUriUserPart::Empty => None,
+    };
     let facts = InviteFacts {
         has_from_tag: invite.base_headers.from.tag.is_some(),
         has_contact: invite.headers.get_named::<Contact>().is_ok(),
         uri_host_name: uri_host_name.as_deref(),
+        uri_user: uri_user.as_deref(),
         content_type: content_type.as_deref(),
         body: &invite.body,
     };
@@ -417,7 +423,9 @@ impl CallIo {
                     Ok(ssrc) => info!(
                         remote_rtp = %tone.remote,
                         codec = %tone.codec,
+                        plan = core.tone().1.unwrap_or("default"),
                         frequency_hz = tone.frequency_hz,
+                        level_dbm0 = tone.level_dbm0,
                         ssrc = format!("{ssrc:08x}"),
                         "tone started"
                     ),

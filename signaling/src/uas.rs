@@ -413,6 +413,20 @@ impl Signaling {
             refuse_private_destinations: cfg.media.refuse_private_destinations,
             max_concurrent_calls: b.max_concurrent_calls,
             domains: vec![cfg.sip.domain.clone(), cfg.sip_advertised_host()],
+            plans: b
+                .plans
+                .iter()
+                .map(|p| milliwatt_signaling_core::call::Plan {
+                    number: p.number.clone(),
+                    tone: milliwatt_signaling_core::call::Tone {
+                        frequency_hz: p.frequency.unwrap_or(b.tone_frequency),
+                        level_dbm0: p.level_dbm0.unwrap_or(b.tone_level_dbm0),
+                        duration: Duration::from_secs(
+                            p.duration_seconds.unwrap_or(b.tone_duration_seconds),
+                        ),
+                    },
+                })
+                .collect(),
             overload: Thresholds {
                 max_calls_in_setup: u64::from(cfg.overload.max_calls_in_setup),
                 max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),

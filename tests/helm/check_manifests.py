@@ -35,7 +35,9 @@ SCENARIOS = {
     "loadbalancer": dict(media_kind="Deployment", media_host=True, sig_host=False,
                          svc_type="LoadBalancer", transport="both", media_adv="198.51.100.7",
                          sip_adv="203.0.113.10", lb_ip="203.0.113.10", etp="Local",
-                         codecs=["PCMA", "PCMU"], tone=1004, level=-13.5),
+                         codecs=["PCMA", "PCMU"], tone=1004, level=-13.5,
+                         plans=[{"number": "1004", "frequency": 1004, "level_dbm0": 0.0},
+                                {"number": "tone-*", "duration_seconds": 3}]),
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,
                          sip_adv="sip.example.com", node_port_tcp=30060),
@@ -164,6 +166,11 @@ def main():
     if "tone" in exp:
         check(f"{tag} tone frequency and level in config",
               cfg["behavior"]["tone_frequency"] == exp["tone"] and cfg["behavior"]["tone_level_dbm0"] == exp["level"])
+    want_plans = exp.get("plans", [])
+    got_plans = cfg["behavior"]["plans"]
+    check(f"{tag} behavior.plans rendered as TOML inline tables ({len(want_plans)})",
+          got_plans == want_plans and all(type(p.get("level_dbm0", 0.0)) is float for p in got_plans),
+          f"{got_plans}")
     admin_port = int(cfg["admin"]["address"].rsplit(":", 1)[1])
     tone = cfg["behavior"]["tone_duration_seconds"]
     call_s = tone + -(-cfg["behavior"]["auto_answer_delay_ms"] // 1000)

@@ -231,6 +231,10 @@ expect_fail "media autoscaling on a DaemonSet is refused" 'media\.autoscaling ne
   render --set media.autoscaling.enabled=true --set media.kind=DaemonSet
 expect_fail "a CPU target without a CPU request is refused" 'needs media\.resources\.requests\.cpu' \
   render --set media.autoscaling.enabled=true --set media.resources.requests.cpu=null
+expect_fail "schema rejects a plan without a number" 'plans/0.*(number|required)' \
+  render --set-json 'behavior.plans=[{"frequency":1004}]'
+expect_fail "schema rejects a plan frequency of 4000" 'plans/0/frequency.*(maximum|3,?999)' \
+  render --set-json 'behavior.plans=[{"number":"1","frequency":4000}]'
 expect_fail "schema rejects sip.advertisedPort=70000" 'advertisedPort.*(maximum|65535)' \
   render --set sip.advertisedPort=70000
 expect_fail "schema rejects a podMonitor interval without a unit" 'interval.*(pattern|does not match)' \

@@ -49,6 +49,66 @@ pub struct Settings {
     pub domains: Vec<String>,
     /// Admission by measured load.
     pub overload: crate::overload::Thresholds,
+    /// Test plans by dialed number, in order: the first whose number matches the Request-URI
+    /// user part gives the call its tone; none: the tone above.
+    pub plans: Vec<Plan>,
+}
+
+/// What a call plays: the tone and for how long (between the ACK and our BYE).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tone {
+    pub frequency_hz: u32,
+    pub level_dbm0: f64,
+    pub duration: Duration,
+}
+
+/// A test plan (`[[behavior.plans]]`): the numbers it answers and its tone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Exact, or with `*` for any run of characters.
+    pub number: String,
+    pub tone: Tone,
+}
+
+impl Settings {
+    /// The default tone (`[behavior]`).
+    pub fn default_tone(&self) -> Tone {
+        Tone {
+            frequency_hz: self.tone_frequency_hz,
+            level_dbm0: self.tone_level_dbm0,
+            duration: self.tone,
+        }
+    }
+
+    /// The plan for a dialed user part: the first that matches.
+    pub fn plan_for(&self, user: Option<&str>) -> Option<&Plan> {
+        let user = user?;
+        self.plans.iter().find(|p| glob(&p.number, user))
+    }
+}
+
+/// `pattern` matches all of `text`, `*` standing for any run of characters (also none).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // Greedy with backtracking to the last star: linear for patterns with one star.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        if i < p.len() && p[i] != b'*' && p[i] == t[j] {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == b'*')
 }
 
 /// What the shell read from the INVITE (no SIP types cross this wall).
@@ -58,6 +118,8 @@ pub struct InviteFacts<'a> {
     pub has_contact: bool,
     /// The Request-URI host when it is a name rather than an IP literal.
     pub uri_host_name: Option<&'a str>,
+    /// The Request-URI user part (the dialed number), when it has one.
+    pub uri_user: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
 }
@@ -430,6 +492,10 @@ pub struct CallCore {
     abandoned: EndReason,
     /// Chosen by the shell (random): the `o=` session id of every answer of this call.
     sdp_session_id: u64,
+    /// What this call plays (its plan's tone, or the default).
+    tone: Tone,
+    /// The number of the plan that matched, if any.
+    plan: Option<String>,
     out: VecDeque<Output>,
 }
 
@@ -443,7 +509,12 @@ impl CallCore {
         sdp_session_id: u64,
         now: Instant,
     ) -> CallCore {
+        let plan = settings.plan_for(invite.uri_user);
+        let tone = plan.map_or_else(|| settings.default_tone(), |p| p.tone);
+        let plan = plan.map(|p| p.number.clone());
         let mut call = CallCore {
+            tone,
+            plan,
             phase: Phase::Allocating,
             started: now,
             acked_at: None,
@@ -472,6 +543,11 @@ impl CallCore {
     /// The negotiated media (after screening), for logs.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// The tone this call plays, and the number of the plan that chose it (`None`: default).
+    pub fn tone(&self) -> (Tone, Option<&str>) {
+        (self.tone, self.plan.as_deref())
     }
 
     pub fn is_finished(&self) -> bool {
@@ -575,7 +651,7 @@ impl CallCore {
                     None if late_answer_bad => self.hang_up(EndReason::BadAnswer, now),
                     None => {
                         self.phase = Confirmed {
-                            hangup_at: now + self.settings.tone,
+                            hangup_at: now + self.tone.duration,
                         };
                         self.apply_media(now);
                     }
@@ -684,8 +760,8 @@ impl CallCore {
             remote,
             codec: n.codec,
             payload_type: n.payload_type,
-            frequency_hz: self.settings.tone_frequency_hz,
-            level_dbm0: self.settings.tone_level_dbm0,
+            frequency_hz: self.tone.frequency_hz,
+            level_dbm0: self.tone.level_dbm0,
             duration: Some(remaining + MEDIA_SAFETY_MARGIN),
             dtmf_payload_type: n.dtmf_payload_type,
             wait_for_caller_rtp: self.settings.wait_for_caller_rtp,
@@ -769,6 +845,7 @@ mod tests {
                 max_event_loop_lag: Duration::ZERO,
                 max_answer_lateness: Duration::ZERO,
             },
+            plans: Vec::new(),
         }
     }
 
@@ -788,6 +865,7 @@ mod tests {
             has_from_tag: true,
             has_contact: true,
             uri_host_name: None,
+            uri_user: None,
             content_type: Some(SDP),
             body: body.as_bytes(),
         }
@@ -1018,6 +1096,95 @@ mod tests {
             answer: Some("garbage".into()),
         });
         assert!(!sim.kinds().contains(&"bye"));
+    }
+
+    #[test]
+    fn glob_matches_exact_and_starred_numbers() {
+        for (p, t, want) in [
+            ("1004", "1004", true),
+            ("1004", "10041", false),
+            ("100*", "1004", true),
+            ("100*", "100", true),
+            ("*", "", true),
+            ("tone-*", "tone-1000", true),
+            ("*-echo", "99-echo", true),
+            ("*-echo", "99-echo-x", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("", "", true),
+            ("", "1", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p:?} ~ {t:?}");
+        }
+    }
+
+    #[test]
+    fn the_dialed_number_picks_the_first_matching_plan_and_its_tone() {
+        let mut s = settings();
+        let tone = |f, l, d| Tone {
+            frequency_hz: f,
+            level_dbm0: l,
+            duration: Duration::from_secs(d),
+        };
+        s.plans = vec![
+            Plan {
+                number: "1004".into(),
+                tone: tone(1004, 0.0, 3),
+            },
+            Plan {
+                number: "10*".into(),
+                tone: tone(1000, -3.0, 10),
+            },
+        ];
+        let call = |user: Option<&str>| {
+            let body = offer();
+            let f = InviteFacts {
+                uri_user: user,
+                ..facts(&body)
+            };
+            let mut sim = Sim {
+                call: CallCore::new(s.clone(), &f, Load::default(), 77, Instant::now()),
+                now: Instant::now(),
+                t0: Instant::now(),
+                log: Vec::new(),
+            };
+            sim.t0 = sim.now;
+            sim.drain();
+            sim.event(Event::Allocated {
+                host: "192.0.2.1".into(),
+                port: 20000,
+            });
+            sim.run_until(MS(1000));
+            sim.event(Event::Ack { answer: None });
+            sim.run_until(MS(60_000));
+            let start = sim
+                .outputs()
+                .into_iter()
+                .find_map(|o| match o {
+                    Output::StartTone(t) => Some(t),
+                    _ => None,
+                })
+                .expect("a tone");
+            (
+                start.frequency_hz,
+                start.level_dbm0,
+                sim.when("bye") - sim.when("established"),
+                sim.call.tone().1.map(str::to_string),
+            )
+        };
+        assert_eq!(
+            call(Some("1004")),
+            (1004, 0.0, Duration::from_secs(3), Some("1004".into()))
+        );
+        assert_eq!(
+            call(Some("1000")),
+            (1000, -3.0, Duration::from_secs(10), Some("10*".into()))
+        );
+        assert_eq!(
+            call(Some("2000")),
+            (440, -10.0, Duration::from_secs(10), None)
+        );
+        assert_eq!(call(None), (440, -10.0, Duration::from_secs(10), None));
     }
 
     #[test]
