@@ -431,6 +431,7 @@ fn answer_to(messages: &str, cseq: u32) -> (String, u64, String, String) {
 
 #[test]
 fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_versions() {
+    // The offerless re-INVITE's ACK carries the caller's answer (sendonly): applied.
     const PHASE_MS: u64 = 1500;
     let mut cfg = TestConfig::new();
     cfg.tone_seconds = 30; // longer than the scenario: the caller hangs up
@@ -543,6 +544,14 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
     assert!(
         pcma[0].at > after.last().unwrap().at - Duration::from_millis(100),
         "PCMU ends where PCMA begins"
+    );
+    // The offerless re-INVITE's ACK answered sendonly (the caller holds): PCMA stops then, a
+    // phase after it began, not at the caller's BYE a phase later.
+    let pcma_span = pcma.last().unwrap().at - pcma[0].at;
+    assert!(
+        pcma_span >= held - Duration::from_millis(300)
+            && pcma_span <= held + Duration::from_millis(400),
+        "PCMA for {pcma_span:?}: the answer in the ACK stopped it after {held:?}"
     );
 }
 

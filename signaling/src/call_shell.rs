@@ -440,7 +440,7 @@ impl CallIo {
                     Err(e) => warn!(error = %e, "stopping the tone failed"),
                 }
             }
-            Output::AcceptReInvite { sdp, send } => self.accept_reinvite(sdp, send).await,
+            Output::AcceptReInvite { sdp, send } => return self.accept_reinvite(sdp, send).await,
             Output::RefuseReInvite(r) => {
                 let reinvite = self.reinvite.take()?;
                 info!(status = r.kind.code(), reason = %r.reason, "re-INVITE rejected; the call goes on");
@@ -596,10 +596,10 @@ impl CallIo {
         }
     }
 
-    async fn accept_reinvite(&mut self, sdp: String, send: bool) {
-        let Some(reinvite) = self.reinvite.take() else {
-            return;
-        };
+    /// Answers the re-INVITE 200 and waits for its ACK (whose body answers our offer when the
+    /// re-INVITE had none).
+    async fn accept_reinvite(&mut self, sdp: String, send: bool) -> Option<Event> {
+        let reinvite = self.reinvite.take()?;
         let session = self.session.as_mut().expect("re-INVITE in a session");
         let mut resp = match session
             .dialog
@@ -608,7 +608,7 @@ impl CallIo {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "building the re-INVITE answer failed");
-                return;
+                return None;
             }
         };
         resp.msg
@@ -616,8 +616,16 @@ impl CallIo {
             .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
         resp.msg.body = Bytes::from(sdp);
         info!(send, "re-INVITE answered");
-        if let Err(e) = session.handle_reinvite_success(reinvite, resp).await {
-            warn!(error = ?e, "no ACK for the re-INVITE answer");
+        match session.handle_reinvite_success(reinvite, resp).await {
+            Ok(ack) => {
+                let answer =
+                    (!ack.body.is_empty()).then(|| String::from_utf8_lossy(&ack.body).into_owned());
+                Some(Event::ReInviteAck { answer })
+            }
+            Err(e) => {
+                warn!(error = ?e, "no ACK for the re-INVITE answer");
+                None
+            }
         }
     }
 

@@ -393,6 +393,11 @@ pub enum Event {
     ReInvite {
         offer: Option<String>,
     },
+    /// The ACK to our 200 for a re-INVITE; `answer` is its SDP body (the answer to the offer
+    /// our 200 carried when the re-INVITE had none; ignored otherwise).
+    ReInviteAck {
+        answer: Option<String>,
+    },
     /// Media lost the session or became unreachable.
     MediaLost,
     /// The drain grace lapsed: end now.
@@ -494,6 +499,8 @@ pub struct CallCore {
     sdp_session_id: u64,
     /// What this call plays (its plan's tone, or the default).
     tone: Tone,
+    /// Our 200 to an offerless re-INVITE carried an offer: its answer comes in the ACK.
+    reinvite_offered: bool,
     /// The number of the plan that matched, if any.
     plan: Option<String>,
     out: VecDeque<Output>,
@@ -515,6 +522,7 @@ impl CallCore {
         let mut call = CallCore {
             tone,
             plan,
+            reinvite_offered: false,
             phase: Phase::Allocating,
             started: now,
             acked_at: None,
@@ -682,6 +690,17 @@ impl CallCore {
             (Confirmed { .. }, Event::MediaLost) => self.hang_up(EndReason::MediaLost, now),
             (Confirmed { .. }, Event::Shutdown) => self.hang_up(EndReason::Shutdown, now),
             (Confirmed { .. }, Event::ReInvite { offer }) => self.reinvite(offer, now),
+            (Confirmed { .. }, Event::ReInviteAck { answer }) if self.reinvite_offered => {
+                self.reinvite_offered = false;
+                let before = self.negotiated.clone();
+                if self.take_late_answer(answer) {
+                    if self.negotiated != before {
+                        self.apply_media(now);
+                    }
+                } else {
+                    self.hang_up(EndReason::BadAnswer, now);
+                }
+            }
             (Confirmed { .. }, _) => {}
         }
     }
@@ -771,6 +790,7 @@ impl CallCore {
     /// RFC 3264 §8: a new offer in the dialog gets an answer with the same `o=` session id and
     /// the version +1 when the answer changed, the same version when it did not.
     fn reinvite(&mut self, offer: Option<String>, now: Instant) {
+        self.reinvite_offered = offer.is_none();
         let negotiated = match offer {
             // No offer (a session refresh): our answer is the current media, unchanged.
             None => Ok(self.negotiated.clone().expect("negotiated")),
@@ -1096,6 +1116,47 @@ mod tests {
             answer: Some("garbage".into()),
         });
         assert!(!sim.kinds().contains(&"bye"));
+    }
+
+    #[test]
+    fn an_offerless_reinvite_takes_its_answer_from_the_ack() {
+        let reinvite_then_ack = |answer: Option<String>| {
+            let mut sim = Sim::answered();
+            sim.at(MS(3000), Event::ReInvite { offer: None });
+            let n = sim.log.len();
+            sim.at(MS(3010), Event::ReInviteAck { answer });
+            let after: Vec<&'static str> = sim.log[n..].iter().map(|(_, o)| kind(o)).collect();
+            (sim, after)
+        };
+        // The caller answers sendonly (it holds): the tone stops.
+        let (_, after) = reinvite_then_ack(Some(offer_with("127.0.0.1", 4000, "0", "sendonly")));
+        assert_eq!(after, ["stop_tone"]);
+        // The same media: nothing to do.
+        let (_, after) = reinvite_then_ack(Some(offer_with("127.0.0.1", 4000, "0", "sendrecv")));
+        assert!(after.is_empty(), "{after:?}");
+        // Another address: the tone moves there.
+        let (sim, after) = reinvite_then_ack(Some(offer_with("127.0.0.1", 4002, "0", "sendrecv")));
+        assert_eq!(after, ["start_tone"]);
+        assert!(
+            matches!(sim.outputs().last(), Some(Output::StartTone(t)) if t.remote.port() == 4002)
+        );
+        // No answer, or garbage: BYE.
+        for bad in [None, Some("garbage".to_string())] {
+            let (sim, after) = reinvite_then_ack(bad.clone());
+            assert_eq!(after, ["bye", "release", "finished"], "{bad:?}");
+            assert_eq!(sim.summary().reason, EndReason::BadAnswer);
+        }
+        // After a re-INVITE with an offer, an ACK body is not an answer: ignored.
+        let mut sim = Sim::answered();
+        sim.at(
+            MS(3000),
+            Event::ReInvite {
+                offer: Some(offer()),
+            },
+        );
+        let n = sim.log.len();
+        sim.at(MS(3010), Event::ReInviteAck { answer: None });
+        assert_eq!(sim.log.len(), n, "nothing happens");
     }
 
     #[test]
