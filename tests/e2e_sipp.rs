@@ -657,19 +657,31 @@ fn the_dialed_number_picks_its_test_plan() {
     cfg.tone_seconds = 2;
     cfg.extra = "[[behavior.plans]]\nnumber = \"1004\"\nfrequency = 1004\nlevel_dbm0 = 0.0\n\
                  [[behavior.plans]]\nnumber = \"tone-*\"\nfrequency = 1000\nlevel_dbm0 = -3.0\n\
-                 duration_seconds = 3\n"
+                 duration_seconds = 3\n\
+                 [[behavior.plans]]\nnumber = \"tone\"\nuri_parameters = true\n"
         .into();
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    for (user, frequency, level, seconds) in [
-        ("1004", 1004.0, 0.0, 2),
-        ("tone-1000", 1000.0, -3.0, 3),
-        ("2000", 440.0, -10.0, 2),
+    // The Request-URI of a scenario: user part and parameters.
+    let dial = |sc: &std::path::Path, user: &str, params: &str| {
+        let text = std::fs::read_to_string(sc).unwrap();
+        let text = text.replace(
+            "INVITE sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0",
+            &format!("INVITE sip:{user}@[remote_ip]:[remote_port]{params} SIP/2.0"),
+        );
+        std::fs::write(sc, text.replace("sip:milliwatt@", &format!("sip:{user}@"))).unwrap();
+    };
+    for (user, params, frequency, level, seconds) in [
+        ("1004", "", 1004.0, 0.0, 2),
+        ("tone-1000", "", 1000.0, -3.0, 3),
+        ("2000", "", 440.0, -10.0, 2),
+        // A plan that takes URI parameters; the same parameters elsewhere are not read.
+        ("tone", ";freq=1000;level=-3;duration=3", 1000.0, -3.0, 3),
+        ("1004", ";freq=1000", 1004.0, 0.0, 2),
     ] {
         let sink = RtpSink::bind();
         let dir = temp_dir("scn");
         let sc = tone_scenario(&dir, sink.port(), "0", 10_000);
-        let text = std::fs::read_to_string(&sc).unwrap();
-        std::fs::write(&sc, text.replace("sip:milliwatt@", &format!("sip:{user}@"))).unwrap();
+        dial(&sc, user, params);
         let run = sipp(&server, &sc, &[], Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(200));
         let packets = sink.finish();
@@ -685,7 +697,28 @@ fn the_dialed_number_picks_its_test_plan() {
                 duration: Duration::from_secs(seconds),
             },
         );
-        eprintln!("dialed {user}: {report:?}");
+        eprintln!("dialed {user}{params}: {report:?}");
+    }
+    // Bad parameters: 488 out of range, 400 not a number, each naming the parameter.
+    for (params, status, says) in [
+        (";freq=5000", 488, "freq=5000 is out of range 1..3999 Hz"),
+        // (the Warning's quoted text carries the value in single quotes)
+        (";level=loud", 400, "level='loud' is not a number"),
+    ] {
+        let dir = temp_dir("scn");
+        let sc = reject_scenario(&dir, "0", status);
+        dial(&sc, "tone", params);
+        let run = sipp(&server, &sc, &[], Duration::from_secs(10));
+        run.assert_ok();
+        let refusal = run
+            .messages
+            .split("message received")
+            .find(|m| m.contains(&format!("SIP/2.0 {status}")))
+            .unwrap_or_else(|| panic!("no {status}:\n{}", run.messages));
+        assert!(
+            refusal.contains(says),
+            "{params}: the Warning says why:\n{refusal}"
+        );
     }
     let log = server.log_text();
     for plan in ["plan=\"1004\"", "plan=\"tone-*\"", "plan=\"default\""] {

@@ -221,6 +221,9 @@ pub struct PlanConfig {
     pub frequency: Option<u32>,
     pub level_dbm0: Option<f64>,
     pub duration_seconds: Option<u64>,
+    /// The caller may set the tone with Request-URI parameters `freq`, `level`, `duration`.
+    #[serde(default)]
+    pub uri_parameters: bool,
 }
 
 pub use milliwatt_media_core::Codec;
@@ -973,12 +976,14 @@ mod tests {
                     frequency: Some(1004),
                     level_dbm0: Some(0.0),
                     duration_seconds: None,
+                    uri_parameters: false,
                 },
                 PlanConfig {
                     number: "tone-*".into(),
                     frequency: None,
                     level_dbm0: None,
                     duration_seconds: Some(3),
+                    uri_parameters: false,
                 },
             ]
         );
@@ -1011,6 +1016,13 @@ mod tests {
             &[],
         ));
         assert!(e.contains("freq"), "unknown plan keys are refused: {e}");
+        let c = load(
+            Some("[[behavior.plans]]\nnumber = \"tone\"\nuri_parameters = true\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(c.behavior.plans[0].uri_parameters);
     }
 
     #[test]

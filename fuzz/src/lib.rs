@@ -120,6 +120,11 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         has_contact: m.headers.get_named::<Contact>().is_ok(),
         uri_host_name: uri_host_name.as_deref(),
         uri_user: uri_user.as_deref(),
+        uri_tone: milliwatt_signaling_core::call::UriTone {
+            freq: line.uri.uri_params.get_val("freq").map(|v| v.as_str()),
+            level: line.uri.uri_params.get_val("level").map(|v| v.as_str()),
+            duration: line.uri.uri_params.get_val("duration").map(|v| v.as_str()),
+        },
         content_type: content_type.as_deref(),
         body: &m.body,
     };

@@ -107,11 +107,22 @@ pub(crate) async fn handle_invite(
         ezk_sip_types::uri::SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
         ezk_sip_types::uri::SipUriUserPart::Empty => None,
     };
+    let params = &invite.line.uri.uri_params;
+    let (freq, level, duration) = (
+        params.get_val("freq").map(|v| v.to_string()),
+        params.get_val("level").map(|v| v.to_string()),
+        params.get_val("duration").map(|v| v.to_string()),
+    );
     let facts = InviteFacts {
         has_from_tag: invite.base_headers.from.tag.is_some(),
         has_contact: invite.headers.get_named::<Contact>().is_ok(),
         uri_host_name: uri_host_name.as_deref(),
         uri_user: uri_user.as_deref(),
+        uri_tone: milliwatt_signaling_core::call::UriTone {
+            freq: freq.as_deref(),
+            level: level.as_deref(),
+            duration: duration.as_deref(),
+        },
         content_type: content_type.as_deref(),
         body: &invite.body,
     };

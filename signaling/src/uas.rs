@@ -425,6 +425,7 @@ impl Signaling {
                             p.duration_seconds.unwrap_or(b.tone_duration_seconds),
                         ),
                     },
+                    uri_parameters: p.uri_parameters,
                 })
                 .collect(),
             overload: Thresholds {

@@ -37,7 +37,7 @@ SCENARIOS = {
                          sip_adv="203.0.113.10", lb_ip="203.0.113.10", etp="Local",
                          codecs=["PCMA", "PCMU"], tone=1004, level=-13.5,
                          plans=[{"number": "1004", "frequency": 1004, "level_dbm0": 0.0},
-                                {"number": "tone-*", "duration_seconds": 3}]),
+                                {"number": "tone-*", "duration_seconds": 3, "uri_parameters": True}]),
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,
                          sip_adv="sip.example.com", node_port_tcp=30060),

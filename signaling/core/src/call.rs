@@ -68,6 +68,59 @@ pub struct Plan {
     /// Exact, or with `*` for any run of characters.
     pub number: String,
     pub tone: Tone,
+    /// The caller may set the tone by Request-URI parameters (`;freq=1000;level=-3;duration=5`).
+    pub uri_parameters: bool,
+}
+
+/// Tone parameters of a Request-URI (`sip:tone@host;freq=1000;level=-3;duration=5`), as text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UriTone<'a> {
+    pub freq: Option<&'a str>,
+    pub level: Option<&'a str>,
+    pub duration: Option<&'a str>,
+}
+
+impl UriTone<'_> {
+    /// `tone` with these parameters applied: a value that is not a number gets 400, one out of
+    /// range 488, each naming the parameter and its range.
+    pub fn apply(&self, mut tone: Tone) -> Result<Tone, Refusal> {
+        fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Refusal> {
+            v.trim().parse().map_err(|_| {
+                Refusal::new(
+                    RefusalKind::Malformed,
+                    format!("Request-URI parameter {name}={v:?} is not a number"),
+                )
+            })
+        }
+        let out_of_range = |name: &str, v: &str, range: &str| {
+            Refusal::new(
+                RefusalKind::NoAcceptableMedia,
+                format!("Request-URI parameter {name}={v} is out of range {range}"),
+            )
+        };
+        if let Some(v) = self.freq {
+            let f: u32 = num("freq", v)?;
+            if !(1..=3999).contains(&f) {
+                return Err(out_of_range("freq", v, "1..3999 Hz"));
+            }
+            tone.frequency_hz = f;
+        }
+        if let Some(v) = self.level {
+            let l: f64 = num("level", v)?;
+            if !(-60.0..=3.0).contains(&l) {
+                return Err(out_of_range("level", v, "-60..3 dBm0"));
+            }
+            tone.level_dbm0 = l;
+        }
+        if let Some(v) = self.duration {
+            let d: u64 = num("duration", v)?;
+            if !(1..=86_400).contains(&d) {
+                return Err(out_of_range("duration", v, "1..86400 s"));
+            }
+            tone.duration = Duration::from_secs(d);
+        }
+        Ok(tone)
+    }
 }
 
 impl Settings {
@@ -120,6 +173,8 @@ pub struct InviteFacts<'a> {
     pub uri_host_name: Option<&'a str>,
     /// The Request-URI user part (the dialed number), when it has one.
     pub uri_user: Option<&'a str>,
+    /// The Request-URI's `freq`, `level` and `duration` parameters, for a plan that takes them.
+    pub uri_tone: UriTone<'a>,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
 }
@@ -516,9 +571,18 @@ impl CallCore {
         sdp_session_id: u64,
         now: Instant,
     ) -> CallCore {
-        let plan = settings.plan_for(invite.uri_user);
-        let tone = plan.map_or_else(|| settings.default_tone(), |p| p.tone);
-        let plan = plan.map(|p| p.number.clone());
+        let matched = settings.plan_for(invite.uri_user);
+        let tone = matched.map_or_else(|| settings.default_tone(), |p| p.tone);
+        // A plan that takes URI parameters: the caller's values, checked.
+        let tone = match matched.filter(|p| p.uri_parameters) {
+            Some(_) => invite.uri_tone.apply(tone),
+            None => Ok(tone),
+        };
+        let plan = matched.map(|p| p.number.clone());
+        let (tone, bad_parameter) = match tone {
+            Ok(t) => (t, None),
+            Err(r) => (settings.default_tone(), Some(r)),
+        };
         let mut call = CallCore {
             tone,
             plan,
@@ -535,7 +599,10 @@ impl CallCore {
             out: VecDeque::new(),
             settings,
         };
-        match screen(&call.settings, invite, load) {
+        match screen(&call.settings, invite, load).and_then(|n| match bad_parameter {
+            Some(r) => Err(r),
+            None => Ok(n),
+        }) {
             Ok(n) => {
                 // A late offer: we offer no rtcp-mux (RFC 5761 lets the answer refuse it).
                 let rtcp_mux = n.as_ref().is_some_and(|n| n.rtcp_mux);
@@ -886,6 +953,7 @@ mod tests {
             has_contact: true,
             uri_host_name: None,
             uri_user: None,
+            uri_tone: UriTone::default(),
             content_type: Some(SDP),
             body: body.as_bytes(),
         }
@@ -1160,6 +1228,75 @@ mod tests {
     }
 
     #[test]
+    fn uri_parameters_set_the_tone_where_the_plan_allows_and_bad_ones_are_refused() {
+        let base = Tone {
+            frequency_hz: 440,
+            level_dbm0: -10.0,
+            duration: Duration::from_secs(10),
+        };
+        let p = |freq, level, duration| UriTone {
+            freq,
+            level,
+            duration,
+        };
+        assert_eq!(
+            p(Some("1000"), Some("-3"), Some("5")).apply(base),
+            Ok(Tone {
+                frequency_hz: 1000,
+                level_dbm0: -3.0,
+                duration: Duration::from_secs(5)
+            })
+        );
+        assert_eq!(p(None, None, None).apply(base), Ok(base));
+        for (u, code, name) in [
+            (p(Some("abc"), None, None), 400, "freq"),
+            (p(Some("4000"), None, None), 488, "freq"),
+            (p(None, Some("4"), None), 488, "level"),
+            (p(None, Some("x"), None), 400, "level"),
+            (p(None, None, Some("0")), 488, "duration"),
+            (p(None, None, Some("-1")), 400, "duration"),
+        ] {
+            let r = u.apply(base).unwrap_err();
+            assert_eq!(r.kind.code(), code, "{u:?}: {}", r.reason);
+            assert!(r.reason.contains(name), "{}", r.reason);
+        }
+        // In a call: a plan that takes them applies them; others do not read them.
+        let mut s = settings();
+        s.plans = vec![
+            Plan {
+                number: "tone".into(),
+                tone: base,
+                uri_parameters: true,
+            },
+            Plan {
+                number: "fixed".into(),
+                tone: base,
+                uri_parameters: false,
+            },
+        ];
+        let body = offer();
+        let call = |user: &str, freq: &str| {
+            let f = InviteFacts {
+                uri_user: Some(user),
+                uri_tone: UriTone {
+                    freq: Some(freq),
+                    ..UriTone::default()
+                },
+                ..facts(&body)
+            };
+            let mut c = CallCore::new(s.clone(), &f, Load::default(), 1, Instant::now());
+            (c.poll_output(), c.tone().0.frequency_hz)
+        };
+        assert_eq!(call("tone", "1000"), (Some(Output::Trying), 1000));
+        assert_eq!(call("fixed", "1000"), (Some(Output::Trying), 440));
+        let (refused, _) = call("tone", "5000");
+        assert!(
+            matches!(&refused, Some(Output::Refuse(r)) if r.kind.code() == 488 && r.reason.contains("freq=5000")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn glob_matches_exact_and_starred_numbers() {
         for (p, t, want) in [
             ("1004", "1004", true),
@@ -1191,10 +1328,12 @@ mod tests {
             Plan {
                 number: "1004".into(),
                 tone: tone(1004, 0.0, 3),
+                uri_parameters: false,
             },
             Plan {
                 number: "10*".into(),
                 tone: tone(1000, -3.0, 10),
+                uri_parameters: false,
             },
         ];
         let call = |user: Option<&str>| {
