@@ -725,3 +725,63 @@ fn the_dialed_number_picks_its_test_plan() {
         assert!(log.contains(plan), "the log names {plan}:\n{log}");
     }
 }
+
+#[test]
+fn early_media_plays_the_tone_from_the_183_on() {
+    // A plan with early_media: 183 with SDP right after the allocation, the tone from then on,
+    // the 200 after auto_answer_delay_ms repeating the 183's SDP, the tone's time after the ACK.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 2;
+    cfg.answer_delay_ms = 1500;
+    cfg.extra = "[[behavior.plans]]\nnumber = \"early\"\nearly_media = true\n".into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_early_media.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("NUMBER", "early".into()),
+            ("FORMATS", "0".into()),
+            ("BYE_TIMEOUT_MS", "10000".into()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    assert_eq!(
+        run.received_statuses()
+            .iter()
+            .filter(|s| **s == 180)
+            .count(),
+        0,
+        "183 instead of 180"
+    );
+    let body_of = |status: &str| {
+        let m = run
+            .messages
+            .split("message received")
+            .map(|m| m.split("\n-----").next().unwrap_or(m))
+            .find(|m| m.contains(&format!("SIP/2.0 {status}")))
+            .unwrap_or_else(|| panic!("no {status}"));
+        m.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("o=") || l.starts_with("m=") || l.starts_with("c="))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        body_of("183"),
+        body_of("200"),
+        "the 200 repeats the 183's SDP (same o= version)"
+    );
+    // 1.5 s of early media and 2 s after the answer, one stream.
+    let report = judge(&packets, &Expect::pcmu_440(Duration::from_millis(3500)));
+    eprintln!("early media: {report:?}");
+    server.wait_log(
+        "early media: 183 Session Progress with SDP",
+        Duration::from_secs(1),
+    );
+}

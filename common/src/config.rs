@@ -224,6 +224,9 @@ pub struct PlanConfig {
     /// The caller may set the tone with Request-URI parameters `freq`, `level`, `duration`.
     #[serde(default)]
     pub uri_parameters: bool,
+    /// 183 Session Progress with SDP and the tone before the answer.
+    #[serde(default)]
+    pub early_media: bool,
 }
 
 pub use milliwatt_media_core::Codec;
@@ -977,6 +980,7 @@ mod tests {
                     level_dbm0: Some(0.0),
                     duration_seconds: None,
                     uri_parameters: false,
+                    early_media: false,
                 },
                 PlanConfig {
                     number: "tone-*".into(),
@@ -984,6 +988,7 @@ mod tests {
                     level_dbm0: None,
                     duration_seconds: Some(3),
                     uri_parameters: false,
+                    early_media: false,
                 },
             ]
         );

@@ -414,6 +414,29 @@ impl CallIo {
                 }
                 info!(answer_in_ms = ?core.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()).as_millis()), "ringing");
             }
+            Output::Progress { sdp } => {
+                let acceptor = self.acceptor.as_mut().expect("progress with a dialog");
+                let sent = async {
+                    let mut resp = acceptor
+                        .create_response(StatusCode::SESSION_PROGRESS, None)
+                        .await?;
+                    resp.msg
+                        .headers
+                        .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
+                    resp.msg.body = Bytes::from(sdp);
+                    acceptor.respond_provisional(resp).await
+                };
+                match sent.await {
+                    Ok(()) => {
+                        shared.stats.response(183);
+                        info!(
+                            plan = core.tone().1.unwrap_or("default"),
+                            "early media: 183 Session Progress with SDP"
+                        );
+                    }
+                    Err(e) => warn!(error = %e, "sending 183 Session Progress failed"),
+                }
+            }
             Output::Refuse(r) => self.refuse(r),
             Output::Answer { sdp } => return self.answer(sdp).await,
             Output::Established => {

@@ -426,6 +426,7 @@ impl Signaling {
                         ),
                     },
                     uri_parameters: p.uri_parameters,
+                    early_media: p.early_media,
                 })
                 .collect(),
             overload: Thresholds {

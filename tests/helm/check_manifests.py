@@ -36,7 +36,7 @@ SCENARIOS = {
                          svc_type="LoadBalancer", transport="both", media_adv="198.51.100.7",
                          sip_adv="203.0.113.10", lb_ip="203.0.113.10", etp="Local",
                          codecs=["PCMA", "PCMU"], tone=1004, level=-13.5,
-                         plans=[{"number": "1004", "frequency": 1004, "level_dbm0": 0.0},
+                         plans=[{"number": "1004", "frequency": 1004, "level_dbm0": 0.0, "early_media": True},
                                 {"number": "tone-*", "duration_seconds": 3, "uri_parameters": True}]),
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,

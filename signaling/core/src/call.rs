@@ -70,6 +70,9 @@ pub struct Plan {
     pub tone: Tone,
     /// The caller may set the tone by Request-URI parameters (`;freq=1000;level=-3;duration=5`).
     pub uri_parameters: bool,
+    /// Early media: 183 Session Progress with the SDP answer instead of 180, and the tone from
+    /// then on, before (or, without auto answer, instead of) the 200 OK.
+    pub early_media: bool,
 }
 
 /// Tone parameters of a Request-URI (`sip:tone@host;freq=1000;level=-3;duration=5`), as text.
@@ -469,6 +472,8 @@ pub enum Output {
     Allocate { rtcp_mux: bool },
     /// Send 180 Ringing (with To-tag).
     Ringing,
+    /// Send 183 Session Progress with this SDP answer (early media); the tone follows.
+    Progress { sdp: String },
     /// Refuse the INVITE with a final response (`Retry-After` from the kind).
     Refuse(Refusal),
     /// Send 200 OK with this SDP: the answer, or our offer when the INVITE had none (then feed
@@ -556,6 +561,8 @@ pub struct CallCore {
     tone: Tone,
     /// Our 200 to an offerless re-INVITE carried an offer: its answer comes in the ACK.
     reinvite_offered: bool,
+    /// Early media (the plan's): 183 with SDP and the tone before the answer.
+    early_media: bool,
     /// The number of the plan that matched, if any.
     plan: Option<String>,
     out: VecDeque<Output>,
@@ -579,6 +586,7 @@ impl CallCore {
             None => Ok(tone),
         };
         let plan = matched.map(|p| p.number.clone());
+        let early_media = matched.is_some_and(|p| p.early_media);
         let (tone, bad_parameter) = match tone {
             Ok(t) => (t, None),
             Err(r) => (settings.default_tone(), Some(r)),
@@ -587,6 +595,7 @@ impl CallCore {
             tone,
             plan,
             reinvite_offered: false,
+            early_media,
             phase: Phase::Allocating,
             started: now,
             acked_at: None,
@@ -668,10 +677,30 @@ impl CallCore {
                     version: 1,
                     last: String::new(),
                 });
-                self.out.push_back(Output::Ringing);
-                self.phase = Ringing {
-                    answer_at: self.settings.answer_after.map(|d| now + d),
-                };
+                let answer_at = self.settings.answer_after.map(|d| now + d);
+                self.phase = Ringing { answer_at };
+                // Early media needs the offer now; a late offer has none, so it rings.
+                match self.negotiated.clone().filter(|_| self.early_media) {
+                    Some(n) => {
+                        let sdp = self.sdp.as_mut().expect("just allocated");
+                        sdp.last =
+                            sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+                        self.out.push_back(Output::Progress {
+                            sdp: sdp.last.clone(),
+                        });
+                        if let Some(remote) = n.remote.filter(|_| n.send) {
+                            // Until the answer and the whole tone after it (or, ringing until
+                            // the caller gives up, the tone's time).
+                            let until = answer_at.map_or(self.tone.duration, |t| {
+                                t.saturating_duration_since(now) + self.tone.duration
+                            });
+                            self.out
+                                .push_back(Output::StartTone(self.tone_request(&n, remote, until)));
+                            self.sending = true;
+                        }
+                    }
+                    None => self.out.push_back(Output::Ringing),
+                }
             }
             (Allocating, Event::AllocationFailed(f)) => {
                 let kind = match f {
@@ -728,7 +757,10 @@ impl CallCore {
                         self.phase = Confirmed {
                             hangup_at: now + self.tone.duration,
                         };
-                        self.apply_media(now);
+                        // Early media: the tone is already playing, for this long.
+                        if !self.sending {
+                            self.apply_media(now);
+                        }
                     }
                 }
             }
@@ -788,6 +820,8 @@ impl CallCore {
     fn answer(&mut self) {
         let sdp = self.sdp.as_mut().expect("allocated before ringing");
         sdp.last = match self.negotiated.as_ref() {
+            // Early media: the 200 repeats the 183's answer (RFC 3264: the same version).
+            Some(_) if self.sending => sdp.last.clone(),
             Some(n) => sdp::answer(n, &sdp.host, sdp.port, sdp.session_id, sdp.version),
             None => sdp::offer(
                 &self.settings.preferred_codecs,
@@ -1054,6 +1088,7 @@ mod tests {
             Output::Trying => "trying",
             Output::Allocate { .. } => "allocate",
             Output::Ringing => "ringing",
+            Output::Progress { .. } => "progress",
             Output::Refuse(_) => "refuse",
             Output::Answer { .. } => "answer",
             Output::Established => "established",
@@ -1267,11 +1302,13 @@ mod tests {
                 number: "tone".into(),
                 tone: base,
                 uri_parameters: true,
+                early_media: false,
             },
             Plan {
                 number: "fixed".into(),
                 tone: base,
                 uri_parameters: false,
+                early_media: false,
             },
         ];
         let body = offer();
@@ -1293,6 +1330,97 @@ mod tests {
         assert!(
             matches!(&refused, Some(Output::Refuse(r)) if r.kind.code() == 488 && r.reason.contains("freq=5000")),
             "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn early_media_sends_183_with_the_answer_and_the_tone_before_the_200() {
+        let mut s = settings();
+        s.plans = vec![Plan {
+            number: "early".into(),
+            tone: s.default_tone(),
+            uri_parameters: false,
+            early_media: true,
+        }];
+        let body = offer();
+        let f = InviteFacts {
+            uri_user: Some("early"),
+            ..facts(&body)
+        };
+        let t0 = Instant::now();
+        let mut sim = Sim {
+            call: CallCore::new(s, &f, Load::default(), 77, t0),
+            now: t0,
+            t0,
+            log: Vec::new(),
+        };
+        sim.drain();
+        sim.event(Event::Allocated {
+            host: "192.0.2.1".into(),
+            port: 20000,
+        });
+        assert_eq!(
+            sim.kinds(),
+            ["trying", "allocate", "progress", "start_tone"]
+        );
+        let Output::Progress { sdp: early } = &sim.outputs()[2] else {
+            panic!()
+        };
+        let Output::StartTone(t) = &sim.outputs()[3] else {
+            panic!()
+        };
+        // The answer in 1 s, then the 10 s tone: the tone is asked for that long (+ margin).
+        assert_eq!(
+            t.duration,
+            Some(Duration::from_secs(11) + MEDIA_SAFETY_MARGIN)
+        );
+        sim.run_until(MS(1000));
+        let Some(Output::Answer { sdp }) = sim.outputs().last().cloned() else {
+            panic!("{:?}", sim.kinds())
+        };
+        assert_eq!(
+            &sdp, early,
+            "the 200 repeats the 183's answer, same version"
+        );
+        sim.at(MS(1020), Event::Ack { answer: None });
+        assert_eq!(
+            sim.kinds()[4..],
+            ["answer", "established"],
+            "no second StartTone: the tone goes on"
+        );
+        sim.run_until(MS(12_000));
+        assert_eq!(sim.summary().reason, EndReason::ToneFinished);
+        assert_eq!(sim.when("bye"), MS(11_020));
+        // A CANCEL during early media releases the session (the tone stops with it).
+        let mut s2 = settings();
+        s2.plans = vec![Plan {
+            number: "early".into(),
+            tone: s2.default_tone(),
+            uri_parameters: false,
+            early_media: true,
+        }];
+        let mut c = CallCore::new(s2, &f, Load::default(), 1, t0);
+        c.handle(
+            Event::Allocated {
+                host: "h".into(),
+                port: 2,
+            },
+            t0,
+        );
+        c.handle(Event::Cancel, t0 + MS(500));
+        let outs: Vec<&'static str> = std::iter::from_fn(|| c.poll_output())
+            .map(|o| kind(&o))
+            .collect();
+        assert_eq!(
+            outs,
+            [
+                "trying",
+                "allocate",
+                "progress",
+                "start_tone",
+                "release",
+                "finished"
+            ]
         );
     }
 
@@ -1329,11 +1457,13 @@ mod tests {
                 number: "1004".into(),
                 tone: tone(1004, 0.0, 3),
                 uri_parameters: false,
+                early_media: false,
             },
             Plan {
                 number: "10*".into(),
                 tone: tone(1000, -3.0, 10),
                 uri_parameters: false,
+                early_media: false,
             },
         ];
         let call = |user: Option<&str>| {
