@@ -196,8 +196,19 @@ impl MediaPool {
         loop {
             let picked = {
                 let mut state = inner.lock();
-                let picked = state.core.pick(&tried);
-                picked.map(|addr| state.members[&addr].clone())
+                match state.core.pick(&tried) {
+                    Ok(addr) => match state.members.get(&addr) {
+                        Some(m) => Ok(m.clone()),
+                        // In the pool without a client (its endpoint could not be built, logged
+                        // when it joined): never placed on.
+                        None => {
+                            state.core.allocation_failed(&addr, true);
+                            tried.push(addr);
+                            continue;
+                        }
+                    },
+                    Err(e) => Err(e),
+                }
             };
             let member = match picked {
                 Ok(m) => m,
