@@ -623,8 +623,8 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
     const PROJECT: &str = "milliwatt-e2e-scale";
     const CALLS_EACH: usize = 100;
     // Long enough that signaling-2's sessions are still playing when the lease must free them.
-    const TONE: u64 = 40;
-    const LEASE: u64 = 6;
+    const TONE: u64 = 25;
+    const LEASE: u64 = 5;
     require_tool("docker", "docker.io");
     require_tool("docker-compose", "docker-compose");
     require_tool("sipp", "sip-tester");
@@ -810,53 +810,6 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
         eprintln!("20 calls during media-2's outage: {per_outage:?}");
         assert_eq!(per_outage[1], 0, "{per_outage:?}");
 
-        // media-2 starts again: signaling finds it by itself (the name is resolved again every
-        // 5 s, the instance checked every 0.5 s) and, the least loaded, it takes the new calls.
-        check(
-            run(Command::new("docker").args(["start", &media[1]]), "start"),
-            "docker start media-2",
-        );
-        let back = wait_until(
-            "both signaling see three healthy media again",
-            30 * SEC,
-            || sig_ip.iter().all(|ip| healthy_media(ip) == 3.0),
-        );
-        let media2_ip = ip_of(&media[1]);
-        eprintln!(
-            "media-2 back at {media2_ip}, healthy on both signaling {back:?} after its start"
-        );
-        let again = sink_on();
-        let again_dir = dir.join("again");
-        std::fs::create_dir_all(&again_dir).unwrap();
-        let bye = scenario(
-            "uac_caller_bye.xml",
-            &[
-                ("RTP_PORT", again.port().to_string()),
-                ("HOLD_MS", "1000".into()),
-            ],
-            &again_dir,
-        );
-        sipp_from(
-            &gateway,
-            target(0),
-            &bye,
-            &["-m", "6", "-r", "6", "-l", "6"],
-            30 * SEC,
-        )
-        .assert_ok();
-        std::thread::sleep(Duration::from_millis(300));
-        let after = streams(&again.finish());
-        assert_eq!(after.len(), 6, "every call after the return streamed");
-        let on_media2 = after
-            .values()
-            .filter(|st| st[0].from.ip().to_string() == media2_ip)
-            .count();
-        eprintln!("6 calls after media-2's return: {on_media2} on media-2");
-        assert_eq!(
-            on_media2, 6,
-            "the returned instance (no session) is the least loaded: it takes them all"
-        );
-
         // signaling-2 dies: nobody sends its calls BYE; media frees its sessions by the lease.
         let owner = signaling[1][..12].to_string(); // its HOSTNAME starts its instance id
         let ctl = common::bin_path("milliwatt-ctl");
@@ -896,6 +849,52 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
             freed <= Duration::from_secs(LEASE + 2),
             "freed after {freed:?}"
         );
+        // media-2 starts again: signaling finds it by itself (the name is resolved again every
+        // 5 s, the instance checked every 0.5 s) and, the least loaded, it takes the new calls.
+        check(
+            run(Command::new("docker").args(["start", &media[1]]), "start"),
+            "docker start media-2",
+        );
+        // (signaling-2 is dead by now: signaling-1 is the one left.)
+        let back = wait_until(
+            "signaling-1 sees three healthy media again",
+            30 * SEC,
+            || healthy_media(&sig_ip[0]) == 3.0,
+        );
+        let media2_ip = ip_of(&media[1]);
+        eprintln!("media-2 back at {media2_ip}, healthy on signaling-1 {back:?} after its start");
+        let again = sink_on();
+        let again_dir = dir.join("again");
+        std::fs::create_dir_all(&again_dir).unwrap();
+        let bye = scenario(
+            "uac_caller_bye.xml",
+            &[
+                ("RTP_PORT", again.port().to_string()),
+                ("HOLD_MS", "1000".into()),
+            ],
+            &again_dir,
+        );
+        sipp_from(
+            &gateway,
+            target(0),
+            &bye,
+            &["-m", "6", "-r", "6", "-l", "6"],
+            30 * SEC,
+        )
+        .assert_ok();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = streams(&again.finish());
+        assert_eq!(after.len(), 6, "every call after the return streamed");
+        let on_media2 = after
+            .values()
+            .filter(|st| st[0].from.ip().to_string() == media2_ip)
+            .count();
+        eprintln!("6 calls after media-2's return: {on_media2} on media-2");
+        assert_eq!(
+            on_media2, 6,
+            "the returned instance (no session) is the least loaded: it takes them all"
+        );
+
         // signaling-1's calls run to their end and get our BYE; signaling-2's time out.
         loads
             .into_iter()
