@@ -785,3 +785,36 @@ fn early_media_plays_the_tone_from_the_183_on() {
         Duration::from_secs(1),
     );
 }
+
+#[test]
+fn an_in_dialog_request_requiring_an_unknown_extension_gets_420_and_the_call_goes_on() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 10;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = scenario(
+        "uac_bye_require.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("HOLD_MS", "1000".into()),
+        ],
+        &dir,
+    );
+    // The BYE with `Require: nonexistent-extension` gets 420 naming it (the scenario checks
+    // Unsupported); the tone goes on until the plain BYE half a second later.
+    let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    let report = judge(&packets, &Expect::pcmu_440(Duration::from_millis(1500)));
+    eprintln!("{report:?}");
+    server.wait_log("hangup_by=\"caller\"", Duration::from_secs(2));
+    assert!(
+        server
+            .log_text()
+            .contains("unsupported=nonexistent-extension status=420"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -160,33 +160,74 @@ impl UasLayer {
             respond_stateless(&self.shared, endpoint, &req, resp, 403).await;
         }
     }
+}
 
-    /// 420 (Bad Extension) with `Unsupported` listing what the request requires and we lack
-    /// (RFC 3261 8.2.2.3). An INVITE's 420 goes through an INVITE server transaction (it is
-    /// retransmitted until the ACK), on a task of its own.
-    async fn bad_extension(&self, endpoint: &Endpoint, mut req: IncomingRequest, tags: &[String]) {
-        let method = req.line.method.to_string();
-        info!(
-            method = %method,
-            call_id = %req.base_headers.call_id.0,
-            source = %req.tp_info.source,
-            unsupported = %tags.join(", "),
-            status = 420,
-            "request requires an extension we do not support"
-        );
-        let mut resp = endpoint.create_response(&req, StatusCode::BAD_EXTENSION, None);
-        resp.msg.headers.insert(Name::UNSUPPORTED, tags.join(", "));
-        if method == "INVITE" {
-            ensure_to_tag(&mut resp, &random_tag());
-            self.shared.stats.response(420);
-            let tsx = endpoint.create_server_inv_tsx(&mut req);
-            tokio::spawn(async move {
-                if let Err(e) = tsx.respond_failure(resp).await {
-                    tracing::debug!(error = %e, "no ACK for the 420");
-                }
-            });
-        } else {
-            respond_stateless(&self.shared, endpoint, &req, resp, 420).await;
+/// 420 (Bad Extension) with `Unsupported` listing what the request requires and we lack
+/// (RFC 3261 8.2.2.3). An INVITE's 420 goes through an INVITE server transaction (it is
+/// retransmitted until the ACK), on a task of its own; others are answered statelessly.
+async fn bad_extension(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    mut req: IncomingRequest,
+    tags: &[String],
+) {
+    let method = req.line.method.to_string();
+    info!(
+        method = %method,
+        call_id = %req.base_headers.call_id.0,
+        source = %req.tp_info.source,
+        unsupported = %tags.join(", "),
+        status = 420,
+        "request requires an extension we do not support"
+    );
+    let mut resp = endpoint.create_response(&req, StatusCode::BAD_EXTENSION, None);
+    resp.msg.headers.insert(Name::UNSUPPORTED, tags.join(", "));
+    if method == "INVITE" {
+        ensure_to_tag(&mut resp, &random_tag());
+        shared.stats.response(420);
+        let tsx = endpoint.create_server_inv_tsx(&mut req);
+        tokio::spawn(async move {
+            if let Err(e) = tsx.respond_failure(resp).await {
+                tracing::debug!(error = %e, "no ACK for the 420");
+            }
+        });
+    } else {
+        respond_stateless(shared, endpoint, &req, resp, 420).await;
+    }
+}
+
+/// `Require` on every request but ACK and CANCEL, in a dialog or not (RFC 3261 8.2.2.3): one
+/// that requires an extension we do not support gets 420. Added before the dialog layer, which
+/// would otherwise take in-dialog requests (a BYE or re-INVITE with `Require: foo`) unchecked.
+struct RequireLayer {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl Layer for RequireLayer {
+    fn name(&self) -> &'static str {
+        "milliwatt-require"
+    }
+
+    async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
+        if matches!(request.line.method, Method::ACK | Method::CANCEL) {
+            return;
+        }
+        // A source outside the allow-list gets nothing from here (the UAS layer refuses it).
+        let allowed = self
+            .shared
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .policy()
+            .allows(request.tp_info.source.ip());
+        if !allowed {
+            return;
+        }
+        let required: Vec<Require> = request.headers.get_named().unwrap_or_default();
+        let unsupported = unsupported_required(required.iter().map(|r| r.0.as_str()));
+        if !unsupported.is_empty() {
+            bad_extension(&self.shared, endpoint, request.take(), &unsupported).await;
         }
     }
 }
@@ -276,15 +317,6 @@ impl Layer for UasLayer {
             return;
         }
         let decision = dispatch(&method, request.base_headers.to.tag.is_some());
-        if matches!(decision, Dispatch::NewCall | Dispatch::Options) {
-            let required: Vec<Require> = request.headers.get_named().unwrap_or_default();
-            let unsupported = unsupported_required(required.iter().map(|r| r.0.as_str()));
-            if !unsupported.is_empty() {
-                self.bad_extension(endpoint, request.take(), &unsupported)
-                    .await;
-                return;
-            }
-        }
         match decision {
             Dispatch::NewCall => {
                 let received = Instant::now();
@@ -454,6 +486,9 @@ impl Signaling {
         });
         shared.health.set("sip_bound", false);
         let mut builder = Endpoint::builder();
+        builder.add_layer(RequireLayer {
+            shared: shared.clone(),
+        });
         builder.add_layer(DialogLayer::default());
         builder.add_layer(InviteLayer::default());
         builder.add_layer(UasLayer {

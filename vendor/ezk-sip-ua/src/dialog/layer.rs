@@ -16,9 +16,6 @@ pub trait Usage: Send + Sync + 'static {
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>);
 }
 
-/// Maximum number of out-of-order requests that can be buffered per dialog
-const MAX_BACKLOG_SIZE: usize = 32;
-
 /// Maximum CSeq gap allowed between the expected and incoming CSeq
 const MAX_CSEQ_GAP: u32 = 64;
 
@@ -123,23 +120,20 @@ impl Layer for DialogLayer {
                     Outcome::Handle(usages, requests)
                 }
                 Ordering::Greater => {
-                    // If its larger than the expected one store it inside the dialog's backlog and return.
+                    // RFC 3261 12.2.2: a sequence number above the remote one is in order, gap
+                    // or not: the requests in between may have been answered before reaching
+                    // the dialog (by a proxy, or by a layer in front of this one, e.g. a 420 for
+                    // an unsupported Require). Holding this one back for them stalled the
+                    // dialog: it was never answered.
                     let gap = request_cseq.wrapping_sub(*next_peer_cseq);
 
-                    if gap > MAX_CSEQ_GAP || dialog_entry.backlog.len() >= MAX_BACKLOG_SIZE {
-                        dialog_entry.backlog.clear();
-                        log::warn!(
-                            "dialog backlog rejected message: gap={gap}, backlog_size={}",
-                            dialog_entry.backlog.len()
-                        );
+                    if gap > MAX_CSEQ_GAP {
+                        log::warn!("dialog rejected message: gap={gap}");
                         Outcome::Reject(request.take())
                     } else {
-                        dialog_entry.backlog.insert(request_cseq, request.take());
-                        log::debug!(
-                            "dialog received a message with cseq value above the expected one, saving it for later"
-                        );
-
-                        return;
+                        let usages = dialog_entry.usages.clone();
+                        dialog_entry.next_peer_cseq = Some(request_cseq + 1);
+                        Outcome::Handle(usages, vec![request.take()])
                     }
                 }
             }
