@@ -16,16 +16,17 @@ pub(crate) struct TsxRegistration {
     pub(crate) endpoint: Endpoint,
     pub(crate) tsx_key: TsxKey,
 
-    pub(super) receiver: mpsc::UnboundedReceiver<TsxMessage>,
+    /// PATCH(milliwatt): boxed, see `Transactions::get_handler`.
+    pub(super) receiver: mpsc::UnboundedReceiver<Box<TsxMessage>>,
 }
 
 impl TsxRegistration {
     pub(crate) fn create(endpoint: Endpoint, tsx_key: TsxKey) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::unbounded_channel::<Box<TsxMessage>>();
 
         endpoint.transactions().register_transaction(
             tsx_key.clone(),
-            Box::new(move |msg| sender.send(msg).map_err(|e| e.0).err()),
+            Box::new(move |msg| sender.send(Box::new(msg)).map_err(|e| *e.0).err()),
         );
 
         Self {
@@ -104,7 +105,8 @@ impl TsxRegistration {
     }
 
     pub(crate) async fn receive(&mut self) -> TsxMessage {
-        self.receiver
+        *self
+            .receiver
             .recv()
             .await
             .expect("registration is responsible of handler lifetime inside endpoint")
