@@ -7,16 +7,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::rtp::{judge, Expect, Law, RtpSink};
+use common::rtp::{judge, streams, Expect, Law, RtpSink};
 use common::{
-    answered_media, reject_scenario, require_tool, scenario, sipp_from, temp_dir, tone_scenario,
-    wait_until, SIPP_NO_MESSAGE_LOG,
+    answered_media, metric, reject_scenario, require_tool, scenario, sipp_from, temp_dir,
+    tone_scenario, wait_until, SIPP_NO_MESSAGE_LOG,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -594,23 +593,6 @@ fn log_seconds_of_day(line: &str) -> Option<f64> {
     Some(h * 3600.0 + m * 60.0 + s)
 }
 
-/// A metric's value in Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-}
-
-/// The streams a sink received, by SSRC, in arrival order each.
-fn streams(packets: &[common::rtp::Packet]) -> BTreeMap<u32, Vec<common::rtp::Packet>> {
-    let mut by = BTreeMap::<u32, Vec<common::rtp::Packet>>::new();
-    for p in packets.iter().filter(|p| p.data.len() >= 12) {
-        let ssrc = u32::from_be_bytes(p.data[8..12].try_into().unwrap());
-        by.entry(ssrc).or_default().push(p.clone());
-    }
-    by
-}
-
 /// docker-compose.scale.yml: 2 signaling and 3 media containers; media found by Docker's DNS
 /// (one alias, three addresses). SIPp loads both signaling containers with 100 concurrent calls
 /// each: the sessions spread over the three media containers, and a sample of streams is judged.
@@ -698,10 +680,37 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
         })
         .collect();
     let calls = CALLS_EACH.to_string();
-    let all = || -> BTreeMap<u32, Vec<common::rtp::Packet>> {
+    let all = || -> std::collections::BTreeMap<u32, Vec<common::rtp::Packet>> {
         let mut m = streams(&sinks[0].packets());
         m.extend(streams(&sinks[1].packets()));
         m
+    };
+    // `n` calls to signaling-1 that hang up after a second of tone, all answered; their streams.
+    let short_calls = |n: usize, what: &str| {
+        let sink = sink_on();
+        let d = dir.join(what);
+        std::fs::create_dir_all(&d).unwrap();
+        let bye = scenario(
+            "uac_caller_bye.xml",
+            &[
+                ("RTP_PORT", sink.port().to_string()),
+                ("HOLD_MS", "1000".into()),
+            ],
+            &d,
+        );
+        let n_s = n.to_string();
+        sipp_from(
+            &gateway,
+            target(0),
+            &bye,
+            &["-m", &n_s, "-r", &n_s, "-l", &n_s],
+            30 * SEC,
+        )
+        .assert_ok();
+        std::thread::sleep(Duration::from_millis(300));
+        let got = streams(&sink.finish());
+        assert_eq!(got.len(), n, "every {what} call streamed");
+        got
     };
     let (lost_media, killed_signaling_at) = std::thread::scope(|s| {
         let loads: Vec<_> = (0..2)
@@ -783,26 +792,7 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
         assert!(last <= 2.0, "the last BYE {last:.3} s after media-2 died");
 
         // New calls meanwhile: all succeed, none on media-2.
-        let short = sink_on();
-        let bye = scenario(
-            "uac_caller_bye.xml",
-            &[
-                ("RTP_PORT", short.port().to_string()),
-                ("HOLD_MS", "1000".into()),
-            ],
-            &dir,
-        );
-        sipp_from(
-            &gateway,
-            target(0),
-            &bye,
-            &["-m", "20", "-r", "20", "-l", "20"],
-            30 * SEC,
-        )
-        .assert_ok();
-        std::thread::sleep(Duration::from_millis(300));
-        let outage = streams(&short.finish());
-        assert_eq!(outage.len(), 20, "every call during the outage streamed");
+        let outage = short_calls(20, "outage");
         let mut per_outage = [0usize; 3];
         for st in outage.values() {
             per_outage[media_of(st[0].from)] += 1;
@@ -863,28 +853,7 @@ fn compose_scaled_out_spreads_calls_and_survives_losing_a_media_and_a_signaling(
         );
         let media2_ip = ip_of(&media[1]);
         eprintln!("media-2 back at {media2_ip}, healthy on signaling-1 {back:?} after its start");
-        let again = sink_on();
-        let again_dir = dir.join("again");
-        std::fs::create_dir_all(&again_dir).unwrap();
-        let bye = scenario(
-            "uac_caller_bye.xml",
-            &[
-                ("RTP_PORT", again.port().to_string()),
-                ("HOLD_MS", "1000".into()),
-            ],
-            &again_dir,
-        );
-        sipp_from(
-            &gateway,
-            target(0),
-            &bye,
-            &["-m", "6", "-r", "6", "-l", "6"],
-            30 * SEC,
-        )
-        .assert_ok();
-        std::thread::sleep(Duration::from_millis(300));
-        let after = streams(&again.finish());
-        assert_eq!(after.len(), 6, "every call after the return streamed");
+        let after = short_calls(6, "again");
         let on_media2 = after
             .values()
             .filter(|st| st[0].from.ip().to_string() == media2_ip)

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, Law, RtpSink};
 use common::{
-    http_get, reject_scenario, scenario, sipp, sipp_to, temp_dir, tone_scenario, wait_until, Mode,
-    Server, TestConfig,
+    http_get, metric, reject_scenario, scenario, sipp, sipp_to, temp_dir, tone_scenario,
+    wait_until, Mode, Server, TestConfig,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -27,13 +27,6 @@ fn expect_tone(seconds: u64) -> Expect {
         source: None,
         duration: Duration::from_secs(seconds),
     }
-}
-
-/// A metric's value in Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 #[test]

@@ -5,26 +5,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, RtpSink};
 use common::{
-    http_get, scenario, sipp, temp_dir, tone_scenario, wait_until, Mode, Server, TestConfig,
+    metrics, scenario, sipp, temp_dir, tone_scenario, wait_until, Mode, Server, TestConfig,
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn metrics(port: u16) -> HashMap<String, f64> {
-    let (_, text) = http_get(port, "/metrics").expect("GET /metrics");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
-        })
-        .collect()
-}
 
 /// Milliseconds of each response time SIPp measured (`-trace_rtt` CSV, a header then
 /// `Date_ms;response_time_ms;rtd_no` lines).

@@ -7,44 +7,23 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::rtp::{judge, Expect, Packet, RtpSink};
+use common::rtp::{judge, streams, Expect, Packet, RtpSink};
 use common::{
-    http_get, scenario, sipp_to, temp_dir, tone_scenario, wait_until, Mode, PoolMember, Server,
-    TestConfig, SIPP_NO_MESSAGE_LOG,
+    http_get, metrics, scenario, sipp_to, temp_dir, tone_scenario, wait_until, Mode, PoolMember,
+    Server, TestConfig, SIPP_NO_MESSAGE_LOG,
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn metrics(port: u16) -> HashMap<String, f64> {
-    let (_, text) = http_get(port, "/metrics").expect("GET /metrics");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
-        })
-        .collect()
-}
 
 fn healthy(cfg: &TestConfig) -> f64 {
     metrics(cfg.admin_port)
         .get("milliwatt_media_instances_healthy")
         .copied()
         .unwrap_or(-1.0)
-}
-
-/// The streams a sink received, by SSRC, in arrival order each.
-fn streams(packets: &[Packet]) -> BTreeMap<u32, Vec<Packet>> {
-    let mut by = BTreeMap::<u32, Vec<Packet>>::new();
-    for p in packets.iter().filter(|p| p.data.len() >= 12) {
-        let ssrc = u32::from_be_bytes(p.data[8..12].try_into().unwrap());
-        by.entry(ssrc).or_default().push(p.clone());
-    }
-    by
 }
 
 /// Which pool member (index) sent from `from`: the one whose RTP range holds the port.

@@ -373,7 +373,7 @@ fn advertised_port_goes_in_contact_and_in_the_via_of_our_bye() {
         Duration::from_secs(20),
     );
     run.assert_ok();
-    let received: Vec<&str> = run.messages.split("message received").skip(1).collect();
+    let received: Vec<&str> = run.received().collect();
     let ok = received
         .iter()
         .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("CSeq: 1 INVITE"))
@@ -399,14 +399,16 @@ fn advertised_port_goes_in_contact_and_in_the_via_of_our_bye() {
 
 /// The SDP answer in the 200 OK to the INVITE with CSeq `cseq`: (session id, version, media line,
 /// direction attribute).
-fn answer_to(messages: &str, cseq: u32) -> (String, u64, String, String) {
-    // Each received message alone: up to the log's next separator line.
-    let ok = messages
-        .split("message received")
-        .skip(1)
-        .map(|m| m.split("\n-----").next().unwrap_or(m))
+fn answer_to(run: &common::SippRun, cseq: u32) -> (String, u64, String, String) {
+    let ok = run
+        .received()
         .find(|m| m.contains("SIP/2.0 200") && m.contains(&format!("CSeq: {cseq} INVITE")))
-        .unwrap_or_else(|| panic!("no 200 OK to the INVITE with CSeq {cseq}:\n{messages}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "no 200 OK to the INVITE with CSeq {cseq}:\n{}",
+                run.messages
+            )
+        });
     let line = |prefix: &str| {
         ok.lines()
             .map(str::trim)
@@ -452,7 +454,7 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
     run.assert_ok();
 
     // RFC 3264 8: one session id; the version counts changes only.
-    let answers: Vec<_> = (1..=5).map(|c| answer_to(&run.messages, c)).collect();
+    let answers: Vec<_> = (1..=5).map(|c| answer_to(&run, c)).collect();
     let (sid, v) = (answers[0].0.clone(), answers[0].1);
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(a.0, sid, "answer {}: session id", i + 1);
@@ -608,7 +610,7 @@ fn late_offer_is_answered_in_the_ack_and_a_missing_answer_ends_the_call() {
     std::thread::sleep(Duration::from_millis(200));
     let packets = sink.finish();
     run.assert_ok();
-    let (_, _, m, direction) = answer_to(&run.messages, 1);
+    let (_, _, m, direction) = answer_to(&run, 1);
     assert!(m.ends_with("RTP/AVP 0 8 101"), "our offer: {m}");
     assert_eq!(direction, "a=sendrecv");
     let media = answered_media(&run.messages);
@@ -711,8 +713,7 @@ fn the_dialed_number_picks_its_test_plan() {
         let run = sipp(&server, &sc, &[], Duration::from_secs(10));
         run.assert_ok();
         let refusal = run
-            .messages
-            .split("message received")
+            .received()
             .find(|m| m.contains(&format!("SIP/2.0 {status}")))
             .unwrap_or_else(|| panic!("no {status}:\n{}", run.messages));
         assert!(
@@ -761,9 +762,7 @@ fn early_media_plays_the_tone_from_the_183_on() {
     );
     let body_of = |status: &str| {
         let m = run
-            .messages
-            .split("message received")
-            .map(|m| m.split("\n-----").next().unwrap_or(m))
+            .received()
             .find(|m| m.contains(&format!("SIP/2.0 {status}")))
             .unwrap_or_else(|| panic!("no {status}"));
         m.lines()

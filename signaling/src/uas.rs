@@ -50,6 +50,17 @@ pub(crate) struct Shared {
     pub(crate) sources: Mutex<Sources>,
 }
 
+impl Shared {
+    /// `sources.allowed_networks` lets `ip` in.
+    pub(crate) fn source_allowed(&self, ip: IpAddr) -> bool {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .policy()
+            .allows(ip)
+    }
+}
+
 /// A call admitted under the per-source limits; its end frees the slot.
 struct SourceSlot {
     shared: Arc<Shared>,
@@ -214,14 +225,7 @@ impl Layer for RequireLayer {
             return;
         }
         // A source outside the allow-list gets nothing from here (the UAS layer refuses it).
-        let allowed = self
-            .shared
-            .sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .policy()
-            .allows(request.tp_info.source.ip());
-        if !allowed {
+        if !self.shared.source_allowed(request.tp_info.source.ip()) {
             return;
         }
         let required: Vec<Require> = request.headers.get_named().unwrap_or_default();
@@ -265,14 +269,7 @@ impl Layer for UasLayer {
         // Only out-of-dialog requests reach this layer: in-dialog ones go to DialogLayer,
         // CANCEL of a ringing call to InviteLayer.
         let source_ip = request.tp_info.source.ip();
-        let allowed = self
-            .shared
-            .sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .policy()
-            .allows(source_ip);
-        if !allowed {
+        if !self.shared.source_allowed(source_ip) {
             self.refuse_source(endpoint, request.take()).await;
             return;
         }

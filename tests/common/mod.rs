@@ -374,6 +374,25 @@ fn spawn_program(label: &str, cfg: &TestConfig, config: &Path, log: &Arc<Mutex<S
     child
 }
 
+/// A metric's value in Prometheus text (its first line with that exact name and labels).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Every sample of `/metrics` on 127.0.0.1:`port`, by name with its labels.
+pub fn metrics(port: u16) -> std::collections::HashMap<String, f64> {
+    let (_, text) = http_get(port, "/metrics").expect("GET /metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// GET `path` on 127.0.0.1:`port`: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Write;
@@ -660,6 +679,14 @@ impl SippRun {
             resp.contains("Retry-After:"),
             "503 without Retry-After:\n{resp}"
         );
+    }
+
+    /// The messages SIPp received, each alone (up to the log's next separator line).
+    pub fn received(&self) -> impl Iterator<Item = &str> {
+        self.messages
+            .split("message received")
+            .skip(1)
+            .map(|m| m.split("\n-----").next().unwrap_or(m))
     }
 
     /// The status codes of the responses SIPp received, in order.

@@ -243,6 +243,16 @@ pub struct Report {
     pub ssrc: u32,
 }
 
+/// The streams in `packets`, by SSRC, each in arrival order (shorter packets left out).
+pub fn streams(packets: &[Packet]) -> std::collections::BTreeMap<u32, Vec<Packet>> {
+    let mut by = std::collections::BTreeMap::<u32, Vec<Packet>>::new();
+    for p in packets.iter().filter(|p| p.data.len() >= 12) {
+        let ssrc = u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+        by.entry(ssrc).or_default().push(p.clone());
+    }
+    by
+}
+
 /// Checks every packet and the audio; panics with the reason on any violation.
 pub fn judge(packets: &[Packet], e: &Expect) -> Report {
     assert!(!packets.is_empty(), "no RTP arrived");

@@ -749,7 +749,7 @@ impl CallCore {
             (Answering { then }, Event::Ack { answer }) => {
                 self.acked_at = Some(now);
                 self.out.push_back(Output::Established);
-                let late_answer_bad = self.negotiated.is_none() && !self.take_late_answer(answer);
+                let late_answer_bad = self.negotiated.is_none() && !self.take_answer(answer);
                 match then {
                     Some(reason) => self.hang_up(reason, now),
                     None if late_answer_bad => self.hang_up(EndReason::BadAnswer, now),
@@ -792,7 +792,7 @@ impl CallCore {
             (Confirmed { .. }, Event::ReInviteAck { answer }) if self.reinvite_offered => {
                 self.reinvite_offered = false;
                 let before = self.negotiated.clone();
-                if self.take_late_answer(answer) {
+                if self.take_answer(answer) {
                     if self.negotiated != before {
                         self.apply_media(now);
                     }
@@ -838,10 +838,11 @@ impl CallCore {
         self.phase = Phase::Answering { then: None };
     }
 
-    /// The caller's answer to our late offer, from the ACK: negotiated like an offer (its codec
+    /// The caller's answer to our offer (a late offer's 200, or an offerless re-INVITE's), from
+    /// the ACK: negotiated like an offer (its codec
     /// is one we offered, its address and direction say where and whether to send). False when
     /// there is none or it is not usable (the call then ends with BYE).
-    fn take_late_answer(&mut self, answer: Option<String>) -> bool {
+    fn take_answer(&mut self, answer: Option<String>) -> bool {
         let Some(body) = answer.filter(|b| !b.trim().is_empty()) else {
             return false;
         };
