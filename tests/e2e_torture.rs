@@ -6,8 +6,8 @@
 //! ended with BYE. The server runs in a loopback-only network namespace (the brief: torture
 //! messages carry SDP the server would obey), and must answer OPTIONS after every message.
 //!
-//! Known gaps, where ezk-sip-types' parser (not vendored) decides, are listed in the README
-//! ("Tests", e2e_torture) with the answer they get today; they are not in this table.
+//! Every 200 must echo the request's From and To URIs: a display name with quoted-pairs or none,
+//! and a `tel:` or `urn:` From/To (vendor patches 0020, 0021) included.
 
 mod common;
 
@@ -261,6 +261,21 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "headers",
+            "a quoted display name holding escaped quotes and a backslash",
+            invite_with(
+                "From",
+                r#"From: "a \"quoted\" \\ name" <sip:caller@$L>;tag=f$N"#,
+            ),
+            Final(200),
+        ),
+        case(
+            "headers",
+            "an empty quoted display name",
+            options_with("From", r#"From: "" <sip:caller@$L>;tag=f$N"#),
+            Final(200),
+        ),
+        case(
+            "headers",
             "a display name with characters a token cannot hold, unquoted",
             options_with("From", "From: Caller@Home <sip:caller@$L>;tag=f$N"),
             Final(400),
@@ -381,6 +396,27 @@ fn cases() -> Vec<Case> {
             "an unknown scheme in Contact",
             options_with("Contact", "Contact: <mailto:caller@example.invalid>"),
             Final(200),
+        ),
+        case(
+            "URI",
+            "a tel: URI in From (RFC 3261 20.20: any absoluteURI)",
+            invite_with(
+                "From",
+                r#"From: "+1 555" <tel:+1-555-0100;phone-context=example.com>;tag=f$N"#,
+            ),
+            Final(200),
+        ),
+        case(
+            "URI",
+            "a urn: URI in To, without angle brackets",
+            options_with("To", "To: urn:service:sos"),
+            Final(200),
+        ),
+        case(
+            "URI",
+            "a sip: URI in From that does not parse",
+            options_with("From", "From: <sip:>;tag=f$N"),
+            Final(400),
         ),
         case(
             "URI",
@@ -652,6 +688,36 @@ fn check_capabilities(m: &Msg, what: &str) {
     }
 }
 
+/// The URI of a From or To value: between `<` and `>`, or an addr-spec up to its first `;`.
+fn uri_of(value: &str) -> &str {
+    match value.find('<') {
+        Some(open) => value[open + 1..].split('>').next().unwrap_or(""),
+        None => value.split(';').next().unwrap_or("").trim(),
+    }
+}
+
+/// A response carries the request's From and To URIs as they were sent (RFC 3261 8.2.6.2),
+/// whatever their scheme.
+fn echoes_from_and_to(request: &[u8], response: &Msg, what: &str) {
+    let request = Msg {
+        at: Instant::now(),
+        text: String::from_utf8_lossy(request).into_owned(),
+    };
+    for (name, compact) in [("From", "f"), ("To", "t")] {
+        let sent = request.header(name).or_else(|| request.header(compact));
+        let got = response.header(name).or_else(|| response.header(compact));
+        let (Some(sent), Some(got)) = (sent, got) else {
+            panic!("{what}: {name} missing:\n{}", response.text);
+        };
+        assert_eq!(
+            uri_of(got),
+            uri_of(sent),
+            "{what}: the {name} URI echoed:\n{}",
+            response.text
+        );
+    }
+}
+
 /// ACK and BYE for a 200 to an INVITE, on `peer`; the BYE must get 200.
 fn end_call(peer: &mut Peer, ok: &Msg, transport: &str, n: u32, ack_sdp: Option<&str>) {
     let h = |name: &str, compact: &str| {
@@ -767,6 +833,9 @@ fn every_torture_message_gets_its_answer_over_udp_and_tcp() {
                     m.text
                 );
                 check_capabilities(m, c.what);
+                if code == 200 {
+                    echoes_from_and_to(&bytes, m, &format!("{} over {transport}", c.what));
+                }
                 let is_invite = c.text.trim_start().starts_with("INVITE");
                 if code == 200 && is_invite {
                     // A late offer's ACK carries the answer (else we would end the call).

@@ -1,6 +1,7 @@
 //! The vendored ezk crates must be exactly the published crates plus the patch series in
 //! `vendor/patches/` (see `vendor/README.md`): `bash vendor/apply.sh --check` rebuilds
-//! "published + patches" and compares it with `vendor/ezk-sip-core` and `vendor/ezk-sip-ua`.
+//! "published + patches" and compares it with `vendor/ezk-sip-core`, `vendor/ezk-sip-ua` and
+//! `vendor/ezk-sip-types`.
 //!
 //! No skipping: a missing `bash`, `patch` or `diff` (or, on a machine whose cargo registry does
 //! not hold the crates yet, an unreachable crates.io) fails the test.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build "published ezk crates + vendor/patches/*.patch" and compare it with, or write it to,
-# vendor/ezk-sip-core and vendor/ezk-sip-ua. See vendor/README.md for the workflow.
+# vendor/ezk-sip-core, vendor/ezk-sip-ua and vendor/ezk-sip-types. See vendor/README.md for the workflow.
 #
 # usage: bash vendor/apply.sh [--upto NNNN] [OUTDIR]   build into OUTDIR (default: a temp dir)
 #        bash vendor/apply.sh --check                   exit 1 if vendor/ differs from the build
@@ -15,8 +15,8 @@ set -euo pipefail
 export LC_ALL=C
 
 # The published crates the series applies to (directory name = crate name in the patches).
-CRATES=(ezk-sip-core ezk-sip-ua)
-VERSIONS=(0.9.2 0.9.1)
+CRATES=(ezk-sip-core ezk-sip-ua ezk-sip-types)
+VERSIONS=(0.9.2 0.9.1 0.6.5)
 
 # Files not compared by --check and kept as they are by --write: `.cargo-ok` only. Cargo
 # writes it next to a crate it unpacked into ~/.cargo/registry/src as a completion marker;
@@ -181,7 +181,9 @@ case $mode in
             echo "$changes"
             exit 1
         fi
-        echo "apply.sh: OK: vendor/${CRATES[0]} (${VERSIONS[0]}) and vendor/${CRATES[1]} (${VERSIONS[1]}) = published + $APPLIED patch(es); ignored: $IGNORED"
+        listed=
+        for i in "${!CRATES[@]}"; do listed+="${listed:+, }vendor/${CRATES[i]} (${VERSIONS[i]})"; done
+        echo "apply.sh: OK: $listed = published + $APPLIED patch(es); ignored: $IGNORED"
         ;;
     write)
         build "$tmp/build" ""
@@ -193,6 +195,6 @@ case $mode in
             rm -rf "${VENDOR:?}/$c"
             mv "$VENDOR/.$c.new" "$VENDOR/$c"
         done
-        echo "apply.sh: wrote published + $APPLIED patch(es) to vendor/${CRATES[0]} and vendor/${CRATES[1]}"
+        echo "apply.sh: wrote published + $APPLIED patch(es) to ${CRATES[*]/#/vendor/}"
         ;;
 esac
