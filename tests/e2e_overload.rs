@@ -1,13 +1,16 @@
 //! Overload control end to end: a SIPp burst far above what the answer path may hold is shed at
 //! once with 503 and Retry-After, every burst caller gets a final response (none waits for a
 //! timeout), the shed calls are counted in `/metrics` and the statistics line, and the calls
-//! already established keep their whole tone and end on time.
+//! already established keep their whole tone and end on time. INVITEs that waited in the socket
+//! longer than `overload.max_invite_wait_ms` (the kernel's receive time, vendor patch 0022) are
+//! shed with 503 the moment they are read, and the next INVITE is answered.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::rtp::{judge, Expect, RtpSink};
+use common::sip::RawSip;
 use common::{
     metrics, scenario, sipp, temp_dir, tone_scenario, wait_until, Mode, Server, TestConfig,
 };
@@ -144,6 +147,91 @@ fn a_burst_over_capacity_is_shed_fast_and_established_calls_are_unharmed() {
         log.contains("reason=overload: "),
         "the refusal says why:\n{log}"
     );
+}
+
+/// Signaling is stopped (SIGSTOP) while five INVITEs arrive and resumed 400 ms later: each has
+/// waited longer than `max_invite_wait_ms` (100) by then, so each gets 503 with Retry-After, the
+/// reason naming the wait; an INVITE sent after that is answered. The other overload signals are
+/// off, so only the wait can shed (a stopped process also sees its event loop late).
+#[test]
+fn invites_that_waited_too_long_in_the_socket_are_shed_when_read() {
+    const WAITING: usize = 5;
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 0;
+    cfg.tone_seconds = 1;
+    cfg.extra = "[overload]\nmax_invite_wait_ms = 100\nmax_event_loop_lag_ms = 0\n\
+                 max_answer_lateness_ms = 0\n"
+        .into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let pid = server
+        .pids()
+        .into_iter()
+        .find(|(name, _)| name == "milliwatt")
+        .map(|(_, pid)| pid.to_string())
+        .expect("the all-in-one's pid");
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill(1)");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    let sink = RtpSink::bind();
+    let peer = RawSip::new(cfg.sip_addr());
+    // Linux turns receive timestamps on in deferred work (net_enable_timestamp); a datagram that
+    // arrives before it ran is stamped when it is read. Give it time.
+    std::thread::sleep(Duration::from_millis(300));
+    signal("-STOP");
+    for n in 0..WAITING {
+        peer.send(&peer.invite(&format!("waited-{n}"), &format!("w{n}"), sink.port()));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    signal("-CONT");
+    let replies = peer.recv_until(3 * SEC, |_| false);
+    let finals: Vec<_> = replies
+        .iter()
+        .filter(|m| m.status().is_some_and(|s| s >= 200))
+        .collect();
+    assert_eq!(
+        finals.len(),
+        WAITING,
+        "one final response each: {replies:#?}"
+    );
+    for m in &finals {
+        assert_eq!(m.status(), Some(503), "{}", m.text);
+        assert!(m.header("Retry-After").is_some(), "{}", m.text);
+    }
+    let m = metrics(cfg.admin_port);
+    assert_eq!(
+        m.get("milliwatt_calls_shed_total"),
+        Some(&(WAITING as f64)),
+        "{m:?}"
+    );
+    let wait_us = m
+        .get("milliwatt_invite_wait_microseconds")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(
+        wait_us >= 300_000.0,
+        "the gauge shows the last INVITE's wait: {wait_us} µs"
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("the INVITE waited") && log.contains("overload.max_invite_wait_ms 100"),
+        "the refusal says why:\n{log}"
+    );
+    // Read at once, an INVITE is answered and its tone arrives.
+    peer.call(&peer.invite("fresh", "f1", sink.port()), "fresh");
+    let bye = peer
+        .recv_until(5 * SEC, |m| m.method() == Some("BYE"))
+        .pop();
+    let bye = bye
+        .filter(|m| m.method() == Some("BYE"))
+        .expect("BYE after the tone");
+    peer.ok_to(&bye);
+    judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(1)));
+    let m = metrics(cfg.admin_port);
+    assert_eq!(m.get("milliwatt_calls_answered_total"), Some(&1.0), "{m:?}");
 }
 
 fn percentile(v: &[f64], q: f64) -> f64 {

@@ -115,6 +115,9 @@ pub struct OverloadConfig {
     /// How far past its answer time (INVITE + answer delay) the oldest admitted, unanswered
     /// call may be, in ms.
     pub max_answer_lateness_ms: u64,
+    /// How long a new INVITE may have waited between reaching the host (the kernel's receive
+    /// time over UDP) and its admission, in ms.
+    pub max_invite_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -652,6 +655,12 @@ impl Config {
         if self.overload.max_answer_lateness_ms > 60_000 {
             return Err(invalid(
                 "overload.max_answer_lateness_ms",
+                "must be at most 60000 (0 turns the check off)",
+            ));
+        }
+        if self.overload.max_invite_wait_ms > 60_000 {
+            return Err(invalid(
+                "overload.max_invite_wait_ms",
                 "must be at most 60000 (0 turns the check off)",
             ));
         }

@@ -44,6 +44,7 @@ pub fn settings() -> &'static Settings {
                 max_calls_in_setup: u64::from(cfg.overload.max_calls_in_setup),
                 max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),
                 max_event_loop_lag: Duration::from_millis(cfg.overload.max_event_loop_lag_ms),
+                max_invite_wait: Duration::from_millis(cfg.overload.max_invite_wait_ms),
                 max_answer_lateness: Duration::from_millis(cfg.overload.max_answer_lateness_ms),
             },
         }

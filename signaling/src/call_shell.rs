@@ -163,20 +163,22 @@ pub(crate) async fn handle_invite(
     io.run(core).await;
 }
 
-/// What admission looks at (`[overload]`), measured at `now`.
-pub(crate) fn signals(shared: &Shared, now: Instant) -> Signals {
+/// What admission looks at (`[overload]`), measured at `now` for a new INVITE that waited
+/// `invite_wait` to be read; the wait is also kept for `/metrics`.
+pub(crate) fn signals(shared: &Shared, now: Instant, invite_wait: Duration) -> Signals {
+    shared.stats.invite_wait_us.store(
+        u64::try_from(invite_wait.as_micros()).unwrap_or(u64::MAX),
+        Relaxed,
+    );
     Signals {
         calls_in_setup: shared.stats.in_setup.load(Relaxed),
         pending_allocations: shared.stats.pending_allocations.load(Relaxed),
         event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
         answer_lateness: shared.stats.answer_lateness(now),
+        invite_wait,
     }
 }
 
-/// A new INVITE refused by measured load (`overload::admit` said so before any call state was
-/// made): 503 with Retry-After, sent statelessly (RFC 3261 8.2.7) — no transaction, no task, no
-/// retransmission timer; the caller's ACK is absorbed and a retransmitted INVITE is judged again.
-/// Under overload this is all the work a shed call costs, so the answer path keeps its CPU.
 /// Why a new call is refused before it starts, with 503 and Retry-After.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Shed {
@@ -186,6 +188,11 @@ pub(crate) enum Shed {
     SourceLimit,
 }
 
+/// A new INVITE refused by measured load (`overload::admit` said so before any call state was
+/// made) or a source limit: 503 with Retry-After, sent statelessly (RFC 3261 8.2.7) — no
+/// transaction, no task, no retransmission timer; the caller's ACK is absorbed and a
+/// retransmitted INVITE is judged again. Under overload this is all the work a shed call costs,
+/// so the answer path keeps its CPU.
 pub(crate) async fn shed(
     shared: &Shared,
     endpoint: &Endpoint,

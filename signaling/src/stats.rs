@@ -40,6 +40,8 @@ pub struct Stats {
     pub pending_allocations: AtomicU64,
     /// The event loop's latest lateness, in µs.
     pub event_loop_lag_us: AtomicU64,
+    /// How long the latest new INVITE waited to be read (`overload.max_invite_wait_ms`), in µs.
+    pub invite_wait_us: AtomicU64,
     /// When each admitted, unanswered call is due to be answered (its 200 OK not sent yet).
     answers_due: Mutex<BTreeSet<(Instant, u64)>>,
     answers_seq: AtomicU64,
@@ -65,6 +67,7 @@ impl Default for Stats {
             in_setup: AtomicU64::new(0),
             pending_allocations: AtomicU64::new(0),
             event_loop_lag_us: AtomicU64::new(0),
+            invite_wait_us: AtomicU64::new(0),
             answers_due: Mutex::default(),
             answers_seq: AtomicU64::new(0),
             responses: Mutex::default(),
@@ -265,6 +268,12 @@ impl Collector for StatsCollector {
             "milliwatt_answer_lateness_microseconds",
             "How far past its answer time the oldest admitted, unanswered call is",
             s.answer_lateness(Instant::now()).as_micros() as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "milliwatt_invite_wait_microseconds",
+            "How long the latest new INVITE waited between reaching the host and its admission",
+            s.invite_wait_us.load(Relaxed) as i64,
         )?;
         counter(
             &mut enc,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
@@ -317,7 +317,10 @@ impl Layer for UasLayer {
         match decision {
             Dispatch::NewCall => {
                 let received = Instant::now();
-                let signals = call_shell::signals(&self.shared, received);
+                let waited = SystemTime::now()
+                    .duration_since(request.tp_info.timestamp)
+                    .unwrap_or_default();
+                let signals = call_shell::signals(&self.shared, received, waited);
                 if let Err(why) = overload::admit(&self.shared.call_settings.overload, &signals) {
                     call_shell::shed(&self.shared, endpoint, request.take(), why, Shed::Overload)
                         .await;
@@ -463,6 +466,7 @@ impl Signaling {
                 max_pending_allocations: u64::from(cfg.overload.max_pending_allocations),
                 max_event_loop_lag: Duration::from_millis(cfg.overload.max_event_loop_lag_ms),
                 max_answer_lateness: Duration::from_millis(cfg.overload.max_answer_lateness_ms),
+                max_invite_wait: Duration::from_millis(cfg.overload.max_invite_wait_ms),
             },
         };
         let cfg_sources = cfg.sources.clone();

@@ -966,6 +966,7 @@ mod tests {
                 max_pending_allocations: 0,
                 max_event_loop_lag: Duration::ZERO,
                 max_answer_lateness: Duration::ZERO,
+                max_invite_wait: Duration::ZERO,
             },
             plans: Vec::new(),
         }

@@ -10,6 +10,7 @@ pub struct Thresholds {
     pub max_pending_allocations: u64,
     pub max_event_loop_lag: Duration,
     pub max_answer_lateness: Duration,
+    pub max_invite_wait: Duration,
 }
 
 /// What the shell measured when the INVITE arrived.
@@ -25,6 +26,10 @@ pub struct Signals {
     /// late): the answer path's own queueing, whatever its cause (media slow to allocate, the
     /// process short of CPU).
     pub answer_lateness: Duration,
+    /// How long this INVITE waited between reaching the host (the kernel's receive time of its
+    /// datagram; over TCP, when it was read) and this decision: the socket's receive queue and
+    /// the messages ahead of it. A backlog shows here before any admitted call is late.
+    pub invite_wait: Duration,
 }
 
 /// `Err(why)` when a new call must be shed.
@@ -55,6 +60,13 @@ pub fn admit(t: &Thresholds, s: &Signals) -> Result<(), String> {
             t.max_answer_lateness.as_millis()
         ));
     }
+    if !t.max_invite_wait.is_zero() && s.invite_wait >= t.max_invite_wait {
+        return Err(format!(
+            "overload: the INVITE waited {} ms to be read (overload.max_invite_wait_ms {})",
+            s.invite_wait.as_millis(),
+            t.max_invite_wait.as_millis()
+        ));
+    }
     Ok(())
 }
 
@@ -67,6 +79,7 @@ mod tests {
         max_pending_allocations: 5,
         max_event_loop_lag: Duration::from_millis(100),
         max_answer_lateness: Duration::from_millis(50),
+        max_invite_wait: Duration::from_millis(20),
     };
 
     #[test]
@@ -77,6 +90,7 @@ mod tests {
             pending_allocations: 4,
             event_loop_lag: Duration::from_millis(99),
             answer_lateness: Duration::from_millis(49),
+            invite_wait: Duration::from_millis(19),
         };
         assert_eq!(admit(&T, &busy), Ok(()), "just below every threshold");
         for (s, key) in [
@@ -108,6 +122,13 @@ mod tests {
                 },
                 "max_answer_lateness_ms",
             ),
+            (
+                Signals {
+                    invite_wait: Duration::from_millis(20),
+                    ..busy
+                },
+                "max_invite_wait_ms",
+            ),
         ] {
             let why = admit(&T, &s).expect_err(key);
             assert!(why.contains(key), "{why}");
@@ -118,6 +139,7 @@ mod tests {
             pending_allocations: u64::MAX,
             event_loop_lag: Duration::from_secs(3600),
             answer_lateness: Duration::from_secs(3600),
+            invite_wait: Duration::from_secs(3600),
         };
         assert_eq!(admit(&off, &extreme), Ok(()));
     }

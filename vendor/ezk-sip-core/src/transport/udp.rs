@@ -4,6 +4,7 @@ use crate::transport::{
 };
 use crate::{Endpoint, Result};
 use std::sync::Arc;
+use std::time::SystemTime;
 use std::{io, net::SocketAddr};
 use tokio::{
     net::UdpSocket,
@@ -35,6 +36,8 @@ impl UdpTransport {
     ) -> io::Result<UdpTransport> {
         let socket = Arc::new(socket);
         let bound = socket.local_addr()?;
+        // PATCH(milliwatt): each datagram's kernel receive time (see `recv_stamped`)
+        enable_receive_timestamps(&socket);
 
         log::info!("Bound UDP to {bound}");
 
@@ -70,7 +73,8 @@ async fn receive_task(mut endpoint: broadcast::Receiver<Endpoint>, transport: Ud
     let mut buffer = vec![0u8; MAX_MSG_SIZE];
 
     loop {
-        let result = transport.socket.recv_from(&mut buffer).await;
+        // PATCH(milliwatt): with the kernel's receive time
+        let result = recv_stamped(&transport.socket, &mut buffer).await;
 
         if let Err(e) = handle_msg(&endpoint, &transport, result, &buffer).await {
             log::error!("UDP recv error {e:?}");
@@ -81,10 +85,10 @@ async fn receive_task(mut endpoint: broadcast::Receiver<Endpoint>, transport: Ud
 async fn handle_msg(
     endpoint: &Endpoint,
     transport: &UdpTransport,
-    result: io::Result<(usize, SocketAddr)>,
+    result: io::Result<(usize, SocketAddr, Option<SystemTime>)>,
     bytes: &[u8],
 ) -> Result<()> {
-    let (len, remote) = result?;
+    let (len, remote, received_at) = result?;
 
     let bytes = &bytes[..len];
 
@@ -146,7 +150,7 @@ async fn handle_msg(
             body,
             buffer,
         }) => {
-            endpoint.receive(ReceivedMessage::new(
+            let mut message = ReceivedMessage::new(
                 remote,
                 buffer,
                 TpHandle {
@@ -155,7 +159,12 @@ async fn handle_msg(
                 line,
                 headers,
                 body,
-            ));
+            );
+            // PATCH(milliwatt): when the datagram reached the host, not when it was parsed
+            if let Some(at) = received_at {
+                message.tp_info.timestamp = at;
+            }
+            endpoint.receive(message);
         }
         Err(_e) => {
             // PATCH(milliwatt): counted; the parser logged why
@@ -164,4 +173,80 @@ async fn handle_msg(
     };
 
     Ok(())
+}
+
+// PATCH(milliwatt): a message's `tp_info.timestamp` is the kernel's receive time of its datagram
+// (SO_TIMESTAMPNS), so the application can tell how long a request waited in the socket's
+// receive queue and behind the messages before it: an overloaded server can refuse a request
+// that has already waited too long at once (RFC 3261 21.5.4, 503). Where the option is
+// refused, or off Linux, it stays the parse time.
+#[cfg(target_os = "linux")]
+fn enable_receive_timestamps(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+
+    if let Err(e) = setsockopt(socket, sockopt::ReceiveTimestampns, &true) {
+        log::warn!("SO_TIMESTAMPNS on the UDP socket: {e}: a message's time is its parse time");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn enable_receive_timestamps(_socket: &UdpSocket) {}
+
+#[cfg(target_os = "linux")]
+async fn recv_stamped(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    let fd = socket.as_raw_fd();
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    socket
+        .async_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [io::IoSliceMut::new(&mut *buffer)];
+            let msg = recvmsg::<SockaddrStorage>(
+                fd,
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            let remote = msg
+                .address
+                .and_then(|a| match a.family() {
+                    Some(nix::sys::socket::AddressFamily::Inet) => {
+                        a.as_sockaddr_in().map(|v4| SocketAddr::V4((*v4).into()))
+                    }
+                    Some(nix::sys::socket::AddressFamily::Inet6) => {
+                        a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| io::Error::other("datagram without an IP source address"))?;
+            let at = msg.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|c| match c {
+                    ControlMessageOwned::ScmTimestampns(ts) => Some(
+                        SystemTime::UNIX_EPOCH
+                            + Duration::new(
+                                u64::try_from(ts.tv_sec()).ok()?,
+                                u32::try_from(ts.tv_nsec()).ok()?,
+                            ),
+                    ),
+                    _ => None,
+                })
+            });
+            Ok((msg.bytes, remote, at))
+        })
+        .await
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn recv_stamped(
+    socket: &UdpSocket,
+    buffer: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+    let (len, remote) = socket.recv_from(buffer).await?;
+    Ok((len, remote, None))
 }
