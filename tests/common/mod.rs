@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,23 +77,33 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A block of `n` RTP ports free on loopback, below the kernel's ephemeral range (32768+).
+/// A block of `n` RTP ports free on loopback, below the kernel's ephemeral range (32768+). Each
+/// process starts at its own offset and wraps around, so a large block (the soak asks for
+/// thousands) never runs past the top; every port is checked free.
 pub fn rtp_port_block(n: u16) -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_700;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 20) as u16 * 600,
+        u32::MAX,
+        (std::process::id() % 20) * 600,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
-    let n = n + n % 2;
-    loop {
-        let start = NEXT.fetch_add(n, Ordering::SeqCst);
-        assert!(start < 32_700, "ran out of RTP test ports");
-        if (start..start + n).all(|p| UdpSocket::bind((LOOPBACK, p)).is_ok()) {
-            return (start, start + n);
+    let n = u32::from(n + n % 2);
+    assert!(
+        n <= (HIGH - LOW) / 2,
+        "an RTP test port block of {n} is too large"
+    );
+    // Starts are even (RTP even, RTCP odd): the offsets and the span they wrap in are even.
+    let span = HIGH - LOW - n;
+    for _ in 0..2 * (HIGH - LOW) / n + 2 {
+        let start = LOW + NEXT.fetch_add(n, Ordering::SeqCst) % span;
+        if (start..start + n).all(|p| UdpSocket::bind((LOOPBACK, p as u16)).is_ok()) {
+            return (start as u16, (start + n) as u16);
         }
     }
+    panic!("ran out of RTP test ports: no free block of {n} between {LOW} and {HIGH}");
 }
 
 /// A fresh directory, unique in this machine's test runs.
