@@ -498,6 +498,27 @@ fn bad_grpc_requests_get_precise_statuses() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
+        let dtmf = |id: &str, digit: &str, duration_ms| pb::ReportDtmfRequest {
+            session_id: id.into(),
+            digit: digit.into(),
+            duration_ms,
+        };
+        for (req, field) in [
+            (dtmf("nope", "1", 0), "session_id"),
+            (dtmf("00000000000000aa", "E", 0), "digit"),
+            (dtmf("00000000000000aa", "12", 0), "digit"),
+            (dtmf("00000000000000aa", "", 0), "digit"),
+            (dtmf("00000000000000aa", "1", 60_001), "duration_ms"),
+        ] {
+            let e = c.report_dtmf(req).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+            assert!(e.message().starts_with(field), "{}", e.message());
+        }
+        let e = c
+            .report_dtmf(dtmf("00000000000000aa", "#", 100))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
         let e = c
             .allocate_session(pb::AllocateSessionRequest {
                 call_id: "x".into(),

@@ -557,6 +557,79 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
     );
 }
 
+/// DTMF by SIP INFO (`tests/sipp/uac_info_dtmf.xml`): each digit is answered 200 and reported
+/// like an RFC 4733 one (the media session's digits while the call is up, the call's `dtmf=` when
+/// it ends); a text/plain body gets 415 with Accept, a Signal that is no digit 400 with the
+/// reason, an empty INFO 200; the tone plays through, and an INFO outside a call gets 481 (in
+/// `tests/e2e_torture.rs`).
+#[test]
+fn dtmf_by_sip_info_is_reported_and_other_bodies_are_refused() {
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 3;
+    cfg.answer_delay_ms = 0;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("info");
+    let sc = scenario(
+        "uac_info_dtmf.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("GAP_MS", "150".into()),
+            ("BYE_TIMEOUT_MS", "10000".into()),
+        ],
+        &dir,
+    );
+    let (run, digits) = std::thread::scope(|s| {
+        let call = s.spawn(|| sipp(&server, &sc, &[], Duration::from_secs(20)));
+        // The media session's digits while the call is up (all three sent within a second).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut digits = String::new();
+        while Instant::now() < deadline && digits != "1#5" {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Some(q) = grpc::list_sessions(&server.grpc_endpoint())
+                .into_iter()
+                .find_map(|s| s.quality)
+            {
+                digits = q.dtmf_digits;
+            }
+        }
+        (call.join().unwrap(), digits)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+    assert_eq!(digits, "1#5", "the media session's DTMF digits");
+    let refused = |code: &str| {
+        run.messages
+            .split("SIP/2.0 ")
+            .find(|m| m.starts_with(code))
+            .unwrap_or_else(|| panic!("no {code} in\n{}", run.messages))
+            .to_string()
+    };
+    let r415 = refused("415");
+    assert!(
+        r415.contains("Accept: application/dtmf-relay, application/dtmf"),
+        "{r415}"
+    );
+    let r400 = refused("400");
+    assert!(r400.contains("Signal 'X' is not a DTMF digit"), "{r400}");
+    judge(&packets, &Expect::pcmu_440(Duration::from_secs(3)));
+    server.wait_log("dtmf=1#5", Duration::from_secs(3));
+    let log = server.log_text();
+    assert_eq!(log.matches("DTMF digit by SIP INFO").count(), 3, "{log}");
+    let m = common::metrics(cfg.admin_port);
+    assert_eq!(
+        m.get("milliwatt_sip_responses_total{code=\"415\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("milliwatt_sip_responses_total{code=\"400\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+}
+
 #[test]
 fn ipv6_call_sip_and_rtp_on_loopback() {
     // SIP over UDP on [::1], the SDP answer `c=IN IP6 ::1`, RTP from media on ::1.

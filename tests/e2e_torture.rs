@@ -138,6 +138,12 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "start line",
+            "INFO outside a call (RFC 6086 4.2.2: 481)",
+            msg(head("INFO"), ""),
+            Final(481),
+        ),
+        case(
+            "start line",
             "REGISTER (405 with Allow)",
             msg(head("REGISTER"), ""),
             Final(405),
@@ -674,7 +680,7 @@ fn check_capabilities(m: &Msg, what: &str) {
         sorted.sort();
         assert_eq!(
             sorted,
-            ["ACK", "BYE", "CANCEL", "INVITE", "OPTIONS"],
+            ["ACK", "BYE", "CANCEL", "INFO", "INVITE", "OPTIONS"],
             "{what}: Allow {allow:?}:\n{}",
             m.text
         );

@@ -142,6 +142,16 @@ impl Receiver {
         self.params.send_replace(Some(p));
     }
 
+    /// A DTMF digit the caller sent outside its RTP (SIP INFO): kept with the RTP ones, in order.
+    pub fn add_dtmf_digit(&self, digit: char) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .q
+            .dtmf_digits
+            .push(digit);
+    }
+
     pub fn quality(&self) -> Quality {
         self.state
             .lock()

@@ -173,6 +173,34 @@ impl pb::media_server::Media for MediaService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn report_dtmf(
+        &self,
+        req: Request<pb::ReportDtmfRequest>,
+    ) -> Result<Response<pb::ReportDtmfResponse>, Status> {
+        let r = req.into_inner();
+        let id = session_id("session_id", &r.session_id)?;
+        let mut chars = r.digit.chars();
+        let digit = match (chars.next(), chars.next()) {
+            (Some(d @ ('0'..='9' | '*' | '#' | 'A'..='D')), None) => d,
+            _ => {
+                return Err(bad(
+                    "digit",
+                    format!("{:?} is not one of 0-9, *, #, A-D", r.digit),
+                ))
+            }
+        };
+        if r.duration_ms > 60_000 {
+            return Err(bad(
+                "duration_ms",
+                format!("{} is over 60000", r.duration_ms),
+            ));
+        }
+        self.registry
+            .report_dtmf(&id, digit, Duration::from_millis(u64::from(r.duration_ms)))
+            .map_err(status_of)?;
+        Ok(Response::new(pb::ReportDtmfResponse {}))
+    }
+
     async fn get_stats(
         &self,
         _req: Request<pb::GetStatsRequest>,

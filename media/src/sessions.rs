@@ -393,6 +393,32 @@ impl Registry {
         Ok(snap)
     }
 
+    /// A DTMF digit the caller sent by SIP INFO (signaling read it): recorded and streamed like
+    /// one from its RTP (RFC 4733).
+    pub fn report_dtmf(
+        &self,
+        id: &SessionId,
+        digit: char,
+        duration: Duration,
+    ) -> Result<(), MediaError> {
+        let inner = self.lock();
+        let e = inner.table.get(id)?;
+        if let Some(rx) = inner.io.get(&e.key).and_then(|io| io.receiver.as_ref()) {
+            rx.add_dtmf_digit(digit);
+        }
+        let snap = self.snapshot_of(&inner, id)?;
+        drop(inner);
+        tracing::info!(session = %id, call_id = %snap.call_id, %digit, duration_ms = duration.as_millis() as u64, via = "SIP INFO", "DTMF digit");
+        self.emit_event(Event {
+            kind: EventKind::Dtmf,
+            session: snap,
+            reason: String::new(),
+            at: SystemTime::now(),
+            digit: Some((digit, duration)),
+        });
+        Ok(())
+    }
+
     /// What a session's receive task found: a DTMF digit, or the caller's real RTP source.
     pub fn on_rx_event(&self, e: RxEvent) {
         let key = match &e {

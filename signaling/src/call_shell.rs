@@ -19,11 +19,12 @@ use ezk_sip_types::uri::{NameAddr, SipUri};
 use ezk_sip_types::{Name, StatusCode};
 use ezk_sip_ua::dialog::Dialog;
 use ezk_sip_ua::invite::acceptor::InviteAcceptor;
-use ezk_sip_ua::invite::session::{InviteSession, InviteSessionEvent, ReInviteReceived};
+use ezk_sip_ua::invite::session::{InfoEvent, InviteSession, InviteSessionEvent, ReInviteReceived};
 use milliwatt_media_core::session::Figures;
 use milliwatt_signaling_core::call::{
     CallCore, EndReason, Event, InviteFacts, Load, Output, Refusal, RefusalKind, Summary,
 };
+use milliwatt_signaling_core::info::{self, InfoAnswer};
 use milliwatt_signaling_core::overload::Signals;
 use rand::Rng;
 use tracing::{info, warn, Instrument};
@@ -363,6 +364,10 @@ impl CallIo {
                     offer: (!body.trim().is_empty()).then_some(body),
                 }
             }
+            Ok(InviteSessionEvent::Info(info)) => {
+                self.answer_info(info).await;
+                return None;
+            }
             // Session timers and NOTIFY are not this product's business (yet).
             Ok(InviteSessionEvent::RefreshNeeded) | Ok(InviteSessionEvent::Notify(_)) => {
                 return None
@@ -373,6 +378,61 @@ impl CallIo {
                 Event::DialogEnded
             }
         })
+    }
+
+    /// An INFO inside the call (RFC 6086): a DTMF digit is reported to media with the RTP ones
+    /// (the session's digits, the `dtmf=` of "call ended", KIND_DTMF events) and answered 200;
+    /// an empty INFO 200; another body 415 with Accept; a DTMF body we cannot read 400.
+    async fn answer_info(&mut self, info: InfoEvent) {
+        let content_type = info
+            .info
+            .headers
+            .get_named::<ContentType>()
+            .ok()
+            .map(|c| c.0.to_string());
+        let answer = info::answer_info(content_type.as_deref(), &info.info.body);
+        let code = match &answer {
+            InfoAnswer::Digit(d) => {
+                if let Some(a) = &self.allocation {
+                    let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
+                    let duration = d.duration_ms.unwrap_or(0);
+                    if let Err(e) = media.report_dtmf(id, d.digit, duration).await {
+                        warn!(error = %e, digit = %d.digit, "reporting an INFO DTMF digit to media failed");
+                    }
+                }
+                info!(digit = %d.digit, duration_ms = d.duration_ms, "DTMF digit by SIP INFO");
+                StatusCode::OK
+            }
+            InfoAnswer::Empty => StatusCode::OK,
+            InfoAnswer::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InfoAnswer::Malformed(_) => StatusCode::BAD_REQUEST,
+        };
+        let session = self.session.as_ref().expect("INFO comes from the session");
+        let mut resp = match session.dialog.create_response(&info.info, code, None) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "answering INFO failed");
+                return;
+            }
+        };
+        match &answer {
+            InfoAnswer::UnsupportedType(_) => {
+                resp.msg
+                    .headers
+                    .insert(Name::ACCEPT, info::ACCEPTED_INFO_TYPES);
+                warning(&mut resp, &answer.to_string());
+                info!(%answer, "INFO refused");
+            }
+            InfoAnswer::Malformed(why) => {
+                warning(&mut resp, why);
+                info!(%answer, "INFO refused");
+            }
+            _ => {}
+        }
+        match info.respond(resp).await {
+            Ok(()) => self.shared.stats.response(code.into_u16()),
+            Err(e) => warn!(error = %e, "answering INFO failed"),
+        }
     }
 
     /// Executes one output; returns what the wire answered when the core must hear it at once.

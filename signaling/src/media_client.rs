@@ -137,6 +137,25 @@ impl MediaClient {
         Ok(())
     }
 
+    /// A DTMF digit the caller sent by SIP INFO, reported to media with the RTP ones.
+    pub async fn report_dtmf(
+        &self,
+        session_id: &SessionId,
+        digit: char,
+        duration_ms: u32,
+    ) -> Result<(), MediaError> {
+        self.client
+            .clone()
+            .report_dtmf(pb::ReportDtmfRequest {
+                session_id: session_id.to_string(),
+                digit: digit.to_string(),
+                duration_ms,
+            })
+            .await
+            .map_err(|s| media_failure(&s))?;
+        Ok(())
+    }
+
     /// Releases the session; returns its final figures.
     pub async fn release(
         &self,

@@ -253,6 +253,7 @@ impl Layer for UasLayer {
             Method::BYE,
             Method::CANCEL,
             Method::OPTIONS,
+            Method::INFO,
         ] {
             endpoint.add_allow(m);
         }

@@ -8,8 +8,8 @@ pub enum Dispatch {
     NewCall,
     /// OPTIONS: 200 with Allow and Accept (RFC 3261 11.2).
     Options,
-    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL and re-INVITE for unknown dialogs
-    /// or transactions get 481 from the stack.
+    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL, INFO and re-INVITE for unknown
+    /// dialogs or transactions get 481 from the stack (INFO outside a call: RFC 6086 4.2.2).
     Stack,
     /// Any other method: 405 with Allow (RFC 3261 8.2.1).
     MethodNotAllowed,
@@ -20,7 +20,7 @@ pub fn dispatch(method: &str, has_to_tag: bool) -> Dispatch {
     match method {
         "INVITE" if !has_to_tag => Dispatch::NewCall,
         "OPTIONS" => Dispatch::Options,
-        "INVITE" | "ACK" | "BYE" | "CANCEL" => Dispatch::Stack,
+        "INVITE" | "ACK" | "BYE" | "CANCEL" | "INFO" => Dispatch::Stack,
         _ => Dispatch::MethodNotAllowed,
     }
 }
@@ -327,10 +327,11 @@ mod tests {
         );
         assert_eq!(dispatch("OPTIONS", false), Dispatch::Options);
         assert_eq!(dispatch("OPTIONS", true), Dispatch::Options);
-        for m in ["ACK", "BYE", "CANCEL"] {
+        for m in ["ACK", "BYE", "CANCEL", "INFO"] {
             assert_eq!(dispatch(m, true), Dispatch::Stack, "{m}");
         }
-        for m in ["REGISTER", "SUBSCRIBE", "MESSAGE", "INFO", "UPDATE", "FOO"] {
+        assert_eq!(dispatch("INFO", false), Dispatch::Stack, "481: no call");
+        for m in ["REGISTER", "SUBSCRIBE", "MESSAGE", "UPDATE", "FOO"] {
             assert_eq!(dispatch(m, false), Dispatch::MethodNotAllowed, "{m}");
         }
     }

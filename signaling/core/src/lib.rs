@@ -3,13 +3,15 @@
 //! [`sdp`] is RFC 3264 offer/answer on text; [`dispatch`] decides what an out-of-dialog request
 //! gets; [`media_watch`] decides when a media instance is reachable, lost or restarted and
 //! [`media_pool`] which of several takes a new session; [`overload`] and
-//! [`sources`] admit new calls by measured load and by source address. No sockets, no clock
+//! [`sources`] admit new calls by measured load and by source address; [`info`] reads the DTMF
+//! of an INFO inside a call. No sockets, no clock
 //! reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
 
 pub mod call;
 pub mod dispatch;
+pub mod info;
 pub mod media_pool;
 pub mod media_watch;
 pub mod overload;

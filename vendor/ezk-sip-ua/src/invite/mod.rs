@@ -287,6 +287,22 @@ impl Usage for InviteUsage {
                     log::warn!("Failed to handle PRACK request {e:?}");
                 }
             }
+            // PATCH(milliwatt): an INFO inside the dialog (RFC 6086) goes to the application, which
+            // answers it (`InfoEvent::respond`); outside an established dialog it is left to the
+            // endpoint (481)
+            Method::INFO => {
+                let state = self.inner.state.lock().await;
+
+                if let InviteSessionState::Established { evt_sink } = &*state {
+                    let info = request.inner().take().unwrap();
+
+                    if let Err(SendError(UsageEvent::Info(info))) =
+                        evt_sink.send(UsageEvent::Info(info)).await
+                    {
+                        *request.inner() = Some(info);
+                    }
+                }
+            }
             Method::NOTIFY => {
                 let state = self.inner.state.lock().await;
 

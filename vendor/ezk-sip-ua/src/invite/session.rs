@@ -49,7 +49,23 @@ pub enum InviteSessionEvent {
     Notify(IncomingRequest),
     ReInviteReceived(ReInviteReceived),
     Bye(ByeEvent),
+    /// PATCH(milliwatt): an INFO request inside the dialog (RFC 6086)
+    Info(InfoEvent),
     Terminated,
+}
+
+/// PATCH(milliwatt): an INFO request inside the dialog (RFC 6086), its server transaction
+/// created: build the answer with `InviteSession::dialog`'s `create_response` and send it with
+/// `respond`.
+pub struct InfoEvent {
+    pub info: IncomingRequest,
+    transaction: ServerTsx,
+}
+
+impl InfoEvent {
+    pub async fn respond(self, response: OutgoingResponse) -> Result<()> {
+        self.transaction.respond(response).await
+    }
 }
 
 pub struct ReInviteReceived {
@@ -151,6 +167,15 @@ impl InviteSession {
                 transaction.respond(response).await?;
 
                 Ok(InviteSessionEvent::Notify(incoming_request))
+            }
+            // PATCH(milliwatt): the application answers an INFO
+            UsageEvent::Info(mut request) => {
+                let transaction = self.endpoint.create_server_tsx(&mut request);
+
+                Ok(InviteSessionEvent::Info(InfoEvent {
+                    info: request,
+                    transaction,
+                }))
             }
             UsageEvent::Bye(mut request) => {
                 let transaction = self.endpoint.create_server_tsx(&mut request);
@@ -265,6 +290,8 @@ impl InviteSession {
 
 pub(super) enum UsageEvent {
     Notify(IncomingRequest),
+    // PATCH(milliwatt): see `InfoEvent`
+    Info(IncomingRequest),
     ReInvite(IncomingRequest),
     Bye(IncomingRequest),
 }
