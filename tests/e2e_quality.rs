@@ -42,7 +42,27 @@ fn session_of(server: &Server) -> pb::Session {
     sessions.into_iter().next().unwrap()
 }
 
-fn quality_after(loss_every: Option<usize>, call_id: &str) -> pb::Quality {
+/// The fields of an `X-RTP-Stat` header in `msg`, by name.
+fn rtp_stat(msg: &str) -> std::collections::HashMap<String, String> {
+    let value = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("X-RTP-Stat: "))
+        .unwrap_or_else(|| panic!("no X-RTP-Stat in\n{msg}"));
+    value
+        .trim()
+        .split(',')
+        .map(|f| {
+            let (k, v) = f.split_once('=').unwrap_or_else(|| panic!("{value}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The session's quality near the call's end, and the `X-RTP-Stat` fields of our BYE.
+fn quality_after(
+    loss_every: Option<usize>,
+    call_id: &str,
+) -> (pb::Quality, std::collections::HashMap<String, String>) {
     let mut cfg = TestConfig::new();
     cfg.tone_seconds = 5;
     cfg.answer_delay_ms = 0;
@@ -67,13 +87,27 @@ fn quality_after(loss_every: Option<usize>, call_id: &str) -> pb::Quality {
         log.contains("rtp_received="),
         "release logged without receive counts:\n{log}"
     );
-    q
+    (q, rtp_stat(&bye.text))
 }
 
 #[test]
 fn induced_loss_shows_in_loss_percent_and_lowers_the_mos() {
-    let clean = quality_after(None, "clean@test");
-    let lossy = quality_after(Some(10), "lossy@test");
+    let (clean, clean_stat) = quality_after(None, "clean@test");
+    let (lossy, lossy_stat) = quality_after(Some(10), "lossy@test");
+    eprintln!("our BYE's X-RTP-Stat: clean {clean_stat:?}\nlossy {lossy_stat:?}");
+    // Our BYE tells the caller what we measured of its stream: the figures media released.
+    for (q, stat) in [(&clean, &clean_stat), (&lossy, &lossy_stat)] {
+        let num = |k: &str| -> f64 { stat[k].parse().unwrap_or_else(|_| panic!("{k}: {stat:?}")) };
+        assert_eq!(num("PR") as u64, q.packets_received, "{stat:?} {q:?}");
+        assert_eq!(num("PL") as u64, q.packets_lost, "{stat:?} {q:?}");
+        assert!((num("LP") - q.loss_percent).abs() < 0.01, "{stat:?} {q:?}");
+        assert!((num("MO") - q.mos).abs() < 0.01, "{stat:?} {q:?}");
+        assert_eq!(num("OR") as u64, 172 * q.packets_received, "{stat:?}");
+        // 5 s of tone at 50 packets/s.
+        assert!((245.0..=255.0).contains(&num("PS")), "{stat:?}");
+        assert_eq!(stat["EN"], "PCMU");
+        assert_eq!(stat["DU"], "5");
+    }
     eprintln!("clean {clean:?}\nlossy {lossy:?}");
     assert!(clean.packets_received >= 148, "{clean:?}");
     assert_eq!(clean.packets_lost, 0, "{clean:?}");

@@ -230,6 +230,28 @@ fn caller_bye_stops_the_tone_and_releases_media() {
         !server.log_text().contains("BYE sent"),
         "we must not send BYE after the caller's"
     );
+    // Our 200 to the BYE reports the call's figures: 1.5 s of tone sent, nothing received
+    // (SIPp sends no RTP here).
+    let ok = run
+        .messages
+        .split("\n-----")
+        .filter_map(|m| m.split_once("SIP/2.0 200 OK").map(|(_, rest)| rest))
+        .find(|m| m.contains("CSeq: 2 BYE"))
+        .unwrap_or_else(|| panic!("no 200 to the BYE in\n{}", run.messages));
+    let stat = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("X-RTP-Stat: "))
+        .unwrap_or_else(|| panic!("no X-RTP-Stat in the 200 to the BYE:\n{ok}"));
+    let sent: u64 = stat
+        .split(',')
+        .find_map(|f| f.strip_prefix("PS="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("PS in {stat}"));
+    assert!((70..=85).contains(&sent), "1.5 s of packets sent: {stat}");
+    assert!(
+        stat.contains(",PR=0,OR=0,PL=0,") && stat.contains(",EN=PCMU,DU=1"),
+        "{stat}"
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ use milliwatt_signaling_core::call::{
 };
 use milliwatt_signaling_core::info::{self, InfoAnswer};
 use milliwatt_signaling_core::overload::Signals;
+use milliwatt_signaling_core::rtp_stat::{self, RtpStat};
 use rand::Rng;
 use tracing::{info, warn, Instrument};
 
@@ -65,6 +66,9 @@ struct CallIo {
     /// The `sip.answer` span, parent of the first StartTone.
     answer_span: Option<tracing::Span>,
     figures: Option<Result<Figures, MediaError>>,
+    /// The codec of the tone last started, and when the ACK came: for `X-RTP-Stat`.
+    codec: Option<String>,
+    acked_at: Option<Instant>,
     received: Instant,
     _active: Option<ActiveGuard>,
     /// Counted in `in_setup` from the 100 Trying to the ACK (or the end).
@@ -156,6 +160,8 @@ pub(crate) async fn handle_invite(
         call_id,
         answer_span: None,
         figures: None,
+        codec: None,
+        acked_at: None,
         received,
         _active: None,
         in_setup: None,
@@ -350,8 +356,18 @@ impl CallIo {
     ) -> Option<Event> {
         Some(match e {
             Ok(InviteSessionEvent::Bye(bye)) => {
+                // Media first: the 200 carries the final figures.
+                self.release_early(EndReason::CallerHungUp).await;
+                let stat = self.rtp_stat();
                 let session = self.session.as_mut().expect("polled only with a session");
-                match session.handle_bye(bye).await {
+                let add = |r: &mut OutgoingResponse| {
+                    if let Some(v) = stat {
+                        r.msg
+                            .headers
+                            .insert(Name::unknown(rtp_stat::HEADER.into()), v);
+                    }
+                };
+                match session.handle_bye_with(bye, add).await {
                     Ok(()) => self.shared.stats.response(200),
                     Err(e) => warn!(error = %e, "answering BYE failed"),
                 }
@@ -378,6 +394,45 @@ impl CallIo {
                 Event::DialogEnded
             }
         })
+    }
+
+    /// Releases the media session, once, keeping its final figures: the core's `Release`, or
+    /// earlier, before a BYE we send or our 200 to the caller's BYE, so that either carries
+    /// them (`X-RTP-Stat`).
+    async fn release_early(&mut self, reason: EndReason) {
+        if self.figures.is_some() {
+            return;
+        }
+        let Some(a) = self.allocation.as_ref() else {
+            return;
+        };
+        let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
+        self.figures = Some(
+            media
+                .release(id, &reason.to_string())
+                .instrument(tracing::info_span!("call.release"))
+                .await,
+        );
+    }
+
+    /// The `X-RTP-Stat` value from the released session's figures, when there are any.
+    fn rtp_stat(&self) -> Option<String> {
+        let Some(Ok(f)) = &self.figures else {
+            return None;
+        };
+        let q = &f.quality;
+        Some(rtp_stat::value(&RtpStat {
+            packets_sent: f.packets_sent,
+            packets_received: q.packets_received,
+            bytes_received: q.bytes_received,
+            packets_lost: q.packets_lost,
+            loss_percent: q.loss_percent,
+            jitter_ms: q.jitter_ms,
+            rtt_ms: q.rtt_ms,
+            mos: q.mos,
+            codec: self.codec.clone().unwrap_or_else(|| "-".into()),
+            talk_seconds: self.acked_at.map_or(0, |t| t.elapsed().as_secs()),
+        }))
     }
 
     /// An INFO inside the call (RFC 6086): a DTMF digit is reported to media with the RTP ones
@@ -507,11 +562,13 @@ impl CallIo {
             Output::Refuse(r) => self.refuse(r),
             Output::Answer { sdp } => return self.answer(sdp).await,
             Output::Established => {
+                self.acked_at = Some(Instant::now());
                 self.in_setup = None;
                 shared.stats.answered.fetch_add(1, Relaxed);
                 info!("answered (ACK received)");
             }
             Output::StartTone(tone) => {
+                self.codec = Some(tone.codec.to_string());
                 let a = self.allocation.as_ref().expect("allocated");
                 let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
                 // The first tone belongs to the answer's span (one trace: INVITE, answer,
@@ -552,27 +609,30 @@ impl CallIo {
                     let _ = reinvite.transaction.respond_failure(resp).await;
                 }
             }
-            Output::SendBye(reason) => match self.session.as_mut() {
-                Some(session) => match session
-                    .terminate()
-                    .instrument(tracing::info_span!("sip.bye"))
-                    .await
-                {
-                    Ok(_) => info!(reason = %reason, "BYE sent"),
-                    Err(e) => warn!(error = %e, "sending BYE failed"),
-                },
-                None => warn!(reason = %reason, "no dialog to send BYE in"),
-            },
-            Output::Release(reason) => {
-                let a = self.allocation.as_ref().expect("allocated");
-                let (id, media) = (&a.reserved.session_id, &a.placed.member.client);
-                self.figures = Some(
-                    media
-                        .release(id, &reason.to_string())
-                        .instrument(tracing::info_span!("call.release"))
-                        .await,
-                );
+            Output::SendBye(reason) => {
+                // Media first, so the BYE carries the final figures; not when media is lost,
+                // lest the BYE wait for an instance that does not answer.
+                if reason != EndReason::MediaLost {
+                    self.release_early(reason).await;
+                }
+                let stat = self.rtp_stat();
+                match self.session.as_mut() {
+                    Some(session) => match session
+                        .terminate_with(|r| {
+                            if let Some(v) = stat {
+                                r.headers.insert(Name::unknown(rtp_stat::HEADER.into()), v);
+                            }
+                        })
+                        .instrument(tracing::info_span!("sip.bye"))
+                        .await
+                    {
+                        Ok(_) => info!(reason = %reason, "BYE sent"),
+                        Err(e) => warn!(error = %e, "sending BYE failed"),
+                    },
+                    None => warn!(reason = %reason, "no dialog to send BYE in"),
+                }
             }
+            Output::Release(reason) => self.release_early(reason).await,
             Output::Finished(summary) => self.finished(summary),
         }
         None

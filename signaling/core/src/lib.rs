@@ -4,8 +4,8 @@
 //! gets; [`media_watch`] decides when a media instance is reachable, lost or restarted and
 //! [`media_pool`] which of several takes a new session; [`overload`] and
 //! [`sources`] admit new calls by measured load and by source address; [`info`] reads the DTMF
-//! of an INFO inside a call. No sockets, no clock
-//! reads, no async runtime:
+//! of an INFO inside a call; [`rtp_stat`] writes the caller's figures into our BYE. No sockets,
+//! no clock reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
 
@@ -15,5 +15,6 @@ pub mod info;
 pub mod media_pool;
 pub mod media_watch;
 pub mod overload;
+pub mod rtp_stat;
 pub mod sdp;
 pub mod sources;

@@ -4,7 +4,7 @@ use crate::dialog::{Dialog, UsageGuard};
 use crate::invite::AwaitedAck;
 use sip_core::transaction::{ServerInvTsx, ServerTsx, TsxResponse};
 use sip_core::transport::OutgoingResponse;
-use sip_core::{Endpoint, IncomingRequest, Result};
+use sip_core::{Endpoint, IncomingRequest, Request, Result};
 use sip_types::header::typed::Refresher;
 use sip_types::{CodeKind, Method, StatusCode};
 use std::sync::Arc;
@@ -131,10 +131,19 @@ impl InviteSession {
     }
 
     pub async fn terminate(&mut self) -> Result<TsxResponse, sip_core::Error> {
+        self.terminate_with(|_| {}).await
+    }
+
+    /// PATCH(milliwatt): `terminate` with headers of the application's in the BYE
+    pub async fn terminate_with(
+        &mut self,
+        add: impl FnOnce(&mut Request),
+    ) -> Result<TsxResponse, sip_core::Error> {
         let mut state = self.inner.state.lock().await;
         state.set_terminated();
 
-        let request = self.dialog.create_request(Method::BYE, None);
+        let mut request = self.dialog.create_request(Method::BYE, None);
+        add(&mut request);
 
         let mut target_tp_info = self.dialog.target_tp_info.lock().await;
 
@@ -261,9 +270,19 @@ impl InviteSession {
     }
 
     pub async fn handle_bye(&mut self, event: ByeEvent) -> Result<()> {
-        let response = self
+        self.handle_bye_with(event, |_| {}).await
+    }
+
+    /// PATCH(milliwatt): `handle_bye` with headers of the application's in the 200
+    pub async fn handle_bye_with(
+        &mut self,
+        event: ByeEvent,
+        add: impl FnOnce(&mut OutgoingResponse),
+    ) -> Result<()> {
+        let mut response = self
             .dialog
             .create_response(&event.bye, StatusCode::OK, None)?;
+        add(&mut response);
 
         event.transaction.respond(response).await?;
 
