@@ -579,6 +579,102 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
     );
 }
 
+/// UPDATE inside a call (`tests/sipp/uac_update.xml`, RFC 3311): an offer is answered in the
+/// 200 like a re-INVITE's (same `o=` session id, version counted per change): hold stops the
+/// tone, resume continues the same stream; a body-less UPDATE gets 200 without SDP and changes
+/// nothing; an offer without a common codec gets 488 and the tone goes on to the caller's BYE.
+#[test]
+fn update_holds_resumes_refreshes_and_refuses_like_a_reinvite() {
+    const PHASE_MS: u64 = 1000;
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 30;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("update");
+    let sc = scenario(
+        "uac_update.xml",
+        &[
+            ("RTP_PORT", sink.port().to_string()),
+            ("PHASE_MS", PHASE_MS.to_string()),
+        ],
+        &dir,
+    );
+    let run = sipp(&server, &sc, &[], Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    let packets = sink.finish();
+    run.assert_ok();
+
+    let (sid, v, _, _) = answer_to(&run, 1);
+    let reply = |status: &str, cseq: u32| {
+        run.received()
+            .find(|m| {
+                m.contains(&format!("SIP/2.0 {status}"))
+                    && m.contains(&format!("CSeq: {cseq} UPDATE"))
+            })
+            .unwrap_or_else(|| panic!("no {status} to UPDATE {cseq}:\n{}", run.messages))
+            .to_string()
+    };
+    let o_line = |m: &str| {
+        m.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("o="))
+            .unwrap_or_else(|| panic!("no o= in\n{m}"))
+            .to_string()
+    };
+    let hold = reply("200", 2);
+    assert!(
+        hold.contains("a=recvonly"),
+        "hold answered recvonly:\n{hold}"
+    );
+    assert!(
+        o_line(&hold).contains(&format!(" {sid} {} ", v + 1)),
+        "same session id, version + 1:\n{hold}"
+    );
+    let resume = reply("200", 3);
+    assert!(resume.contains("a=sendrecv"), "{resume}");
+    assert!(
+        o_line(&resume).contains(&format!(" {sid} {} ", v + 2)),
+        "{resume}"
+    );
+    let refresh = reply("200", 4);
+    assert!(
+        !refresh.contains("v=0") && refresh.contains("Content-Length: 0"),
+        "a body-less UPDATE gets a body-less 200:\n{refresh}"
+    );
+    let refused = reply("488", 5);
+    assert!(refused.contains("Warning: 399 milliwatt"), "{refused}");
+
+    // The RTP: one stream, a pause while held, then on (next sequence number) to the BYE.
+    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+    assert!(packets.iter().all(|p| ssrc_of(p) == ssrc_of(&packets[0])));
+    let (gap_at, gap) = packets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i + 1, w[1].at - w[0].at))
+        .max_by_key(|(_, g)| *g)
+        .expect("packets");
+    let held = Duration::from_millis(PHASE_MS);
+    assert!(
+        gap >= held - Duration::from_millis(300) && gap <= held + Duration::from_millis(500),
+        "nothing sent for {gap:?} while held ({held:?})"
+    );
+    let (before, after) = packets.split_at(gap_at);
+    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
+    assert_eq!(seq(&after[0]), seq(before.last().unwrap()).wrapping_add(1));
+    // Resumed, then the refresh and the refused offer: three phases of tone to the BYE.
+    let on = after.last().unwrap().at - after[0].at;
+    assert!(
+        on >= 3 * held - Duration::from_millis(300),
+        "the tone went on through the refresh and the 488: {on:?}"
+    );
+    for seg in [before, after] {
+        let mut expect = Expect::pcmu_440(seg.last().unwrap().at - seg[0].at);
+        expect.source = None;
+        judge(seg, &expect);
+    }
+    server.wait_log("UPDATE rejected; the call goes on", Duration::from_secs(2));
+}
+
 /// DTMF by SIP INFO (`tests/sipp/uac_info_dtmf.xml`): each digit is answered 200 and reported
 /// like an RFC 4733 one (the media session's digits while the call is up, the call's `dtmf=` when
 /// it ends); a text/plain body gets 415 with Accept, a Signal that is no digit 400 with the

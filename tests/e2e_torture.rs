@@ -657,8 +657,8 @@ fn fill(template: &str, transport: &str, local: SocketAddr, server: SocketAddr, 
     bytes
 }
 
-/// `Allow` and `Supported` say what the service answers and implements: the five methods it
-/// handles, each once (UPDATE and PRACK get 405), and no `100rel` or `timer` (a `Require` of
+/// `Allow` and `Supported` say what the service answers and implements: the seven methods it
+/// handles, each once (PRACK gets 405), and no `100rel` or `timer` (a `Require` of
 /// either gets 420).
 fn check_capabilities(m: &Msg, what: &str) {
     let values = |name: &str| -> Vec<String> {
@@ -680,7 +680,7 @@ fn check_capabilities(m: &Msg, what: &str) {
         sorted.sort();
         assert_eq!(
             sorted,
-            ["ACK", "BYE", "CANCEL", "INFO", "INVITE", "OPTIONS"],
+            ["ACK", "BYE", "CANCEL", "INFO", "INVITE", "OPTIONS", "UPDATE"],
             "{what}: Allow {allow:?}:\n{}",
             m.text
         );

@@ -19,7 +19,9 @@ use ezk_sip_types::uri::{NameAddr, SipUri};
 use ezk_sip_types::{Name, StatusCode};
 use ezk_sip_ua::dialog::Dialog;
 use ezk_sip_ua::invite::acceptor::InviteAcceptor;
-use ezk_sip_ua::invite::session::{InfoEvent, InviteSession, InviteSessionEvent, ReInviteReceived};
+use ezk_sip_ua::invite::session::{
+    InfoEvent, InviteSession, InviteSessionEvent, ReInviteReceived, UpdateEvent,
+};
 use milliwatt_media_core::session::Figures;
 use milliwatt_signaling_core::call::{
     CallCore, EndReason, Event, InviteFacts, Load, Output, Refusal, RefusalKind, Summary,
@@ -56,6 +58,8 @@ struct CallIo {
     session: Option<InviteSession>,
     /// A re-INVITE waiting for the core's answer.
     reinvite: Option<ReInviteReceived>,
+    /// An UPDATE waiting for the core's answer.
+    update: Option<UpdateEvent>,
     allocating: Option<AllocationFuture>,
     allocation: Option<Allocation>,
     /// Changes when the media instance holding this call's session is lost or restarts.
@@ -152,6 +156,7 @@ pub(crate) async fn handle_invite(
         acceptor: None,
         session: None,
         reinvite: None,
+        update: None,
         allocating: None,
         allocation: None,
         media_lost: None,
@@ -377,6 +382,13 @@ impl CallIo {
                 let body = String::from_utf8_lossy(&r.invite.body).into_owned();
                 self.reinvite = Some(r);
                 Event::ReInvite {
+                    offer: (!body.trim().is_empty()).then_some(body),
+                }
+            }
+            Ok(InviteSessionEvent::Update(u)) => {
+                let body = String::from_utf8_lossy(&u.update.body).into_owned();
+                self.update = Some(u);
+                Event::Update {
                     offer: (!body.trim().is_empty()).then_some(body),
                 }
             }
@@ -607,6 +619,46 @@ impl CallIo {
                 if let Ok(mut resp) = session.dialog.create_response(&reinvite.invite, code, None) {
                     warning(&mut resp, &r.reason);
                     let _ = reinvite.transaction.respond_failure(resp).await;
+                }
+            }
+            Output::AcceptUpdate { sdp, send } => {
+                let update = self.update.take()?;
+                let session = self.session.as_ref().expect("UPDATE in a session");
+                match session
+                    .dialog
+                    .create_response(&update.update, StatusCode::OK, None)
+                {
+                    Ok(mut resp) => {
+                        if let Some(sdp) = sdp {
+                            resp.msg
+                                .headers
+                                .insert_named(&ContentType(BytesStr::from_static(
+                                    "application/sdp",
+                                )));
+                            resp.msg.body = Bytes::from(sdp);
+                            info!(send, "UPDATE answered");
+                        } else {
+                            info!("UPDATE without an offer answered (a refresh)");
+                        }
+                        match update.respond(resp).await {
+                            Ok(()) => shared.stats.response(200),
+                            Err(e) => warn!(error = %e, "answering UPDATE failed"),
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "building the UPDATE answer failed"),
+                }
+            }
+            Output::RefuseUpdate(r) => {
+                let update = self.update.take()?;
+                info!(status = r.kind.code(), reason = %r.reason, "UPDATE rejected; the call goes on");
+                let session = self.session.as_ref().expect("UPDATE in a session");
+                let code = StatusCode::from(r.kind.code());
+                if let Ok(mut resp) = session.dialog.create_response(&update.update, code, None) {
+                    warning(&mut resp, &r.reason);
+                    match update.respond(resp).await {
+                        Ok(()) => shared.stats.response(r.kind.code()),
+                        Err(e) => warn!(error = %e, "answering UPDATE failed"),
+                    }
                 }
             }
             Output::SendBye(reason) => {

@@ -243,9 +243,10 @@ impl Layer for UasLayer {
     }
 
     /// What `Allow` and `Supported` say: what we answer and implement. Runs after the invite
-    /// layer's `init`, which advertises UPDATE, PRACK, `100rel` and `timer`: we answer UPDATE
-    /// and PRACK with 405 and a `Require` of either tag with 420 (`SUPPORTED_EXTENSIONS`), so
-    /// they are taken back (vendor patch 0015), lest a caller rely on them.
+    /// layer's `init`, which advertises UPDATE, PRACK, `100rel` and `timer`: UPDATE inside a
+    /// call we answer (RFC 3311, vendor patch 0026); PRACK gets 405 and a `Require` of `100rel`
+    /// or `timer` 420 (`SUPPORTED_EXTENSIONS`), so those are taken back (vendor patch 0015),
+    /// lest a caller rely on them.
     fn init(&mut self, endpoint: &mut EndpointBuilder) {
         for m in [
             Method::INVITE,
@@ -254,10 +255,10 @@ impl Layer for UasLayer {
             Method::CANCEL,
             Method::OPTIONS,
             Method::INFO,
+            Method::UPDATE,
         ] {
             endpoint.add_allow(m);
         }
-        endpoint.remove_allow(&Method::UPDATE);
         endpoint.remove_allow(&Method::PRACK);
         for tag in ["100rel", "timer"] {
             if !SUPPORTED_EXTENSIONS.contains(&tag) {

@@ -456,6 +456,11 @@ pub enum Event {
     ReInviteAck {
         answer: Option<String>,
     },
+    /// An UPDATE inside the confirmed dialog (RFC 3311); `offer` is its SDP body, `None` when
+    /// it has none (a session refresh: answered 200 without a body).
+    Update {
+        offer: Option<String>,
+    },
     /// Media lost the session or became unreachable.
     MediaLost,
     /// The drain grace lapsed: end now.
@@ -489,6 +494,10 @@ pub enum Output {
     AcceptReInvite { sdp: String, send: bool },
     /// Refuse the re-INVITE; the call goes on.
     RefuseReInvite(Refusal),
+    /// Answer the UPDATE 200, with this SDP answer when it carried an offer.
+    AcceptUpdate { sdp: Option<String>, send: bool },
+    /// Refuse the UPDATE's offer; the call goes on with the media it had.
+    RefuseUpdate(Refusal),
     /// Send BYE.
     SendBye(EndReason),
     /// Release the media session.
@@ -789,6 +798,24 @@ impl CallCore {
             (Confirmed { .. }, Event::MediaLost) => self.hang_up(EndReason::MediaLost, now),
             (Confirmed { .. }, Event::Shutdown) => self.hang_up(EndReason::Shutdown, now),
             (Confirmed { .. }, Event::ReInvite { offer }) => self.reinvite(offer, now),
+            (Confirmed { .. }, Event::Update { offer: None }) => {
+                let send = self.negotiated.as_ref().expect("negotiated").send;
+                self.out.push_back(Output::AcceptUpdate { sdp: None, send });
+            }
+            (Confirmed { .. }, Event::Update { offer: Some(offer) }) => {
+                match self.renegotiate(Some(offer)) {
+                    Ok((sdp, send, media_changed)) => {
+                        self.out.push_back(Output::AcceptUpdate {
+                            sdp: Some(sdp),
+                            send,
+                        });
+                        if media_changed {
+                            self.apply_media(now);
+                        }
+                    }
+                    Err(r) => self.out.push_back(Output::RefuseUpdate(r)),
+                }
+            }
             (Confirmed { .. }, Event::ReInviteAck { answer }) if self.reinvite_offered => {
                 self.reinvite_offered = false;
                 let before = self.negotiated.clone();
@@ -893,17 +920,25 @@ impl CallCore {
     /// the version +1 when the answer changed, the same version when it did not.
     fn reinvite(&mut self, offer: Option<String>, now: Instant) {
         self.reinvite_offered = offer.is_none();
-        let negotiated = match offer {
-            // No offer (a session refresh): our answer is the current media, unchanged.
-            None => Ok(self.negotiated.clone().expect("negotiated")),
-            Some(body) => negotiate(&self.settings, &body),
-        };
-        let n = match negotiated {
-            Ok(n) => n,
-            Err(r) => {
-                self.out.push_back(Output::RefuseReInvite(r));
-                return;
+        match self.renegotiate(offer) {
+            Ok((sdp, send, media_changed)) => {
+                self.out.push_back(Output::AcceptReInvite { sdp, send });
+                if media_changed {
+                    self.apply_media(now);
+                }
             }
+            Err(r) => self.out.push_back(Output::RefuseReInvite(r)),
+        }
+    }
+
+    /// A new offer in the dialog (re-INVITE or UPDATE), or none (our current media): the SDP
+    /// answer, whether we send, and whether the media changed (the caller applies it after
+    /// queueing the answer); `Err` refuses it and changes nothing.
+    fn renegotiate(&mut self, offer: Option<String>) -> Result<(String, bool, bool), Refusal> {
+        let n = match offer {
+            // No offer (a session refresh): our answer is the current media, unchanged.
+            None => self.negotiated.clone().expect("negotiated"),
+            Some(body) => negotiate(&self.settings, &body)?,
         };
         let sdp = self.sdp.as_mut().expect("allocated");
         let same = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
@@ -911,15 +946,11 @@ impl CallCore {
             sdp.version += 1;
             sdp.last = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
         }
+        let answer = sdp.last.clone();
+        let send = n.send;
         let media_changed = self.negotiated.as_ref() != Some(&n);
-        self.out.push_back(Output::AcceptReInvite {
-            sdp: sdp.last.clone(),
-            send: n.send,
-        });
         self.negotiated = Some(n);
-        if media_changed {
-            self.apply_media(now);
-        }
+        Ok((answer, send, media_changed))
     }
 
     /// We end an established (or answered) call: BYE, then release.
@@ -1098,6 +1129,8 @@ mod tests {
             Output::StopTone => "stop_tone",
             Output::AcceptReInvite { .. } => "accept_reinvite",
             Output::RefuseReInvite(_) => "refuse_reinvite",
+            Output::AcceptUpdate { .. } => "accept_update",
+            Output::RefuseUpdate(_) => "refuse_update",
             Output::SendBye(_) => "bye",
             Output::Release(_) => "release",
             Output::Finished(_) => "finished",
@@ -1909,6 +1942,62 @@ mod tests {
         );
         assert!(matches!(&out[..], [Output::RefuseReInvite(r)] if r.kind.code() == 488));
         // The hangup time is the ACK's + tone, whatever happened meanwhile.
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(sim.when("bye"), MS(11_000));
+    }
+
+    #[test]
+    fn update_offers_are_answered_like_reinvites_and_a_bodyless_update_is_a_refresh() {
+        let mut sim = Sim::answered();
+        let update = |sim: &mut Sim, at: u64, offer: Option<String>| {
+            let n = sim.log.len();
+            sim.at(MS(at), Event::Update { offer });
+            sim.log[n..]
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>()
+        };
+        // No body: 200 without one, nothing changes.
+        let out = update(&mut sim, 2000, None);
+        assert_eq!(
+            out,
+            [Output::AcceptUpdate {
+                sdp: None,
+                send: true
+            }]
+        );
+        // Hold by UPDATE: the answer (version 2, recvonly), then the tone stops.
+        let out = update(
+            &mut sim,
+            3000,
+            Some(offer_with("127.0.0.1", 4000, "0", "sendonly")),
+        );
+        let [Output::AcceptUpdate {
+            sdp: Some(sdp),
+            send: false,
+        }, Output::StopTone] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o_line(sdp), ("77".into(), "2".into()));
+        assert!(sdp.contains("a=recvonly"));
+        // Resume: the tone restarts for the rest of the call.
+        let out = update(&mut sim, 4000, Some(offer()));
+        let [Output::AcceptUpdate {
+            sdp: Some(_),
+            send: true,
+        }, Output::StartTone(t)] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(t.duration, Some(MS(7000) + MEDIA_SAFETY_MARGIN));
+        // No common codec: 488, the media stays.
+        let out = update(
+            &mut sim,
+            5000,
+            Some(offer_with("127.0.0.1", 4000, "18", "sendrecv")),
+        );
+        assert!(matches!(&out[..], [Output::RefuseUpdate(r)] if r.kind.code() == 488));
         sim.run_until(Duration::from_secs(60));
         assert_eq!(sim.when("bye"), MS(11_000));
     }

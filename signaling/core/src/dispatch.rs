@@ -8,8 +8,9 @@ pub enum Dispatch {
     NewCall,
     /// OPTIONS: 200 with Allow and Accept (RFC 3261 11.2).
     Options,
-    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL, INFO and re-INVITE for unknown
-    /// dialogs or transactions get 481 from the stack (INFO outside a call: RFC 6086 4.2.2).
+    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL, INFO, UPDATE and re-INVITE for
+    /// unknown dialogs or transactions get 481 from the stack (INFO outside a call: RFC 6086
+    /// 4.2.2; an UPDATE before the call is answered too: early-dialog UPDATE is not supported).
     Stack,
     /// Any other method: 405 with Allow (RFC 3261 8.2.1).
     MethodNotAllowed,
@@ -20,7 +21,7 @@ pub fn dispatch(method: &str, has_to_tag: bool) -> Dispatch {
     match method {
         "INVITE" if !has_to_tag => Dispatch::NewCall,
         "OPTIONS" => Dispatch::Options,
-        "INVITE" | "ACK" | "BYE" | "CANCEL" | "INFO" => Dispatch::Stack,
+        "INVITE" | "ACK" | "BYE" | "CANCEL" | "INFO" | "UPDATE" => Dispatch::Stack,
         _ => Dispatch::MethodNotAllowed,
     }
 }
@@ -327,11 +328,12 @@ mod tests {
         );
         assert_eq!(dispatch("OPTIONS", false), Dispatch::Options);
         assert_eq!(dispatch("OPTIONS", true), Dispatch::Options);
-        for m in ["ACK", "BYE", "CANCEL", "INFO"] {
+        for m in ["ACK", "BYE", "CANCEL", "INFO", "UPDATE"] {
             assert_eq!(dispatch(m, true), Dispatch::Stack, "{m}");
         }
         assert_eq!(dispatch("INFO", false), Dispatch::Stack, "481: no call");
-        for m in ["REGISTER", "SUBSCRIBE", "MESSAGE", "UPDATE", "FOO"] {
+        assert_eq!(dispatch("UPDATE", false), Dispatch::Stack, "481: no call");
+        for m in ["REGISTER", "SUBSCRIBE", "MESSAGE", "FOO"] {
             assert_eq!(dispatch(m, false), Dispatch::MethodNotAllowed, "{m}");
         }
     }

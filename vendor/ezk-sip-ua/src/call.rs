@@ -143,6 +143,15 @@ impl<M: MediaBackend> Call<M> {
 
                 self.backlog.push_back(CallEvent::Terminated);
             }
+            // PATCH(milliwatt): this Call API does not handle UPDATE: 501 Not Implemented
+            InviteSessionEvent::Update(event) => {
+                let response = invite_session.dialog.create_response(
+                    &event.update,
+                    StatusCode::NOT_IMPLMENTED, // (sic: 0.6.5 spells it so)
+                    None,
+                )?;
+                event.respond(response).await?;
+            }
             // PATCH(milliwatt): this Call API does not read INFO bodies: 501 Not Implemented
             InviteSessionEvent::Info(event) => {
                 let response = invite_session.dialog.create_response(

@@ -303,6 +303,21 @@ impl Usage for InviteUsage {
                     }
                 }
             }
+            // PATCH(milliwatt): an UPDATE inside the established dialog (RFC 3311) goes to the
+            // application like an INFO (`UpdateEvent::respond`)
+            Method::UPDATE => {
+                let state = self.inner.state.lock().await;
+
+                if let InviteSessionState::Established { evt_sink } = &*state {
+                    let update = request.inner().take().unwrap();
+
+                    if let Err(SendError(UsageEvent::Update(update))) =
+                        evt_sink.send(UsageEvent::Update(update)).await
+                    {
+                        *request.inner() = Some(update);
+                    }
+                }
+            }
             Method::NOTIFY => {
                 let state = self.inner.state.lock().await;
 

@@ -51,6 +51,8 @@ pub enum InviteSessionEvent {
     Bye(ByeEvent),
     /// PATCH(milliwatt): an INFO request inside the dialog (RFC 6086)
     Info(InfoEvent),
+    /// PATCH(milliwatt): an UPDATE request inside the established dialog (RFC 3311)
+    Update(UpdateEvent),
     Terminated,
 }
 
@@ -63,6 +65,19 @@ pub struct InfoEvent {
 }
 
 impl InfoEvent {
+    pub async fn respond(self, response: OutgoingResponse) -> Result<()> {
+        self.transaction.respond(response).await
+    }
+}
+
+/// PATCH(milliwatt): an UPDATE inside the established dialog (RFC 3311), its server transaction
+/// created: answered like an INFO (a 2xx carries the SDP answer when the UPDATE had an offer).
+pub struct UpdateEvent {
+    pub update: IncomingRequest,
+    transaction: ServerTsx,
+}
+
+impl UpdateEvent {
     pub async fn respond(self, response: OutgoingResponse) -> Result<()> {
         self.transaction.respond(response).await
     }
@@ -176,6 +191,15 @@ impl InviteSession {
                 transaction.respond(response).await?;
 
                 Ok(InviteSessionEvent::Notify(incoming_request))
+            }
+            // PATCH(milliwatt): the application answers an UPDATE
+            UsageEvent::Update(mut request) => {
+                let transaction = self.endpoint.create_server_tsx(&mut request);
+
+                Ok(InviteSessionEvent::Update(UpdateEvent {
+                    update: request,
+                    transaction,
+                }))
             }
             // PATCH(milliwatt): the application answers an INFO
             UsageEvent::Info(mut request) => {
@@ -309,8 +333,9 @@ impl InviteSession {
 
 pub(super) enum UsageEvent {
     Notify(IncomingRequest),
-    // PATCH(milliwatt): see `InfoEvent`
+    // PATCH(milliwatt): see `InfoEvent`, `UpdateEvent`
     Info(IncomingRequest),
+    Update(IncomingRequest),
     ReInvite(IncomingRequest),
     Bye(IncomingRequest),
 }
