@@ -194,11 +194,28 @@ fn short_calls_in_a_row_leave_nothing_behind() {
             "{name}: {threads0} threads before, {threads1} 15 s after"
         );
     }
-    assert!(
-        rss_after <= rss_before + 32 * 1024,
-        "RSS grew from {} to {} MiB",
-        rss_before / 1024,
-        rss_after / 1024
-    );
+    // Memory is flat, or it leaks. A long run at a high rate holds a plateau that follows the
+    // call rate, not the call count (RFC 3261 keeps each transaction 32 s for its timers): past
+    // its first quarter RSS may not grow by more than 16 MiB. A short run (the test command's)
+    // ends near where its warm-up was.
+    if samples.len() >= 8 {
+        let from = samples[samples.len() / 4];
+        let peak = samples[samples.len() / 4..]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(from);
+        assert!(
+            peak <= from + 16,
+            "RSS grew from {from} MiB (a quarter into the run) to {peak} MiB: {samples:?}"
+        );
+    } else {
+        assert!(
+            rss_after <= rss_before + 32 * 1024,
+            "RSS grew from {} to {} MiB",
+            rss_before / 1024,
+            rss_after / 1024
+        );
+    }
     drop(sink);
 }
