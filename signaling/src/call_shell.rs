@@ -310,7 +310,10 @@ impl CallIo {
         let hang_up_all = self.shared.hang_up_all.clone();
         loop {
             while let Some(output) = core.poll_output() {
-                if let Some(event) = self.execute(output, &core).await {
+                // Boxed: the call's task would otherwise hold the largest of these futures (an
+                // answer, a BYE, a release) for the whole call; boxed, each lives only while it
+                // runs (memory per call).
+                if let Some(event) = Box::pin(self.execute(output, &core)).await {
                     core.handle(event, Instant::now());
                 }
             }
@@ -346,7 +349,7 @@ impl CallIo {
                     self.hang_up_seen = true;
                     Event::Shutdown
                 }
-                e = dialog_event(self.session.as_mut()) => match self.dialog_event(e).await {
+                e = dialog_event(self.session.as_mut()) => match Box::pin(self.dialog_event(e)).await {
                     Some(e) => e,
                     None => continue,
                 },

@@ -60,7 +60,7 @@ enum InviteSessionState {
     /// a Sender which is used to send requests received inside the
     /// invite-usage to the session-object.
     Established {
-        evt_sink: mpsc::Sender<session::UsageEvent>,
+        evt_sink: mpsc::Sender<Box<session::UsageEvent>> /* PATCH(milliwatt): boxed, see session::UsageEvent */,
     },
 
     /// The session has received a BYE request and thus can no
@@ -93,7 +93,7 @@ impl InviteSessionState {
     /// if the current state is Provisional
     fn set_established(
         &mut self,
-        evt_sink: mpsc::Sender<session::UsageEvent>,
+        evt_sink: mpsc::Sender<Box<session::UsageEvent>> /* PATCH(milliwatt): boxed, see session::UsageEvent */,
     ) -> Option<(Dialog, ServerInvTsx, IncomingRequest)> {
         if matches!(self, InviteSessionState::UasProvisional { .. }) {
             if let InviteSessionState::UasProvisional {
@@ -217,8 +217,9 @@ impl Usage for InviteUsage {
                 if let InviteSessionState::Established { evt_sink } = &*state {
                     let invite = request.inner().take().unwrap();
 
-                    if let Err(SendError(UsageEvent::ReInvite(invite))) =
-                        evt_sink.send(UsageEvent::ReInvite(invite)).await
+                    if let Err(SendError(event)) =
+                        evt_sink.send(Box::new(UsageEvent::ReInvite(invite))).await
+                        && let UsageEvent::ReInvite(invite) = *event
                     {
                         *request.inner() = Some(invite);
                     }
@@ -268,8 +269,9 @@ impl Usage for InviteUsage {
                     InviteSessionState::Established { evt_sink } => {
                         let bye = request.inner().take().unwrap();
 
-                        if let Err(SendError(UsageEvent::Bye(bye))) =
-                            evt_sink.send(UsageEvent::Bye(bye)).await
+                        if let Err(SendError(event)) =
+                            evt_sink.send(Box::new(UsageEvent::Bye(bye))).await
+                            && let UsageEvent::Bye(bye) = *event
                         {
                             *request.inner() = Some(bye);
                         }
@@ -296,8 +298,9 @@ impl Usage for InviteUsage {
                 if let InviteSessionState::Established { evt_sink } = &*state {
                     let info = request.inner().take().unwrap();
 
-                    if let Err(SendError(UsageEvent::Info(info))) =
-                        evt_sink.send(UsageEvent::Info(info)).await
+                    if let Err(SendError(event)) =
+                        evt_sink.send(Box::new(UsageEvent::Info(info))).await
+                        && let UsageEvent::Info(info) = *event
                     {
                         *request.inner() = Some(info);
                     }
@@ -311,8 +314,9 @@ impl Usage for InviteUsage {
                 if let InviteSessionState::Established { evt_sink } = &*state {
                     let update = request.inner().take().unwrap();
 
-                    if let Err(SendError(UsageEvent::Update(update))) =
-                        evt_sink.send(UsageEvent::Update(update)).await
+                    if let Err(SendError(event)) =
+                        evt_sink.send(Box::new(UsageEvent::Update(update))).await
+                        && let UsageEvent::Update(update) = *event
                     {
                         *request.inner() = Some(update);
                     }
@@ -323,9 +327,9 @@ impl Usage for InviteUsage {
 
                 match &*state {
                     InviteSessionState::Established { evt_sink } => {
-                        if let Err(SendError(UsageEvent::Notify(notify))) = evt_sink
-                            .send(UsageEvent::Notify(request.inner().take().unwrap()))
-                            .await
+                        if let Err(SendError(event)) = evt_sink
+                            .send(Box::new(UsageEvent::Notify(request.inner().take().unwrap())))
+                            .await && let UsageEvent::Notify(notify) = *event
                         {
                             *request.inner() = Some(notify);
                         }
