@@ -408,7 +408,13 @@ impl Registry {
         }
         let snap = self.snapshot_of(&inner, id)?;
         drop(inner);
-        tracing::info!(session = %id, call_id = %snap.call_id, %digit, duration_ms = duration.as_millis() as u64, via = "SIP INFO", "DTMF digit");
+        self.dtmf_digit(snap, digit, duration, "SIP INFO");
+        Ok(())
+    }
+
+    /// Logs and streams (KIND_DTMF) a digit the caller sent `via` RTP or SIP INFO.
+    fn dtmf_digit(&self, snap: Snapshot, digit: char, duration: Duration, via: &str) {
+        tracing::info!(session = %snap.id, call_id = %snap.call_id, %digit, duration_ms = duration.as_millis() as u64, via, "DTMF digit");
         self.emit_event(Event {
             kind: EventKind::Dtmf,
             session: snap,
@@ -416,7 +422,6 @@ impl Registry {
             at: SystemTime::now(),
             digit: Some((digit, duration)),
         });
-        Ok(())
     }
 
     /// What a session's receive task found: a DTMF digit, or the caller's real RTP source.
@@ -459,14 +464,7 @@ impl Registry {
                 digit, duration, ..
             } => {
                 drop(inner);
-                tracing::info!(session = %id, call_id = %snap.call_id, %digit, duration_ms = duration.as_millis() as u64, "DTMF digit");
-                self.emit_event(Event {
-                    kind: EventKind::Dtmf,
-                    session: snap,
-                    reason: String::new(),
-                    at: SystemTime::now(),
-                    digit: Some((digit, duration)),
-                });
+                self.dtmf_digit(snap, digit, duration, "RTP");
             }
             RxEvent::CallerRtp { .. } => {} // handled above
             RxEvent::Latched { from, sdp, .. } => {
