@@ -517,29 +517,10 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
         .cloned()
         .collect();
     assert_eq!(pcmu.len() + pcma.len(), packets.len(), "only PT 0 and 8");
-    let (gap_at, gap) = pcmu
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| (i + 1, w[1].at - w[0].at))
-        .max_by_key(|(_, g)| *g)
-        .expect("PCMU packets");
     let held = Duration::from_millis(PHASE_MS);
-    assert!(
-        gap >= held - Duration::from_millis(300) && gap <= held + Duration::from_millis(500),
-        "nothing sent for {gap:?} while held ({held:?})"
-    );
-    let (before, after) = pcmu.split_at(gap_at);
-    assert!(
-        before
-            .iter()
-            .chain(after)
-            .all(|p| ssrc_of(p) == ssrc_of(&before[0])),
-        "one SSRC across the hold"
-    );
-    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
+    let (before, after, gap) = split_at_hold(&pcmu, held);
     let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
     let (last, first) = (before.last().unwrap(), &after[0]);
-    assert_eq!(seq(first), seq(last).wrapping_add(1), "sequence goes on");
     let ts_packets = f64::from(ts(first).wrapping_sub(ts(last))) / 160.0;
     let gap_packets = gap.as_secs_f64() / 0.020;
     assert!(
@@ -577,6 +558,38 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
             && pcma_span <= held + Duration::from_millis(400),
         "PCMA for {pcma_span:?}: the answer in the ACK stopped it after {held:?}"
     );
+}
+
+/// One stream held for about `held` and resumed: split at its longest pause, which must last
+/// `held` (-300/+500 ms), with one SSRC on both sides and the next sequence number after it.
+/// Returns the packets before and after the pause, and the pause.
+fn split_at_hold(
+    packets: &[common::rtp::Packet],
+    held: Duration,
+) -> (&[common::rtp::Packet], &[common::rtp::Packet], Duration) {
+    let (gap_at, gap) = packets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i + 1, w[1].at - w[0].at))
+        .max_by_key(|(_, g)| *g)
+        .expect("packets");
+    assert!(
+        gap >= held - Duration::from_millis(300) && gap <= held + Duration::from_millis(500),
+        "nothing sent for {gap:?} while held ({held:?})"
+    );
+    let (before, after) = packets.split_at(gap_at);
+    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+    assert!(
+        packets.iter().all(|p| ssrc_of(p) == ssrc_of(&before[0])),
+        "one SSRC across the hold"
+    );
+    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
+    assert_eq!(
+        seq(&after[0]),
+        seq(before.last().unwrap()).wrapping_add(1),
+        "sequence goes on"
+    );
+    (before, after, gap)
 }
 
 /// UPDATE inside a call (`tests/sipp/uac_update.xml`, RFC 3311): an offer is answered in the
@@ -645,22 +658,8 @@ fn update_holds_resumes_refreshes_and_refuses_like_a_reinvite() {
     assert!(refused.contains("Warning: 399 milliwatt"), "{refused}");
 
     // The RTP: one stream, a pause while held, then on (next sequence number) to the BYE.
-    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
-    assert!(packets.iter().all(|p| ssrc_of(p) == ssrc_of(&packets[0])));
-    let (gap_at, gap) = packets
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| (i + 1, w[1].at - w[0].at))
-        .max_by_key(|(_, g)| *g)
-        .expect("packets");
     let held = Duration::from_millis(PHASE_MS);
-    assert!(
-        gap >= held - Duration::from_millis(300) && gap <= held + Duration::from_millis(500),
-        "nothing sent for {gap:?} while held ({held:?})"
-    );
-    let (before, after) = packets.split_at(gap_at);
-    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
-    assert_eq!(seq(&after[0]), seq(before.last().unwrap()).wrapping_add(1));
+    let (before, after, _) = split_at_hold(&packets, held);
     // Resumed, then the refresh and the refused offer: three phases of tone to the BYE.
     let on = after.last().unwrap().at - after[0].at;
     assert!(
