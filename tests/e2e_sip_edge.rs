@@ -476,6 +476,7 @@ fn bad_grpc_requests_get_precise_statuses() {
             duration_ms: 1000,
             dtmf_payload_type: 0,
             wait_for_caller_rtp: false,
+            ..Default::default()
         };
         let e = c.start_tone(start("nope", "127.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -491,6 +492,21 @@ fn bad_grpc_requests_get_precise_statuses() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().starts_with("remote_address"), "{}", e.message());
+        // A signal's shape is checked field by field (before the session is looked up).
+        let e = c
+            .start_tone(pb::StartToneRequest {
+                cadence_ms: vec![500, 510],
+                ..start("00000000000000aa", "127.0.0.1")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message()
+                .starts_with("cadence_ms: 510 ms is not a whole number"),
+            "{}",
+            e.message()
+        );
         let e = c
             .get_session(pb::GetSessionRequest {
                 session_id: "00000000000000aa".into(),

@@ -841,6 +841,16 @@ fn late_offer_is_answered_in_the_ack_and_a_missing_answer_ends_the_call() {
     assert!(sink.finish().is_empty(), "no RTP without an answer");
 }
 
+/// Sets the Request-URI of a scenario: user part and parameters.
+fn dial(sc: &std::path::Path, user: &str, params: &str) {
+    let text = std::fs::read_to_string(sc).unwrap();
+    let text = text.replace(
+        "INVITE sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0",
+        &format!("INVITE sip:{user}@[remote_ip]:[remote_port]{params} SIP/2.0"),
+    );
+    std::fs::write(sc, text.replace("sip:milliwatt@", &format!("sip:{user}@"))).unwrap();
+}
+
 #[test]
 fn the_dialed_number_picks_its_test_plan() {
     // [[behavior.plans]]: 1004 -> 1004 Hz at 0 dBm0 for 2 s; "tone-*" -> 1000 Hz at -3 dBm0;
@@ -853,15 +863,6 @@ fn the_dialed_number_picks_its_test_plan() {
                  [[behavior.plans]]\nnumber = \"tone\"\nuri_parameters = true\n"
         .into();
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    // The Request-URI of a scenario: user part and parameters.
-    let dial = |sc: &std::path::Path, user: &str, params: &str| {
-        let text = std::fs::read_to_string(sc).unwrap();
-        let text = text.replace(
-            "INVITE sip:milliwatt@[remote_ip]:[remote_port] SIP/2.0",
-            &format!("INVITE sip:{user}@[remote_ip]:[remote_port]{params} SIP/2.0"),
-        );
-        std::fs::write(sc, text.replace("sip:milliwatt@", &format!("sip:{user}@"))).unwrap();
-    };
     for (user, params, frequency, level, seconds) in [
         ("1004", "", 1004.0, 0.0, 2),
         ("tone-1000", "", 1000.0, -3.0, 3),
@@ -914,6 +915,152 @@ fn the_dialed_number_picks_its_test_plan() {
     let log = server.log_text();
     for plan in ["plan=\"1004\"", "plan=\"tone-*\"", "plan=\"default\""] {
         assert!(log.contains(plan), "the log names {plan}:\n{log}");
+    }
+}
+
+/// The signal at each packet: its RTP timestamp's offset from the stream's first (in samples),
+/// its arrival, and its decoded audio.
+fn packet_audio(packets: &[common::rtp::Packet]) -> Vec<(u32, Instant, Vec<f64>)> {
+    let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
+    let ts0 = ts(&packets[0]);
+    packets
+        .iter()
+        .map(|p| {
+            let audio = p.data[12..].iter().map(|&b| common::rtp::decode_mu(b));
+            (ts(p).wrapping_sub(ts0), p.at, audio.collect())
+        })
+        .collect()
+}
+
+#[test]
+fn dual_tones_cadences_and_sweeps_are_plans() {
+    // Plans: North American dial tone (350 + 440 Hz at -13 dBm0 each); a UK-style double ring
+    // (400 + 450 Hz, 400 ms on, 200 off, 400 on, 2000 off); a 300 -> 3300 Hz sweep in 2 s.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 4;
+    cfg.extra = "[[behavior.plans]]\nnumber = \"dial\"\nfrequency = 350\nlevel_dbm0 = -13.0\n\
+                 second_frequency = 440\nduration_seconds = 2\n\
+                 [[behavior.plans]]\nnumber = \"ring\"\nfrequency = 400\nlevel_dbm0 = -19.0\n\
+                 second_frequency = 450\ncadence_ms = [400, 200, 400, 2000]\n\
+                 [[behavior.plans]]\nnumber = \"sweep\"\nfrequency = 300\n\
+                 sweep_to_frequency = 3300\nsweep_ms = 2000\n"
+        .into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let call = |user: &str, seconds: u64| {
+        let sink = RtpSink::bind();
+        let dir = temp_dir("scn");
+        let sc = tone_scenario(&dir, sink.port(), "0", 10_000);
+        dial(&sc, user, "");
+        let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(200));
+        let packets = sink.finish();
+        run.assert_ok();
+        // Headers, 50 packets/s, the packet count; the level and frequency checks below.
+        let (audio, report) = common::rtp::judge_stream(
+            &packets,
+            &Expect {
+                duration: Duration::from_secs(seconds),
+                ..Expect::pcmu_440(Duration::ZERO)
+            },
+        );
+        eprintln!("{user}: {report:?}");
+        (packets, audio)
+    };
+
+    // Dial tone: both frequencies at -13 dBm0, nothing else.
+    let (_, audio) = call("dial", 2);
+    for f in [350.0, 440.0] {
+        let l = common::rtp::component_dbm0(&audio, f, Law::Mu);
+        assert!((l + 13.0).abs() <= 0.5, "dial tone: {f} Hz at {l:.2} dBm0");
+    }
+    for f in [395.0, 1000.0] {
+        let l = common::rtp::component_dbm0(&audio, f, Law::Mu);
+        assert!(l < -40.0, "dial tone: {f} Hz at {l:.2} dBm0");
+    }
+
+    // The cadence: every packet on or off as the schedule says at its timestamp (a skipped
+    // packet time keeps the schedule), both tones in each "on" burst, and every burst's start
+    // arriving within 20 ms of its time.
+    let (packets, _) = call("ring", 4);
+    let cycle = 3000 * 8;
+    let on_at = |pos: u32| {
+        let p = pos % cycle;
+        p < 400 * 8 || (600 * 8..1000 * 8).contains(&p)
+    };
+    let per = packet_audio(&packets);
+    let offset_of = |ts: u32, at: Instant| {
+        at.duration_since(per[0].1).as_secs_f64() * 1000.0 - f64::from(ts) / 8.0
+    };
+    let mut offsets: Vec<f64> = per.iter().map(|(ts, at, _)| offset_of(*ts, *at)).collect();
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[offsets.len() / 2];
+    let mut bursts = 0;
+    let mut burst_audio: Vec<f64> = Vec::new();
+    for (i, (ts, at, audio)) in per.iter().enumerate() {
+        let loud = audio.iter().any(|v| *v != 0.0);
+        assert_eq!(
+            loud,
+            on_at(*ts),
+            "packet {i} (at {} ms of the signal) should be {}",
+            ts / 8,
+            if on_at(*ts) { "on" } else { "silence" }
+        );
+        if loud {
+            burst_audio.extend(audio);
+        }
+        if loud && (i == 0 || !on_at(per[i - 1].0)) {
+            bursts += 1;
+            let late = offset_of(*ts, *at) - median;
+            assert!(
+                late.abs() <= 20.0,
+                "the burst at {} ms of the signal came {late:.1} ms off its time",
+                ts / 8
+            );
+        } else if !loud && on_at(per[i - 1].0) {
+            let late = offset_of(*ts, *at) - median;
+            assert!(
+                late.abs() <= 20.0,
+                "the silence at {} ms of the signal came {late:.1} ms off its time",
+                ts / 8
+            );
+        }
+    }
+    assert!(bursts >= 4, "{bursts} bursts in 4 s of double ring");
+    for f in [400.0, 450.0] {
+        let l = common::rtp::component_dbm0(&burst_audio, f, Law::Mu);
+        assert!((l + 19.0).abs() <= 0.5, "ring: {f} Hz at {l:.2} dBm0");
+    }
+
+    // The sweep: each 100 ms window's frequency (zero crossings) is the sweep's at the window's
+    // middle, twice round.
+    let (packets, _) = call("sweep", 4);
+    let per = packet_audio(&packets);
+    let mut windows = 0;
+    for w in per.windows(5) {
+        let (start, end) = (w[0].0, w[4].0);
+        // Whole windows of one sweep, without a skipped packet time.
+        if start % (5 * 160) != 0 || end - start != 4 * 160 || start % 16_000 > 16_000 - 800 {
+            continue;
+        }
+        let x: Vec<f64> = w.iter().flat_map(|p| p.2.iter().copied()).collect();
+        let got = common::rtp::zero_crossing_frequency(&x, 8000.0);
+        let middle = f64::from(start % 16_000 + 400) / 16_000.0;
+        let expected = 300.0 + 3000.0 * middle;
+        assert!(
+            (got - expected).abs() <= 25.0,
+            "sweep at {} ms: {got:.0} Hz, expected {expected:.0}",
+            start / 8
+        );
+        windows += 1;
+    }
+    assert!(windows >= 35, "only {windows} whole windows judged");
+    let log = server.log_text();
+    for shape in [
+        "shape=+440 Hz at -13.0 dBm0",
+        "shape=+450 Hz at -19.0 dBm0, cadence 400/200/400/2000 ms",
+        "shape=sweep to 3300 Hz in 2000 ms",
+    ] {
+        assert!(log.contains(shape), "the log names {shape}:\n{log}");
     }
 }
 

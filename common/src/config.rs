@@ -215,8 +215,25 @@ pub struct BehaviorConfig {
     pub plans: Vec<PlanConfig>,
 }
 
+impl PlanConfig {
+    /// The plan's signal shape; `level_dbm0` is the plan's (or `[behavior]`'s) level, the second
+    /// tone's when it has none of its own. Checked in validation.
+    pub fn shape(&self, level_dbm0: f64) -> Shape {
+        Shape {
+            second: self
+                .second_frequency
+                .map(|f| (f, self.second_level_dbm0.unwrap_or(level_dbm0))),
+            sweep: self.sweep_to_frequency.map(|to_hz| Sweep {
+                to_hz,
+                ms: self.sweep_ms.unwrap_or(0),
+            }),
+            cadence_ms: self.cadence_ms.clone(),
+        }
+    }
+}
+
 /// One test plan: which numbers, and the tone they get (unset: the `[behavior]` tone's).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
     /// The Request-URI user part: exact, or with `*` standing for any run of characters.
@@ -224,6 +241,16 @@ pub struct PlanConfig {
     pub frequency: Option<u32>,
     pub level_dbm0: Option<f64>,
     pub duration_seconds: Option<u64>,
+    /// A second tone added to the first (dual tones: dial tone 350 + 440 Hz).
+    pub second_frequency: Option<u32>,
+    /// The second tone's level (unset: the first's).
+    pub second_level_dbm0: Option<f64>,
+    /// A sweep from `frequency` to this frequency in `sweep_ms`, then again.
+    pub sweep_to_frequency: Option<u32>,
+    pub sweep_ms: Option<u32>,
+    /// On/off times in ms, alternating, starting with on (ringback: `[2000, 4000]`).
+    #[serde(default)]
+    pub cadence_ms: Vec<u32>,
     /// The caller may set the tone with Request-URI parameters `freq`, `level`, `duration`.
     #[serde(default)]
     pub uri_parameters: bool,
@@ -232,6 +259,7 @@ pub struct PlanConfig {
     pub early_media: bool,
 }
 
+use milliwatt_media_core::tone::{Shape, Sweep};
 pub use milliwatt_media_core::Codec;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -531,12 +559,37 @@ impl Config {
                     format!("{:?} is already the number of an earlier plan", p.number),
                 ));
             }
-            check_tone(
-                &format!("{key}."),
+            let (frequency, level) = (
                 p.frequency.unwrap_or(b.tone_frequency),
                 p.level_dbm0.unwrap_or(b.tone_level_dbm0),
+            );
+            check_tone(
+                &format!("{key}."),
+                frequency,
+                level,
                 p.duration_seconds.unwrap_or(b.tone_duration_seconds),
             )?;
+            if p.second_level_dbm0.is_some() && p.second_frequency.is_none() {
+                return Err(invalid_owned(
+                    format!("{key}.second_level_dbm0"),
+                    "is the level of a second tone: set second_frequency too".into(),
+                ));
+            }
+            if p.sweep_ms.is_some() && p.sweep_to_frequency.is_none() {
+                return Err(invalid_owned(
+                    format!("{key}.sweep_ms"),
+                    "is the time of a sweep: set sweep_to_frequency too".into(),
+                ));
+            }
+            if p.sweep_to_frequency.is_some() && p.sweep_ms.is_none() {
+                return Err(invalid_owned(
+                    format!("{key}.sweep_ms"),
+                    "a sweep needs its time (100..60000 ms)".into(),
+                ));
+            }
+            p.shape(level)
+                .check(frequency, level)
+                .map_err(|e| invalid_owned(format!("{key}.{}", e.field.config_key()), e.reason))?;
         }
         if b.auto_answer_delay_ms > 300_000 {
             return Err(invalid(
@@ -974,6 +1027,32 @@ mod tests {
     }
 
     #[test]
+    fn plans_take_dual_tones_cadences_and_sweeps() {
+        let file = "[[behavior.plans]]\nnumber = \"busy\"\nfrequency = 480\nlevel_dbm0 = -24.0\n\
+                    second_frequency = 620\ncadence_ms = [500, 500]\n\
+                    [[behavior.plans]]\nnumber = \"sweep\"\nfrequency = 300\n\
+                    sweep_to_frequency = 3400\nsweep_ms = 10000\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        let busy = &c.behavior.plans[0];
+        assert_eq!(
+            busy.shape(-24.0),
+            Shape {
+                second: Some((620, -24.0)),
+                sweep: None,
+                cadence_ms: vec![500, 500],
+            },
+            "the second tone takes the plan's level"
+        );
+        assert_eq!(
+            c.behavior.plans[1].shape(-10.0).sweep,
+            Some(Sweep {
+                to_hz: 3400,
+                ms: 10_000
+            })
+        );
+    }
+
+    #[test]
     fn plans_by_dialed_number_parse_and_their_bad_keys_are_named() {
         let c = load(None, &[], &[]).unwrap();
         assert!(c.behavior.plans.is_empty(), "no plan by default");
@@ -990,6 +1069,7 @@ mod tests {
                     duration_seconds: None,
                     uri_parameters: false,
                     early_media: false,
+                    ..PlanConfig::default()
                 },
                 PlanConfig {
                     number: "tone-*".into(),
@@ -998,6 +1078,7 @@ mod tests {
                     duration_seconds: Some(3),
                     uri_parameters: false,
                     early_media: false,
+                    ..PlanConfig::default()
                 },
             ]
         );
@@ -1019,6 +1100,39 @@ mod tests {
             (
                 "[[behavior.plans]]\nnumber = \"1\"\nduration_seconds = 0\n",
                 "behavior.plans[0].duration_seconds",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nsecond_frequency = 5000\n",
+                "behavior.plans[0].second_frequency",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nsecond_level_dbm0 = -13.0\n",
+                "behavior.plans[0].second_level_dbm0",
+            ),
+            (
+                // Two sines at 0 dBm0 would clip.
+                "[[behavior.plans]]\nnumber = \"1\"\nlevel_dbm0 = 0.0\nsecond_frequency = 350\n",
+                "behavior.plans[0].second_level_dbm0",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nsweep_to_frequency = 3000\n",
+                "behavior.plans[0].sweep_ms",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nsweep_ms = 3000\n",
+                "behavior.plans[0].sweep_ms",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\nsweep_to_frequency = 3000\nsweep_ms = 50\n",
+                "behavior.plans[0].sweep_ms",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\ncadence_ms = [500, 510]\n",
+                "behavior.plans[0].cadence_ms",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"1\"\ncadence_ms = [500]\n",
+                "behavior.plans[0].cadence_ms",
             ),
         ] {
             let e = err(load(Some(file), &[], &[]));

@@ -547,10 +547,7 @@ pub fn format_session(s: &pb::Session) -> String {
         ("remote", remote(s)),
     ];
     if s.frequency_hz > 0 {
-        lines.push((
-            "tone",
-            format!("{} Hz at {:.1} dBm0", s.frequency_hz, s.level_dbm0),
-        ));
+        lines.push(("tone", tone_text(s)));
     }
     lines.extend([
         ("ssrc", format!("{:#010x}", s.ssrc)),
@@ -659,6 +656,25 @@ pub fn kind_name(kind: i32) -> &'static str {
     }
 }
 
+/// What a session sends: `440 Hz at -10.0 dBm0`, with its second tone, sweep and cadence.
+fn tone_text(s: &pb::Session) -> String {
+    let mut t = format!("{} Hz at {:.1} dBm0", s.frequency_hz, s.level_dbm0);
+    if s.second_frequency_hz > 0 {
+        t += &format!(
+            " + {} Hz at {:.1} dBm0",
+            s.second_frequency_hz, s.second_level_dbm0
+        );
+    }
+    if s.sweep_to_hz > 0 {
+        t += &format!(", sweeping to {} Hz in {} ms", s.sweep_to_hz, s.sweep_ms);
+    }
+    if !s.cadence_ms.is_empty() {
+        let c: Vec<String> = s.cadence_ms.iter().map(u32::to_string).collect();
+        t += &format!(", cadence {} ms on/off", c.join("/"));
+    }
+    t
+}
+
 /// The key fields of an event, by kind.
 fn event_details(e: &pb::SessionEvent, s: &pb::Session) -> String {
     use pb::session_event::Kind;
@@ -666,11 +682,10 @@ fn event_details(e: &pb::SessionEvent, s: &pb::Session) -> String {
     match Kind::try_from(e.kind) {
         Ok(Kind::Allocated) => format!("local {}", host_port(&s.local_address, s.local_port)),
         Ok(Kind::ToneStarted) => format!(
-            "{} to {}, {} Hz {:.1} dBm0, ssrc {:#010x}",
+            "{} to {}, {}, ssrc {:#010x}",
             codec_pt(s),
             host_port(&s.remote_address, s.remote_port),
-            s.frequency_hz,
-            s.level_dbm0,
+            tone_text(s),
             s.ssrc
         ),
         Ok(Kind::ToneStopped) => {
@@ -808,6 +823,11 @@ mod tests {
             }),
             age_ms: 3_250,
             dtmf_payload_type: 101,
+            second_frequency_hz: 0,
+            second_level_dbm0: 0.0,
+            sweep_to_hz: 0,
+            sweep_ms: 0,
+            cadence_ms: vec![],
             quality: Some(pb::Quality {
                 packets_received: 148,
                 bytes_received: 25456,
@@ -958,6 +978,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shaped_signal_is_described_whole() {
+        let busy = pb::Session {
+            frequency_hz: 480,
+            level_dbm0: -24.0,
+            second_frequency_hz: 620,
+            second_level_dbm0: -24.0,
+            cadence_ms: vec![500, 500],
+            ..session()
+        };
+        assert_eq!(
+            tone_text(&busy),
+            "480 Hz at -24.0 dBm0 + 620 Hz at -24.0 dBm0, cadence 500/500 ms on/off"
+        );
+        let sweep = pb::Session {
+            frequency_hz: 300,
+            sweep_to_hz: 3400,
+            sweep_ms: 10_000,
+            ..session()
+        };
+        assert_eq!(
+            tone_text(&sweep),
+            "300 Hz at -10.0 dBm0, sweeping to 3400 Hz in 10000 ms"
+        );
+    }
+
+    #[test]
     fn ages_and_times_are_readable() {
         assert_eq!(format_age(999), "999ms");
         assert_eq!(format_age(1_000), "1.0s");
@@ -1019,7 +1065,7 @@ mod tests {
         );
         let line = format_event(&event(Kind::ToneStarted, s.clone()));
         assert!(
-            line.contains("tone started        0123456789abcdef  1-42@127.0.0.1  PCMU/0 to 127.0.0.1:20040, 440 Hz -10.0 dBm0, ssrc 0xdeadbeef"),
+            line.contains("tone started        0123456789abcdef  1-42@127.0.0.1  PCMU/0 to 127.0.0.1:20040, 440 Hz at -10.0 dBm0, ssrc 0xdeadbeef"),
             "{line}"
         );
         let mut e = event(Kind::Released, s.clone());

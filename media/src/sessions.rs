@@ -273,7 +273,7 @@ impl Registry {
             return t;
         }
         inner.tables.retain(|_, w| w.strong_count() > 0);
-        let t = Arc::new(ToneTable::new(key));
+        let t = Arc::new(ToneTable::new(key.clone()));
         inner.tables.insert(key, Arc::downgrade(&t));
         t
     }
@@ -316,7 +316,7 @@ impl Registry {
         let mut rng = rand::rng();
         let tone = Self::table(
             inner,
-            ToneKey::new(req.codec, req.frequency_hz, req.level_dbm0),
+            ToneKey::shaped(req.codec, req.frequency_hz, req.level_dbm0, &req.shape),
         );
         let io = inner.io.get(&start.key).expect("every session has its I/O");
         let rtp = if start.resume {

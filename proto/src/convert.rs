@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use milliwatt_media_core::session::{
     Event, EventKind, Figures, MediaError, Quality, Snapshot, State, ToneRequest,
 };
+use milliwatt_media_core::tone::{Shape, Sweep};
 use milliwatt_media_core::{Codec, SessionId};
 use milliwatt_signaling_core::call::MediaFailure;
 use tonic::Status;
@@ -157,6 +158,11 @@ pub fn start_tone_request(id: &SessionId, tone: &ToneRequest) -> pb::StartToneRe
             .unwrap_or(0),
         dtmf_payload_type: tone.dtmf_payload_type.map(u32::from).unwrap_or(0),
         wait_for_caller_rtp: tone.wait_for_caller_rtp,
+        second_frequency_hz: tone.shape.second.map(|s| s.0).unwrap_or(0),
+        second_level_dbm0: tone.shape.second.map(|s| s.1).unwrap_or(0.0),
+        sweep_to_hz: tone.shape.sweep.map(|s| s.to_hz).unwrap_or(0),
+        sweep_ms: tone.shape.sweep.map(|s| s.ms).unwrap_or(0),
+        cadence_ms: tone.shape.cadence_ms.clone(),
     }
 }
 
@@ -246,6 +252,18 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                 format!("{} dBm0 is not -60..3", r.level_dbm0),
             ));
         }
+        let shape = Shape {
+            second: (r.second_frequency_hz != 0)
+                .then_some((r.second_frequency_hz, r.second_level_dbm0)),
+            sweep: (r.sweep_to_hz != 0 || r.sweep_ms != 0).then_some(Sweep {
+                to_hz: r.sweep_to_hz,
+                ms: r.sweep_ms,
+            }),
+            cadence_ms: r.cadence_ms,
+        };
+        shape
+            .check(r.frequency_hz, r.level_dbm0)
+            .map_err(|e| bad(e.field.proto_field(), e.reason))?;
         Ok(ToneRequest {
             remote: SocketAddr::new(ip, port),
             codec,
@@ -255,6 +273,7 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             duration: (r.duration_ms > 0).then(|| Duration::from_millis(u64::from(r.duration_ms))),
             dtmf_payload_type,
             wait_for_caller_rtp: r.wait_for_caller_rtp,
+            shape,
         })
     }
 }
@@ -295,6 +314,17 @@ impl From<Snapshot> for pb::Session {
                 .and_then(|t| t.dtmf_payload_type)
                 .map(u32::from)
                 .unwrap_or(0),
+            second_frequency_hz: tone.and_then(|t| t.shape.second).map(|s| s.0).unwrap_or(0),
+            second_level_dbm0: tone
+                .and_then(|t| t.shape.second)
+                .map(|s| s.1)
+                .unwrap_or(0.0),
+            sweep_to_hz: tone
+                .and_then(|t| t.shape.sweep)
+                .map(|s| s.to_hz)
+                .unwrap_or(0),
+            sweep_ms: tone.and_then(|t| t.shape.sweep).map(|s| s.ms).unwrap_or(0),
+            cadence_ms: tone.map(|t| t.shape.cadence_ms.clone()).unwrap_or_default(),
             quality: s.quality.map(Into::into),
         }
     }
@@ -316,6 +346,11 @@ mod tests {
             duration_ms: 0,
             dtmf_payload_type: 101,
             wait_for_caller_rtp: true,
+            second_frequency_hz: 0,
+            second_level_dbm0: 0.0,
+            sweep_to_hz: 0,
+            sweep_ms: 0,
+            cadence_ms: vec![],
         }
     }
 
@@ -419,6 +454,71 @@ mod tests {
         let back = start_tone_request(&id, &t);
         assert_eq!(back, valid());
         assert_eq!(ToneRequest::try_from(back).unwrap(), t);
+        // A shaped signal too: busy tone (480 + 620 Hz, 0.5 s on, 0.5 s off), and a sweep.
+        for shaped in [
+            pb::StartToneRequest {
+                frequency_hz: 480,
+                level_dbm0: -24.0,
+                second_frequency_hz: 620,
+                second_level_dbm0: -24.0,
+                cadence_ms: vec![500, 500],
+                ..valid()
+            },
+            pb::StartToneRequest {
+                frequency_hz: 300,
+                sweep_to_hz: 3000,
+                sweep_ms: 2000,
+                ..valid()
+            },
+        ] {
+            let t = ToneRequest::try_from(shaped.clone()).unwrap();
+            assert!(t.shape != Shape::default());
+            assert_eq!(start_tone_request(&id, &t), shaped);
+        }
+    }
+
+    #[test]
+    fn a_bad_shape_names_its_field() {
+        for (r, field) in [
+            (
+                pb::StartToneRequest {
+                    second_frequency_hz: 440,
+                    ..valid()
+                },
+                "second_frequency_hz",
+            ),
+            (
+                pb::StartToneRequest {
+                    second_frequency_hz: 350,
+                    second_level_dbm0: 3.0,
+                    ..valid()
+                },
+                "second_level_dbm0",
+            ),
+            (
+                pb::StartToneRequest {
+                    sweep_ms: 1000,
+                    ..valid()
+                },
+                "sweep_to_hz",
+            ),
+            (
+                pb::StartToneRequest {
+                    sweep_to_hz: 3000,
+                    ..valid()
+                },
+                "sweep_ms",
+            ),
+            (
+                pb::StartToneRequest {
+                    cadence_ms: vec![500, 510],
+                    ..valid()
+                },
+                "cadence_ms",
+            ),
+        ] {
+            assert_eq!(field_of(r), field);
+        }
     }
 
     #[test]

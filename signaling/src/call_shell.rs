@@ -599,6 +599,7 @@ impl CallIo {
                         plan = core.tone().1.unwrap_or("default"),
                         frequency_hz = tone.frequency_hz,
                         level_dbm0 = tone.level_dbm0,
+                        shape = %tone.shape,
                         ssrc = format!("{ssrc:08x}"),
                         "tone started"
                     ),

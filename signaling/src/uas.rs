@@ -458,6 +458,7 @@ impl Signaling {
                         duration: Duration::from_secs(
                             p.duration_seconds.unwrap_or(b.tone_duration_seconds),
                         ),
+                        shape: p.shape(p.level_dbm0.unwrap_or(b.tone_level_dbm0)),
                     },
                     uri_parameters: p.uri_parameters,
                     early_media: p.early_media,

@@ -37,7 +37,11 @@ SCENARIOS = {
                          sip_adv="203.0.113.10", lb_ip="203.0.113.10", etp="Local",
                          codecs=["PCMA", "PCMU"], tone=1004, level=-13.5,
                          plans=[{"number": "1004", "frequency": 1004, "level_dbm0": 0.0, "early_media": True},
-                                {"number": "tone-*", "duration_seconds": 3, "uri_parameters": True}]),
+                                {"number": "tone-*", "duration_seconds": 3, "uri_parameters": True},
+                                {"number": "busy", "frequency": 480, "level_dbm0": -24.0,
+                                 "second_frequency": 620, "second_level_dbm0": -24.0, "cadence_ms": [500, 500]},
+                                {"number": "sweep", "frequency": 300, "sweep_to_frequency": 3400,
+                                 "sweep_ms": 10000}]),
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,
                          svc_type="NodePort", transport="tcp", media_adv=None,
                          sip_adv="sip.example.com", node_port_tcp=30060),
@@ -169,7 +173,8 @@ def main():
     want_plans = exp.get("plans", [])
     got_plans = cfg["behavior"]["plans"]
     check(f"{tag} behavior.plans rendered as TOML inline tables ({len(want_plans)})",
-          got_plans == want_plans and all(type(p.get("level_dbm0", 0.0)) is float for p in got_plans),
+          got_plans == want_plans and all(type(p.get(k, 0.0)) is float for p in got_plans
+                                          for k in ("level_dbm0", "second_level_dbm0")),
           f"{got_plans}")
     admin_port = int(cfg["admin"]["address"].rsplit(":", 1)[1])
     tone = cfg["behavior"]["tone_duration_seconds"]

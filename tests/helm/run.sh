@@ -200,6 +200,8 @@ expect_fail "schema rejects signaling.service.type=ExternalName" 'type.*(Cluster
   render --set signaling.service.type=ExternalName
 expect_fail "schema rejects sip.port=70000" 'sip/port.*maximum' \
   render --set sip.port=70000
+expect_fail "schema rejects a cadence step that is not whole packets" 'cadenceMs.*(multiple|20)' \
+  render --set-json 'behavior.plans=[{"number":"busy","cadenceMs":[500,510]}]'
 expect_fail "schema rejects media.rtpPortRangeStart=80" 'rtpPortRangeStart.*minimum' \
   render --set media.rtpPortRangeStart=80
 expect_fail "terminationGracePeriodSeconds shorter than the tone is refused" \

@@ -41,6 +41,8 @@ pub struct ToneRequest {
     /// Start only when the caller's first RTP packet has arrived (`media.rtp_start =
     /// "on_caller_rtp"`): an INVITE with a forged source cannot aim the tone at a third party.
     pub wait_for_caller_rtp: bool,
+    /// A second tone, a sweep, a cadence (checked: [`crate::tone::Shape::check`]).
+    pub shape: crate::tone::Shape,
 }
 
 /// Receive-side quality of a session, as shown by GetSession and logged at release.

@@ -364,6 +364,7 @@ mod tests {
             duration: None,
             dtmf_payload_type: None,
             wait_for_caller_rtp: false,
+            shape: Default::default(),
         }
     }
 

@@ -55,11 +55,13 @@ pub struct Settings {
 }
 
 /// What a call plays: the tone and for how long (between the ACK and our BYE).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tone {
     pub frequency_hz: u32,
     pub level_dbm0: f64,
     pub duration: Duration,
+    /// A second tone, a sweep, a cadence (a plan's; the default tone has none).
+    pub shape: milliwatt_media_core::tone::Shape,
 }
 
 /// A test plan (`[[behavior.plans]]`): the numbers it answers and its tone.
@@ -122,6 +124,16 @@ impl UriTone<'_> {
             }
             tone.duration = Duration::from_secs(d);
         }
+        // The plan's shape with the caller's frequency and level (a second tone on the same
+        // frequency, or two that would clip together).
+        tone.shape
+            .check(tone.frequency_hz, tone.level_dbm0)
+            .map_err(|e| {
+                Refusal::new(
+                    RefusalKind::NoAcceptableMedia,
+                    format!("Request-URI parameters: the plan's {}", e.reason),
+                )
+            })?;
         Ok(tone)
     }
 }
@@ -133,6 +145,7 @@ impl Settings {
             frequency_hz: self.tone_frequency_hz,
             level_dbm0: self.tone_level_dbm0,
             duration: self.tone,
+            shape: Default::default(),
         }
     }
 
@@ -588,7 +601,7 @@ impl CallCore {
         now: Instant,
     ) -> CallCore {
         let matched = settings.plan_for(invite.uri_user);
-        let tone = matched.map_or_else(|| settings.default_tone(), |p| p.tone);
+        let tone = matched.map_or_else(|| settings.default_tone(), |p| p.tone.clone());
         // A plan that takes URI parameters: the caller's values, checked.
         let tone = match matched.filter(|p| p.uri_parameters) {
             Some(_) => invite.uri_tone.apply(tone),
@@ -639,8 +652,8 @@ impl CallCore {
     }
 
     /// The tone this call plays, and the number of the plan that chose it (`None`: default).
-    pub fn tone(&self) -> (Tone, Option<&str>) {
-        (self.tone, self.plan.as_deref())
+    pub fn tone(&self) -> (&Tone, Option<&str>) {
+        (&self.tone, self.plan.as_deref())
     }
 
     pub fn is_finished(&self) -> bool {
@@ -913,6 +926,7 @@ impl CallCore {
             duration: Some(remaining + MEDIA_SAFETY_MARGIN),
             dtmf_payload_type: n.dtmf_payload_type,
             wait_for_caller_rtp: self.settings.wait_for_caller_rtp,
+            shape: self.tone.shape.clone(),
         }
     }
 
@@ -1303,6 +1317,7 @@ mod tests {
             frequency_hz: 440,
             level_dbm0: -10.0,
             duration: Duration::from_secs(10),
+            shape: Default::default(),
         };
         let p = |freq, level, duration| UriTone {
             freq,
@@ -1310,14 +1325,30 @@ mod tests {
             duration,
         };
         assert_eq!(
-            p(Some("1000"), Some("-3"), Some("5")).apply(base),
+            p(Some("1000"), Some("-3"), Some("5")).apply(base.clone()),
             Ok(Tone {
                 frequency_hz: 1000,
                 level_dbm0: -3.0,
-                duration: Duration::from_secs(5)
+                duration: Duration::from_secs(5),
+                shape: Default::default(),
             })
         );
-        assert_eq!(p(None, None, None).apply(base), Ok(base));
+        assert_eq!(p(None, None, None).apply(base.clone()), Ok(base.clone()));
+        // A plan's dual tone: the caller's level must not make the two clip, nor its frequency
+        // be the second tone's.
+        let dual = Tone {
+            shape: milliwatt_media_core::tone::Shape {
+                second: Some((350, -13.0)),
+                ..Default::default()
+            },
+            ..base.clone()
+        };
+        assert!(p(None, Some("-13"), None).apply(dual.clone()).is_ok());
+        for (freq, level) in [(None, Some("2")), (Some("350"), None)] {
+            let e = p(freq, level, None).apply(dual.clone()).unwrap_err();
+            assert_eq!(e.kind, RefusalKind::NoAcceptableMedia, "{e:?}");
+            assert!(e.reason.contains("plan's"), "{e:?}");
+        }
         for (u, code, name) in [
             (p(Some("abc"), None, None), 400, "freq"),
             (p(Some("4000"), None, None), 488, "freq"),
@@ -1326,7 +1357,7 @@ mod tests {
             (p(None, None, Some("0")), 488, "duration"),
             (p(None, None, Some("-1")), 400, "duration"),
         ] {
-            let r = u.apply(base).unwrap_err();
+            let r = u.apply(base.clone()).unwrap_err();
             assert_eq!(r.kind.code(), code, "{u:?}: {}", r.reason);
             assert!(r.reason.contains(name), "{}", r.reason);
         }
@@ -1335,7 +1366,7 @@ mod tests {
         s.plans = vec![
             Plan {
                 number: "tone".into(),
-                tone: base,
+                tone: base.clone(),
                 uri_parameters: true,
                 early_media: false,
             },
@@ -1486,6 +1517,7 @@ mod tests {
             frequency_hz: f,
             level_dbm0: l,
             duration: Duration::from_secs(d),
+            shape: Default::default(),
         };
         s.plans = vec![
             Plan {
