@@ -1065,6 +1065,117 @@ fn dual_tones_cadences_and_sweeps_are_plans() {
 }
 
 #[test]
+fn session_timers_end_unrefreshed_calls_and_we_refresh_when_asked() {
+    // RFC 4028 with a 90 s interval (the smallest allowed), two calls at once: (a) the caller
+    // refreshes once by UPDATE 2 s after the ACK and then stops: our BYE must come 60 s after
+    // that refresh (90 - min(32, 30)); (b) the caller makes us the refresher: our UPDATE must
+    // come 45 s after the answer, and the caller hangs up 1 s after answering it. Both tones
+    // judged, their lengths within 500 ms of those times; (c) as (b) by re-INVITE, the caller
+    // not allowing UPDATE. And an interval below 90 s gets 422 with Min-SE: 90.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 120;
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+
+    let expired_sink = RtpSink::bind();
+    let expired = scenario(
+        "uac_session_timer.xml",
+        &[
+            ("RTP_PORT", expired_sink.port().to_string()),
+            ("REFRESH_MS", "2000".into()),
+            ("BYE_TIMEOUT_MS", "75000".into()),
+        ],
+        &dir,
+    );
+    let refreshed_sink = RtpSink::bind();
+    let refreshed = scenario(
+        "uac_session_timer_uas.xml",
+        &[
+            ("RTP_PORT", refreshed_sink.port().to_string()),
+            ("REFRESH_TIMEOUT_MS", "60000".into()),
+            ("HANGUP_MS", "1000".into()),
+        ],
+        &dir,
+    );
+    // (c) as (b), the caller not allowing UPDATE: our refresh is a re-INVITE.
+    let reinvited_sink = RtpSink::bind();
+    let reinvited = scenario(
+        "uac_session_timer_reinvite.xml",
+        &[
+            ("RTP_PORT", reinvited_sink.port().to_string()),
+            ("REFRESH_TIMEOUT_MS", "60000".into()),
+            ("HANGUP_MS", "1000".into()),
+        ],
+        &dir,
+    );
+    let target = cfg.sip_addr();
+    let runs: Vec<_> = [expired, refreshed, reinvited]
+        .into_iter()
+        .map(|sc| {
+            std::thread::spawn(move || common::sipp_to(target, &sc, &[], Duration::from_secs(90)))
+        })
+        .collect();
+
+    // Meanwhile: 422 for an interval below 90 s.
+    let sc = reject_scenario(&dir, "0", 422);
+    let text = std::fs::read_to_string(&sc).unwrap().replacen(
+        "Max-Forwards: 70\n",
+        "Max-Forwards: 70\n      Supported: timer\n      Session-Expires: 60\n",
+        1,
+    );
+    assert!(text.contains("Session-Expires: 60"), "{text}");
+    std::fs::write(&sc, text).unwrap();
+    let run = sipp(&server, &sc, &[], Duration::from_secs(10));
+    run.assert_ok();
+    let refusal = run
+        .received()
+        .find(|m| m.contains("SIP/2.0 422"))
+        .unwrap_or_else(|| panic!("no 422:\n{}", run.messages));
+    assert!(refusal.contains("Min-SE: 90"), "{refusal}");
+    assert!(refusal.contains("below our Min-SE 90"), "{refusal}");
+
+    for run in runs {
+        run.join().unwrap().assert_ok();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for (sink, seconds, what) in [
+        (
+            expired_sink,
+            62.0,
+            "ended by the session timer 60 s after the refresh",
+        ),
+        (
+            refreshed_sink,
+            46.0,
+            "refreshed by our UPDATE at 45 s, hung up 1 s later",
+        ),
+        (
+            reinvited_sink,
+            46.0,
+            "refreshed by our re-INVITE at 45 s, hung up 1 s later",
+        ),
+    ] {
+        let packets = sink.finish();
+        let report = judge(
+            &packets,
+            &Expect::pcmu_440(Duration::from_secs_f64(seconds)),
+        );
+        let span = report.span.as_secs_f64();
+        eprintln!("{what}: {report:?}");
+        assert!(
+            (span - seconds).abs() <= 0.5,
+            "{what}: the tone lasted {span:.3} s, expected {seconds} s"
+        );
+    }
+    server.wait_log(
+        "reason=session timer expired (no refresh within Session-Expires)",
+        Duration::from_secs(1),
+    );
+    server.wait_log("session refreshed method=UPDATE", Duration::from_secs(1));
+    server.wait_log("session refreshed method=INVITE", Duration::from_secs(1));
+}
+
+#[test]
 fn early_media_plays_the_tone_from_the_183_on() {
     // A plan with early_media: 183 with SDP right after the allocation, the tone from then on,
     // the 200 after auto_answer_delay_ms repeating the 183's SDP, the tone's time after the ACK.

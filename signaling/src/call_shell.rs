@@ -29,6 +29,7 @@ use milliwatt_signaling_core::call::{
 use milliwatt_signaling_core::info::{self, InfoAnswer};
 use milliwatt_signaling_core::overload::Signals;
 use milliwatt_signaling_core::rtp_stat::{self, RtpStat};
+use milliwatt_signaling_core::session_timer::{self, SessionTimer, TimerFacts};
 use rand::Rng;
 use tracing::{info, warn, Instrument};
 
@@ -38,6 +39,9 @@ use crate::stats::{AnswerDue, Held};
 use crate::uas::{ensure_to_tag, random_tag, Shared};
 
 type AllocationFuture = Pin<Box<dyn Future<Output = Result<Allocation, MediaError>> + Send>>;
+/// Our session refresh (RFC 4028): the 2xx's `Session-Expires`, or why it failed.
+type RefreshFuture = Pin<Box<dyn Future<Output = RefreshResult> + Send>>;
+type RefreshResult = Result<Option<(u32, Option<&'static str>)>, String>;
 
 /// Decrements the active-call count when the call task ends, whatever the path.
 struct ActiveGuard(Arc<Shared>);
@@ -79,6 +83,10 @@ struct CallIo {
     in_setup: Option<Held>,
     /// In the answer queue (overload.max_answer_lateness_ms) from the 100 Trying to the 200 OK.
     answer_due: Option<AnswerDue>,
+    /// The caller's INVITE allowed UPDATE: our session refreshes are UPDATEs (else re-INVITEs).
+    refresh_by_update: bool,
+    /// Our session refresh in flight.
+    refreshing: Option<RefreshFuture>,
 }
 
 /// Runs one out-of-dialog INVITE to its end.
@@ -122,6 +130,25 @@ pub(crate) async fn handle_invite(
         params.get_val("level").map(|v| v.to_string()),
         params.get_val("duration").map(|v| v.to_string()),
     );
+    let raw = |name: &Name| -> Vec<String> {
+        invite
+            .headers
+            .get_raw(name)
+            .map(|v| v.as_str().to_string())
+            .collect()
+    };
+    let option_tags: Vec<String> = raw(&Name::SUPPORTED)
+        .into_iter()
+        .chain(raw(&Name::REQUIRE))
+        .collect();
+    let timer = TimerFacts::parse(
+        option_tags.iter().map(String::as_str),
+        raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
+        raw(&Name::MIN_SE).first().map(String::as_str),
+    );
+    let allow = raw(&Name::ALLOW);
+    let refresh_by_update =
+        session_timer::refresh_with_update(&allow.iter().map(String::as_str).collect::<Vec<_>>());
     let facts = InviteFacts {
         has_from_tag: invite.base_headers.from.tag.is_some(),
         has_contact: invite.headers.get_named::<Contact>().is_ok(),
@@ -134,6 +161,7 @@ pub(crate) async fn handle_invite(
         },
         content_type: content_type.as_deref(),
         body: &invite.body,
+        timer,
     };
     let load = Load {
         draining: shared.health.is_draining(),
@@ -171,6 +199,8 @@ pub(crate) async fn handle_invite(
         _active: None,
         in_setup: None,
         answer_due: None,
+        refresh_by_update,
+        refreshing: None,
     };
     io.run(core).await;
 }
@@ -280,6 +310,137 @@ async fn allocated(f: Option<&mut AllocationFuture>) -> Result<Allocation, Media
     }
 }
 
+async fn refreshed(f: Option<&mut RefreshFuture>) -> RefreshResult {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The session timer facts of an in-dialog request (a caller's refresh); a malformed header
+/// counts as none (the request itself is answered on its offer).
+fn timer_facts(request: &IncomingRequest) -> TimerFacts {
+    let raw = |name: &Name| -> Vec<String> {
+        request
+            .headers
+            .get_raw(name)
+            .map(|v| v.as_str().to_string())
+            .collect()
+    };
+    let tags: Vec<String> = raw(&Name::SUPPORTED)
+        .into_iter()
+        .chain(raw(&Name::REQUIRE))
+        .collect();
+    TimerFacts::parse(
+        tags.iter().map(String::as_str),
+        raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
+        raw(&Name::MIN_SE).first().map(String::as_str),
+    )
+    .unwrap_or_else(|e| {
+        warn!(error = %e, "ignoring a malformed session timer header");
+        TimerFacts::default()
+    })
+}
+
+/// `Session-Expires` (and `Require: timer` when the caller supports it) in a 2xx (RFC 4028 §9).
+fn timer_headers(resp: &mut OutgoingResponse, timer: Option<SessionTimer>) {
+    if let Some(t) = timer {
+        resp.msg
+            .headers
+            .insert(Name::SESSION_EXPIRES, t.response_header());
+        if t.caller_supports {
+            resp.msg.headers.insert(Name::REQUIRE, "timer");
+        }
+    }
+}
+
+/// Sends our session refresh (RFC 4028 §7.4): UPDATE without a body, or a re-INVITE offering
+/// `sdp` (our current media) and its ACK; the 2xx's `Session-Expires`, or why it failed.
+fn refresh(
+    session: &InviteSession,
+    timer: SessionTimer,
+    by_update: bool,
+    sdp: String,
+) -> RefreshFuture {
+    let endpoint = session.endpoint.clone();
+    let dialog = session.dialog.clone();
+    Box::pin(
+        async move {
+            let method = if by_update {
+                ezk_sip_types::Method::UPDATE
+            } else {
+                ezk_sip_types::Method::INVITE
+            };
+            let mut req = dialog.create_request(method.clone(), None);
+            req.headers
+                .insert(Name::SESSION_EXPIRES, timer.request_header());
+            req.headers.insert(Name::SUPPORTED, "timer");
+            if !by_update {
+                req.headers
+                    .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
+                req.body = Bytes::from(sdp);
+            }
+            let response = {
+                let mut target = dialog.target_tp_info.lock().await;
+                if by_update {
+                    let mut tsx = endpoint
+                        .send_request(req, &mut target)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    drop(target);
+                    tsx.receive_final().await.map_err(|e| e.to_string())?
+                } else {
+                    let mut tsx = endpoint
+                        .send_invite(req, &mut target)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    drop(target);
+                    let mut success = None;
+                    while let Some(r) = tsx.receive().await.map_err(|e| e.to_string())? {
+                        match r.line.code.into_u16() {
+                            100..=199 => {}
+                            200..=299 => {
+                                let mut ack = ezk_sip_ua::invite::create_ack(
+                                    &dialog,
+                                    r.base_headers.cseq.cseq,
+                                )
+                                .await
+                                .map_err(|e| e.to_string())?;
+                                endpoint
+                                    .send_outgoing_request(&mut ack)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                                success = Some(r);
+                                break;
+                            }
+                            _ => {
+                                success = Some(r);
+                                break;
+                            }
+                        }
+                    }
+                    success.ok_or("no final response")?
+                }
+            };
+            let code = response.line.code.into_u16();
+            if !(200..300).contains(&code) {
+                return Err(format!("{method} answered {code}"));
+            }
+            let se = response
+                .headers
+                .get_raw(&Name::SESSION_EXPIRES)
+                .next()
+                .map(|v| v.as_str().to_string());
+            let se = TimerFacts::parse([], se.as_deref(), None)
+                .map_err(|e| format!("the {method} 2xx: {e}"))?
+                .session_expires;
+            info!(%method, status = code, "session refreshed");
+            Ok(se)
+        }
+        .in_current_span(),
+    )
+}
+
 async fn dialog_event(
     session: Option<&mut InviteSession>,
 ) -> Result<InviteSessionEvent, ezk_sip_core::Error> {
@@ -297,10 +458,16 @@ pub(crate) fn warning(resp: &mut OutgoingResponse, text: &str) {
     );
 }
 
-/// What every refusal of a call carries: Retry-After when it is about our state, and the reason.
+/// What every refusal of a call carries: Retry-After when it is about our state, `Min-SE` with
+/// a 422 (RFC 4028 §9), and the reason.
 fn refusal_headers(resp: &mut OutgoingResponse, kind: RefusalKind, reason: &str) {
     if let Some(s) = kind.retry_after() {
         resp.msg.headers.insert_named(&RetryAfter::new(s));
+    }
+    if kind == RefusalKind::SessionIntervalTooSmall {
+        resp.msg
+            .headers
+            .insert(Name::MIN_SE, session_timer::MIN_SE_SECS.to_string());
     }
     warning(resp, reason);
 }
@@ -340,6 +507,13 @@ impl CallIo {
                 _ = cancelled(self.acceptor.as_mut()), if !self.cancel_seen => {
                     self.cancel_seen = true;
                     Event::Cancel
+                }
+                r = refreshed(self.refreshing.as_mut()) => {
+                    self.refreshing = None;
+                    if let Err(e) = &r {
+                        warn!(error = %e, "our session refresh failed");
+                    }
+                    Event::Refreshed(r)
                 }
                 _ = media_lost(self.media_lost.as_mut()) => {
                     self.media_lost = None;
@@ -383,23 +557,28 @@ impl CallIo {
             }
             Ok(InviteSessionEvent::ReInviteReceived(r)) => {
                 let body = String::from_utf8_lossy(&r.invite.body).into_owned();
+                let timer = timer_facts(&r.invite);
                 self.reinvite = Some(r);
                 Event::ReInvite {
                     offer: (!body.trim().is_empty()).then_some(body),
+                    timer,
                 }
             }
             Ok(InviteSessionEvent::Update(u)) => {
                 let body = String::from_utf8_lossy(&u.update.body).into_owned();
+                let timer = timer_facts(&u.update);
                 self.update = Some(u);
                 Event::Update {
                     offer: (!body.trim().is_empty()).then_some(body),
+                    timer,
                 }
             }
             Ok(InviteSessionEvent::Info(info)) => {
                 self.answer_info(info).await;
                 return None;
             }
-            // Session timers and NOTIFY are not this product's business (yet).
+            // ezk's own session timer is off (vendor patch 0028: the core runs RFC 4028), and
+            // NOTIFY is not this product's business.
             Ok(InviteSessionEvent::RefreshNeeded) | Ok(InviteSessionEvent::Notify(_)) => {
                 return None
             }
@@ -575,7 +754,7 @@ impl CallIo {
                 }
             }
             Output::Refuse(r) => self.refuse(r),
-            Output::Answer { sdp } => return self.answer(sdp).await,
+            Output::Answer { sdp } => return self.answer(sdp, core.session_timer()).await,
             Output::Established => {
                 self.acked_at = Some(Instant::now());
                 self.in_setup = None;
@@ -614,14 +793,16 @@ impl CallIo {
                     Err(e) => warn!(error = %e, "stopping the tone failed"),
                 }
             }
-            Output::AcceptReInvite { sdp, send } => return self.accept_reinvite(sdp, send).await,
+            Output::AcceptReInvite { sdp, send } => {
+                return self.accept_reinvite(sdp, send, core.session_timer()).await
+            }
             Output::RefuseReInvite(r) => {
                 let reinvite = self.reinvite.take()?;
                 info!(status = r.kind.code(), reason = %r.reason, "re-INVITE rejected; the call goes on");
                 let session = self.session.as_ref().expect("re-INVITE in a session");
                 let code = StatusCode::from(r.kind.code());
                 if let Ok(mut resp) = session.dialog.create_response(&reinvite.invite, code, None) {
-                    warning(&mut resp, &r.reason);
+                    refusal_headers(&mut resp, r.kind, &r.reason);
                     let _ = reinvite.transaction.respond_failure(resp).await;
                 }
             }
@@ -633,6 +814,7 @@ impl CallIo {
                     .create_response(&update.update, StatusCode::OK, None)
                 {
                     Ok(mut resp) => {
+                        timer_headers(&mut resp, core.session_timer());
                         if let Some(sdp) = sdp {
                             resp.msg
                                 .headers
@@ -658,7 +840,7 @@ impl CallIo {
                 let session = self.session.as_ref().expect("UPDATE in a session");
                 let code = StatusCode::from(r.kind.code());
                 if let Ok(mut resp) = session.dialog.create_response(&update.update, code, None) {
-                    warning(&mut resp, &r.reason);
+                    refusal_headers(&mut resp, r.kind, &r.reason);
                     match update.respond(resp).await {
                         Ok(()) => shared.stats.response(r.kind.code()),
                         Err(e) => warn!(error = %e, "answering UPDATE failed"),
@@ -687,6 +869,17 @@ impl CallIo {
                     },
                     None => warn!(reason = %reason, "no dialog to send BYE in"),
                 }
+            }
+            Output::Refresh { sdp } => {
+                let timer = core.session_timer().expect("a refresh needs a timer");
+                let session = self.session.as_ref().expect("a refresh in a session");
+                let method = if self.refresh_by_update {
+                    "UPDATE"
+                } else {
+                    "re-INVITE"
+                };
+                info!(method, session_expires = %timer.request_header(), "refreshing the session");
+                self.refreshing = Some(refresh(session, timer, self.refresh_by_update, sdp));
             }
             Output::Release(reason) => self.release_early(reason).await,
             Output::Finished(summary) => self.finished(summary),
@@ -770,7 +963,7 @@ impl CallIo {
 
     /// Sends 200 OK and waits for the ACK (the stack retransmits the 200 from T1 to T2 until
     /// 64*T1, vendor patch 0003; without an ACK it hands back the session, patch 0004).
-    async fn answer(&mut self, sdp: String) -> Option<Event> {
+    async fn answer(&mut self, sdp: String, timer: Option<SessionTimer>) -> Option<Event> {
         let shared = self.shared.clone();
         let acceptor = self.acceptor.take().expect("answer with a dialog");
         self.answer_due = None;
@@ -783,7 +976,11 @@ impl CallIo {
             .headers
             .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
         ok.msg.body = Bytes::from(sdp);
-        info!("answering");
+        timer_headers(&mut ok, timer);
+        match timer {
+            Some(t) => info!(session_expires = %t.response_header(), "answering"),
+            None => info!("answering"),
+        }
         shared.stats.response(200);
         shared
             .stats
@@ -815,7 +1012,12 @@ impl CallIo {
 
     /// Answers the re-INVITE 200 and waits for its ACK (whose body answers our offer when the
     /// re-INVITE had none).
-    async fn accept_reinvite(&mut self, sdp: String, send: bool) -> Option<Event> {
+    async fn accept_reinvite(
+        &mut self,
+        sdp: String,
+        send: bool,
+        timer: Option<SessionTimer>,
+    ) -> Option<Event> {
         let reinvite = self.reinvite.take()?;
         let session = self.session.as_mut().expect("re-INVITE in a session");
         let mut resp = match session
@@ -832,6 +1034,7 @@ impl CallIo {
             .headers
             .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
         resp.msg.body = Bytes::from(sdp);
+        timer_headers(&mut resp, timer);
         info!(send, "re-INVITE answered");
         match session.handle_reinvite_success(reinvite, resp).await {
             Ok(ack) => {

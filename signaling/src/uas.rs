@@ -244,9 +244,9 @@ impl Layer for UasLayer {
 
     /// What `Allow` and `Supported` say: what we answer and implement. Runs after the invite
     /// layer's `init`, which advertises UPDATE, PRACK, `100rel` and `timer`: UPDATE inside a
-    /// call we answer (RFC 3311, vendor patch 0026); PRACK gets 405 and a `Require` of `100rel`
-    /// or `timer` 420 (`SUPPORTED_EXTENSIONS`), so those are taken back (vendor patch 0015),
-    /// lest a caller rely on them.
+    /// call we answer (RFC 3311, vendor patch 0026) and `timer` we run (RFC 4028, the call
+    /// core); PRACK gets 405 and a `Require` of `100rel` 420 (`SUPPORTED_EXTENSIONS`), so
+    /// those are taken back (vendor patch 0015), lest a caller rely on them.
     fn init(&mut self, endpoint: &mut EndpointBuilder) {
         for m in [
             Method::INVITE,

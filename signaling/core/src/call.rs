@@ -18,6 +18,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::session_timer::{self, BadTimerHeader, Refresher, SessionTimer, TimerFacts};
 use milliwatt_media_core::session::ToneRequest;
 use milliwatt_media_core::Codec;
 
@@ -181,7 +182,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// What the shell read from the INVITE (no SIP types cross this wall).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct InviteFacts<'a> {
     pub has_from_tag: bool,
     pub has_contact: bool,
@@ -193,6 +194,9 @@ pub struct InviteFacts<'a> {
     pub uri_tone: UriTone<'a>,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
+    /// Its `Session-Expires`, `Min-SE` and `Supported: timer` (RFC 4028), or why they are
+    /// malformed (400).
+    pub timer: Result<TimerFacts, BadTimerHeader>,
 }
 
 /// The state of this instance when the INVITE arrived.
@@ -222,6 +226,8 @@ pub enum RefusalKind {
     RtpPortsExhausted,
     MediaRefused,
     MediaLost,
+    /// `Session-Expires` below our `Min-SE` (RFC 4028): 422 with `Min-SE`.
+    SessionIntervalTooSmall,
 }
 
 impl RefusalKind {
@@ -230,6 +236,7 @@ impl RefusalKind {
             RefusalKind::Malformed => 400,
             RefusalKind::UnknownDomain => 404,
             RefusalKind::UnsupportedBody => 415,
+            RefusalKind::SessionIntervalTooSmall => 422,
             RefusalKind::NoAcceptableMedia => 488,
             RefusalKind::MediaRefused => 500,
             RefusalKind::Draining
@@ -255,6 +262,7 @@ impl RefusalKind {
             RefusalKind::RtpPortsExhausted => "rtp_ports_exhausted",
             RefusalKind::MediaRefused => "media_refused",
             RefusalKind::MediaLost => "media_lost",
+            RefusalKind::SessionIntervalTooSmall => "session_interval_too_small",
         }
     }
 
@@ -407,6 +415,10 @@ pub enum EndReason {
     BadAnswer,
     /// The drain grace lapsed (we send BYE).
     Shutdown,
+    /// The caller was the refresher and no refresh came in time (RFC 4028 §10: we send BYE).
+    SessionExpired,
+    /// We were the refresher and our refresh failed (we send BYE).
+    RefreshFailed,
 }
 
 impl EndReason {
@@ -429,6 +441,10 @@ impl fmt::Display for EndReason {
             EndReason::MediaLost => f.write_str("media session lost"),
             EndReason::BadAnswer => f.write_str("no usable SDP answer in the ACK"),
             EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::SessionExpired => {
+                f.write_str("session timer expired (no refresh within Session-Expires)")
+            }
+            EndReason::RefreshFailed => f.write_str("our session refresh failed"),
         }
     }
 }
@@ -463,6 +479,7 @@ pub enum Event {
     /// A re-INVITE inside the dialog; `offer` is its SDP body, `None` when it has none.
     ReInvite {
         offer: Option<String>,
+        timer: TimerFacts,
     },
     /// The ACK to our 200 for a re-INVITE; `answer` is its SDP body (the answer to the offer
     /// our 200 carried when the re-INVITE had none; ignored otherwise).
@@ -473,7 +490,11 @@ pub enum Event {
     /// it has none (a session refresh: answered 200 without a body).
     Update {
         offer: Option<String>,
+        timer: TimerFacts,
     },
+    /// Our session refresh (after [`Output::Refresh`]) got a 2xx, with its `Session-Expires`
+    /// (`uac`: us), or failed (the status or error).
+    Refreshed(Result<Option<(u32, Option<&'static str>)>, String>),
     /// Media lost the session or became unreachable.
     MediaLost,
     /// The drain grace lapsed: end now.
@@ -511,6 +532,10 @@ pub enum Output {
     AcceptUpdate { sdp: Option<String>, send: bool },
     /// Refuse the UPDATE's offer; the call goes on with the media it had.
     RefuseUpdate(Refusal),
+    /// We are the session refresher and it is time (RFC 4028 §7.4): send UPDATE without a body
+    /// when the caller allows it, else a re-INVITE offering `sdp` (our current answer); feed
+    /// [`Event::Refreshed`].
+    Refresh { sdp: String },
     /// Send BYE.
     SendBye(EndReason),
     /// Release the media session.
@@ -587,6 +612,10 @@ pub struct CallCore {
     early_media: bool,
     /// The number of the plan that matched, if any.
     plan: Option<String>,
+    /// The session timer in force (RFC 4028), and when it is next due: our refresh, or the
+    /// BYE when the caller's did not come. `None` while our refresh is out.
+    timer: Option<SessionTimer>,
+    timer_due: Option<Instant>,
     out: VecDeque<Output>,
 }
 
@@ -627,17 +656,39 @@ impl CallCore {
             allocated: false,
             abandoned: EndReason::CallerCancelled,
             sdp_session_id,
+            timer: None,
+            timer_due: None,
             out: VecDeque::new(),
             settings,
         };
-        match screen(&call.settings, invite, load).and_then(|n| match bad_parameter {
-            Some(r) => Err(r),
-            None => Ok(n),
-        }) {
-            Ok(n) => {
+        let timer = invite
+            .timer
+            .as_ref()
+            .map_err(|e| Refusal::new(RefusalKind::Malformed, e.to_string()))
+            .and_then(|f| {
+                session_timer::negotiate(f, None).map_err(|t| {
+                    Refusal::new(
+                        RefusalKind::SessionIntervalTooSmall,
+                        format!(
+                            "Session-Expires {} is below our Min-SE {} (RFC 4028)",
+                            t.asked,
+                            session_timer::MIN_SE_SECS
+                        ),
+                    )
+                })
+            });
+        match screen(&call.settings, invite, load)
+            .and_then(|n| match bad_parameter {
+                Some(r) => Err(r),
+                None => Ok(n),
+            })
+            .and_then(|n| timer.map(|t| (n, t)))
+        {
+            Ok((n, timer)) => {
                 // A late offer: we offer no rtcp-mux (RFC 5761 lets the answer refuse it).
                 let rtcp_mux = n.as_ref().is_some_and(|n| n.rtcp_mux);
                 call.negotiated = n;
+                call.timer = timer;
                 call.out.push_back(Output::Trying);
                 call.out.push_back(Output::Allocate { rtcp_mux });
             }
@@ -649,6 +700,11 @@ impl CallCore {
     /// The negotiated media (after screening), for logs.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// The session timer in force (RFC 4028), for the headers of our 2xx responses.
+    pub fn session_timer(&self) -> Option<SessionTimer> {
+        self.timer
     }
 
     /// The tone this call plays, and the number of the plan that chose it (`None`: default).
@@ -669,7 +725,10 @@ impl CallCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Ringing { answer_at } => answer_at,
-            Phase::Confirmed { hangup_at } => Some(hangup_at),
+            Phase::Confirmed { hangup_at } => Some(match self.timer_due {
+                Some(t) => t.min(hangup_at),
+                None => hangup_at,
+            }),
             _ => None,
         }
     }
@@ -779,6 +838,8 @@ impl CallCore {
                         self.phase = Confirmed {
                             hangup_at: now + self.tone.duration,
                         };
+                        // The session timer runs from the confirmed answer (RFC 4028 §10).
+                        self.refreshed(self.timer, now);
                         // Early media: the tone is already playing, for this long.
                         if !self.sending {
                             self.apply_media(now);
@@ -805,19 +866,66 @@ impl CallCore {
             (Confirmed { hangup_at }, Event::Timeout) if now >= hangup_at => {
                 self.hang_up(EndReason::ToneFinished, now)
             }
+            (Confirmed { .. }, Event::Timeout) if self.timer_due.is_some_and(|t| now >= t) => {
+                self.timer_due = None;
+                match self.timer.map(|t| t.refresher) {
+                    Some(Refresher::Us) => {
+                        let sdp = self.sdp.as_ref().expect("allocated").last.clone();
+                        self.out.push_back(Output::Refresh { sdp });
+                    }
+                    _ => self.hang_up(EndReason::SessionExpired, now),
+                }
+            }
+            (Confirmed { .. }, Event::Refreshed(Ok(se))) => {
+                if let Some(t) = self.timer {
+                    let t = t.after_our_refresh(se);
+                    self.timer = Some(t);
+                    self.timer_due = Some(now + t.due_after());
+                }
+            }
+            (Confirmed { .. }, Event::Refreshed(Err(_))) => {
+                self.hang_up(EndReason::RefreshFailed, now)
+            }
             (Confirmed { .. }, Event::Bye | Event::DialogEnded) => {
                 self.finish_with(EndReason::CallerHungUp, now)
             }
             (Confirmed { .. }, Event::MediaLost) => self.hang_up(EndReason::MediaLost, now),
             (Confirmed { .. }, Event::Shutdown) => self.hang_up(EndReason::Shutdown, now),
-            (Confirmed { .. }, Event::ReInvite { offer }) => self.reinvite(offer, now),
-            (Confirmed { .. }, Event::Update { offer: None }) => {
+            // A re-INVITE or UPDATE the caller sends is also a session refresh (RFC 4028):
+            // its timer takes effect when we accept it.
+            (Confirmed { .. }, Event::ReInvite { offer, timer }) => {
+                match self.refresh_timer(&timer) {
+                    Err(r) => self.out.push_back(Output::RefuseReInvite(r)),
+                    Ok(t) => {
+                        if self.reinvite(offer, now) {
+                            self.refreshed(t, now);
+                        }
+                    }
+                }
+            }
+            (Confirmed { .. }, Event::Update { timer, .. })
+                if self.refresh_timer(&timer).is_err() =>
+            {
+                let r = self.refresh_timer(&timer).expect_err("checked");
+                self.out.push_back(Output::RefuseUpdate(r));
+            }
+            (Confirmed { .. }, Event::Update { offer: None, timer }) => {
+                let t = self.refresh_timer(&timer).expect("checked");
+                self.refreshed(t, now);
                 let send = self.negotiated.as_ref().expect("negotiated").send;
                 self.out.push_back(Output::AcceptUpdate { sdp: None, send });
             }
-            (Confirmed { .. }, Event::Update { offer: Some(offer) }) => {
+            (
+                Confirmed { .. },
+                Event::Update {
+                    offer: Some(offer),
+                    timer,
+                },
+            ) => {
+                let t = self.refresh_timer(&timer).expect("checked");
                 match self.renegotiate(Some(offer)) {
                     Ok((sdp, send, media_changed)) => {
+                        self.refreshed(t, now);
                         self.out.push_back(Output::AcceptUpdate {
                             sdp: Some(sdp),
                             send,
@@ -932,7 +1040,8 @@ impl CallCore {
 
     /// RFC 3264 §8: a new offer in the dialog gets an answer with the same `o=` session id and
     /// the version +1 when the answer changed, the same version when it did not.
-    fn reinvite(&mut self, offer: Option<String>, now: Instant) {
+    /// Whether it was accepted.
+    fn reinvite(&mut self, offer: Option<String>, now: Instant) -> bool {
         self.reinvite_offered = offer.is_none();
         match self.renegotiate(offer) {
             Ok((sdp, send, media_changed)) => {
@@ -940,9 +1049,33 @@ impl CallCore {
                 if media_changed {
                     self.apply_media(now);
                 }
+                true
             }
-            Err(r) => self.out.push_back(Output::RefuseReInvite(r)),
+            Err(r) => {
+                self.out.push_back(Output::RefuseReInvite(r));
+                false
+            }
         }
+    }
+
+    /// The session timer a caller's refresh (re-INVITE or UPDATE) asks for, or its 422.
+    fn refresh_timer(&self, facts: &TimerFacts) -> Result<Option<SessionTimer>, Refusal> {
+        session_timer::negotiate(facts, self.timer).map_err(|t| {
+            Refusal::new(
+                RefusalKind::SessionIntervalTooSmall,
+                format!(
+                    "Session-Expires {} is below our Min-SE {} (RFC 4028)",
+                    t.asked,
+                    session_timer::MIN_SE_SECS
+                ),
+            )
+        })
+    }
+
+    /// A refresh was accepted (or the call confirmed): the timer runs from `now`.
+    fn refreshed(&mut self, timer: Option<SessionTimer>, now: Instant) {
+        self.timer = timer;
+        self.timer_due = timer.map(|t| now + t.due_after());
     }
 
     /// A new offer in the dialog (re-INVITE or UPDATE), or none (our current media): the SDP
@@ -1037,6 +1170,7 @@ mod tests {
             uri_tone: UriTone::default(),
             content_type: Some(SDP),
             body: body.as_bytes(),
+            timer: Ok(TimerFacts::default()),
         }
     }
 
@@ -1058,6 +1192,28 @@ mod tests {
                 log: Vec::new(),
             };
             sim.drain();
+            sim
+        }
+
+        /// A call whose INVITE said `Supported: timer` and `Session-Expires: se`, answered at
+        /// 1 s and acknowledged; its tone lasts ten minutes.
+        fn with_session_timer(se: &str) -> Sim {
+            let t0 = Instant::now();
+            let mut s = settings();
+            s.tone = Duration::from_secs(600);
+            let body = offer();
+            let mut f = facts(&body);
+            f.timer = TimerFacts::parse(["timer"], Some(se), None);
+            let mut sim = Sim {
+                call: CallCore::new(s, &f, Load::default(), 77, t0),
+                now: t0,
+                t0,
+                log: Vec::new(),
+            };
+            sim.drain();
+            sim.allocated();
+            sim.run_until(MS(1000));
+            sim.event(Event::Ack { answer: None });
             sim
         }
 
@@ -1145,6 +1301,7 @@ mod tests {
             Output::RefuseReInvite(_) => "refuse_reinvite",
             Output::AcceptUpdate { .. } => "accept_update",
             Output::RefuseUpdate(_) => "refuse_update",
+            Output::Refresh { .. } => "refresh",
             Output::SendBye(_) => "bye",
             Output::Release(_) => "release",
             Output::Finished(_) => "finished",
@@ -1274,7 +1431,13 @@ mod tests {
     fn an_offerless_reinvite_takes_its_answer_from_the_ack() {
         let reinvite_then_ack = |answer: Option<String>| {
             let mut sim = Sim::answered();
-            sim.at(MS(3000), Event::ReInvite { offer: None });
+            sim.at(
+                MS(3000),
+                Event::ReInvite {
+                    offer: None,
+                    timer: TimerFacts::default(),
+                },
+            );
             let n = sim.log.len();
             sim.at(MS(3010), Event::ReInviteAck { answer });
             let after: Vec<&'static str> = sim.log[n..].iter().map(|(_, o)| kind(o)).collect();
@@ -1304,6 +1467,7 @@ mod tests {
             MS(3000),
             Event::ReInvite {
                 offer: Some(offer()),
+                timer: TimerFacts::default(),
             },
         );
         let n = sim.log.len();
@@ -1889,13 +2053,113 @@ mod tests {
             Event::Ack { answer: None },
             Event::MediaLost,
             Event::Timeout,
-            Event::ReInvite { offer: None },
+            Event::ReInvite {
+                offer: None,
+                timer: TimerFacts::default(),
+            },
         ] {
             sim.event(e);
         }
         assert_eq!(sim.log.len(), n);
         assert!(sim.call.is_finished());
         assert_eq!(sim.call.poll_timeout(), None);
+    }
+
+    fn refresh_facts(se: Option<&str>) -> TimerFacts {
+        TimerFacts::parse(["timer"], se, None).unwrap()
+    }
+
+    #[test]
+    fn the_caller_refreshes_or_we_end_the_call_before_the_session_expires() {
+        // Session-Expires: 90;refresher=uac: our 200 says so; with no refresh, BYE at
+        // 90 - min(32, 30) = 60 s after the ACK.
+        let mut sim = Sim::with_session_timer("90;refresher=uac");
+        let t = sim.call.session_timer().expect("a timer");
+        assert_eq!(t.response_header(), "90;refresher=uac");
+        assert!(t.caller_supports);
+        sim.run_until(Duration::from_secs(200));
+        assert_eq!(sim.when("bye"), Duration::from_secs(61));
+        assert_eq!(sim.summary().reason, EndReason::SessionExpired);
+        // A refresh by UPDATE at 30 s (and by re-INVITE at 80 s) restarts the count.
+        let mut sim = Sim::with_session_timer("90");
+        sim.at(
+            Duration::from_secs(30),
+            Event::Update {
+                offer: None,
+                timer: refresh_facts(Some("90;refresher=uac")),
+            },
+        );
+        sim.at(
+            Duration::from_secs(80),
+            Event::ReInvite {
+                offer: None,
+                timer: refresh_facts(None),
+            },
+        );
+        sim.run_until(Duration::from_secs(300));
+        assert_eq!(sim.when("bye"), Duration::from_secs(140));
+        // A refresh asking for less than 90 s gets 422 and refreshes nothing.
+        let mut sim = Sim::with_session_timer("90");
+        sim.at(
+            Duration::from_secs(30),
+            Event::Update {
+                offer: None,
+                timer: refresh_facts(Some("60")),
+            },
+        );
+        let Some((_, Output::RefuseUpdate(r))) = sim.log.last() else {
+            panic!("{:?}", sim.kinds())
+        };
+        assert_eq!(r.kind.code(), 422);
+        sim.run_until(Duration::from_secs(300));
+        assert_eq!(sim.when("bye"), Duration::from_secs(61));
+    }
+
+    #[test]
+    fn as_the_refresher_we_refresh_at_half_and_end_the_call_when_it_fails() {
+        let mut sim = Sim::with_session_timer("90;refresher=uas");
+        assert_eq!(
+            sim.call.session_timer().unwrap().response_header(),
+            "90;refresher=uas"
+        );
+        sim.run_until(Duration::from_secs(46));
+        assert_eq!(sim.when("refresh"), Duration::from_secs(46));
+        let Some((_, Output::Refresh { sdp })) = sim.log.last() else {
+            panic!()
+        };
+        assert!(sdp.contains("m=audio 2 "), "our current media: {sdp}");
+        // The caller's 2xx hands the refreshes over (refresher=uas: the caller) with 120 s.
+        sim.event(Event::Refreshed(Ok(Some((120, Some("uas"))))));
+        assert_eq!(
+            sim.call.session_timer().unwrap().refresher,
+            Refresher::Caller
+        );
+        sim.run_until(Duration::from_secs(300));
+        assert_eq!(sim.when("bye"), Duration::from_secs(46 + 88));
+        assert_eq!(sim.summary().reason, EndReason::SessionExpired);
+        // A failed refresh ends the call.
+        let mut sim = Sim::with_session_timer("90;refresher=uas");
+        sim.run_until(Duration::from_secs(46));
+        sim.event(Event::Refreshed(Err("408".into())));
+        assert_eq!(sim.summary().reason, EndReason::RefreshFailed);
+        assert!(sim.kinds().contains(&"bye"));
+    }
+
+    #[test]
+    fn a_session_interval_below_90_s_gets_422_and_a_bad_header_400() {
+        for (se, code) in [("89", 422), ("soon", 400)] {
+            let body = offer();
+            let mut f = facts(&body);
+            f.timer = TimerFacts::parse(["timer"], Some(se), None);
+            let mut c = CallCore::new(settings(), &f, Load::default(), 1, Instant::now());
+            let Some(Output::Refuse(r)) = c.poll_output() else {
+                panic!("{se}")
+            };
+            assert_eq!(r.kind.code(), code, "{se}: {}", r.reason);
+        }
+        // Without Session-Expires, no timer.
+        let sim = Sim::answered();
+        assert_eq!(sim.call.session_timer(), None);
     }
 
     #[test]
@@ -1907,7 +2171,13 @@ mod tests {
         assert_eq!(o_line(sdp), ("77".into(), "1".into()));
         let reinvite = |sim: &mut Sim, at: u64, offer: Option<String>| {
             let n = sim.log.len();
-            sim.at(MS(at), Event::ReInvite { offer });
+            sim.at(
+                MS(at),
+                Event::ReInvite {
+                    offer,
+                    timer: TimerFacts::default(),
+                },
+            );
             sim.log[n..]
                 .iter()
                 .map(|(_, o)| o.clone())
@@ -1983,7 +2253,13 @@ mod tests {
         let mut sim = Sim::answered();
         let update = |sim: &mut Sim, at: u64, offer: Option<String>| {
             let n = sim.log.len();
-            sim.at(MS(at), Event::Update { offer });
+            sim.at(
+                MS(at),
+                Event::Update {
+                    offer,
+                    timer: TimerFacts::default(),
+                },
+            );
             sim.log[n..]
                 .iter()
                 .map(|(_, o)| o.clone())
@@ -2097,6 +2373,7 @@ mod tests {
             MS(2000),
             Event::ReInvite {
                 offer: Some(offer_with("0.0.0.0", 4000, "0", "sendrecv")),
+                timer: TimerFacts::default(),
             },
         );
         assert_eq!(sim.kinds().last(), Some(&"stop_tone"), "{:?}", sim.kinds());

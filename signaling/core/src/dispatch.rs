@@ -161,9 +161,9 @@ fn content_length_problem(values: &[&str]) -> Option<String> {
     None
 }
 
-/// Option tags (RFC 3261 19.2) this UAS supports. None yet: `100rel` (RFC 3262) and `timer`
-/// (RFC 4028) come with the call shapes that need them.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &[];
+/// Option tags (RFC 3261 19.2) this UAS supports: `timer` (RFC 4028 session timers,
+/// [`crate::session_timer`]). `100rel` (RFC 3262) is not supported yet.
+pub const SUPPORTED_EXTENSIONS: &[&str] = &["timer"];
 
 /// The option tags of a request's `Require` header(s) that we do not support (RFC 3261
 /// 8.2.2.3): the request gets 420 (Bad Extension) listing them in `Unsupported`. It applies to
@@ -314,7 +314,8 @@ mod tests {
         assert!(unsupported_required(["", " "]).is_empty(), "empty tags");
         assert_eq!(
             unsupported_required(["100rel", " nonexistent-extension ", "100REL", "timer"]),
-            vec!["100rel", "nonexistent-extension", "timer"]
+            vec!["100rel", "nonexistent-extension"],
+            "timer is supported (RFC 4028)"
         );
     }
 

@@ -4,7 +4,8 @@
 //! gets; [`media_watch`] decides when a media instance is reachable, lost or restarted and
 //! [`media_pool`] which of several takes a new session; [`overload`] and
 //! [`sources`] admit new calls by measured load and by source address; [`info`] reads the DTMF
-//! of an INFO inside a call; [`rtp_stat`] writes the caller's figures into our BYE. No sockets,
+//! of an INFO inside a call; [`rtp_stat`] writes the caller's figures into our BYE;
+//! [`session_timer`] negotiates RFC 4028 session timers. No sockets,
 //! no clock reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
@@ -17,4 +18,5 @@ pub mod media_watch;
 pub mod overload;
 pub mod rtp_stat;
 pub mod sdp;
+pub mod session_timer;
 pub mod sources;

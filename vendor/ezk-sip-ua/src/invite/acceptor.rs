@@ -281,7 +281,7 @@ impl InviteAcceptor {
             });
 
             // If the timer extension support is requested initialize it with the given config
-            let session_timer = if self.peer_supports_timer() {
+            let session_timer = if self.peer_supports_timer() && self.timer_config.enabled {
                 self.timer_config
                     .on_responding_success(&mut response, &invite)
             } else {

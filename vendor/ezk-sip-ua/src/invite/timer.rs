@@ -13,6 +13,10 @@ use tokio::time::{Sleep, sleep};
 pub struct AcceptorTimerConfig {
     pub refresher: Refresher,
     pub interval_secs: u32,
+    /// PATCH(milliwatt): this timer answers 1800 s whatever the request's Session-Expires
+    /// (RFC 4028 §9: the UAS must not raise it), ignores UPDATE refreshes and ends the call
+    /// itself; off unless enabled, so that an application can run RFC 4028 on its own.
+    pub enabled: bool,
 }
 
 impl Default for AcceptorTimerConfig {
@@ -20,6 +24,7 @@ impl Default for AcceptorTimerConfig {
         Self {
             refresher: Refresher::Uac,
             interval_secs: 1800,
+            enabled: false,
         }
     }
 }
