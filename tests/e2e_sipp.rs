@@ -324,16 +324,26 @@ fn required_extensions_we_lack_get_420_with_unsupported() {
     for transport in ["u1", "t1"] {
         sipp(&server, &sc, &["-t", transport], Duration::from_secs(10)).assert_ok();
     }
-    // An INVITE requiring 100rel: 420, no 100/180 before it (SIPp fails on any unexpected
-    // response), no media session, and the call is logged.
+    // An INVITE requiring 100rel (supported) and an unknown extension: 420 naming only the
+    // unknown one, no 100/180 before it (SIPp fails on any unexpected response), no media
+    // session, and the call is logged.
     let sink = RtpSink::bind();
     let sc = scenario(
         "invite_require.xml",
         &[("RTP_PORT", sink.port().to_string())],
         &dir,
     );
-    sipp(&server, &sc, &[], Duration::from_secs(10)).assert_ok();
-    server.wait_log("unsupported=100rel", Duration::from_secs(2));
+    let run = sipp(&server, &sc, &[], Duration::from_secs(10));
+    run.assert_ok();
+    server.wait_log("unsupported=nonexistent-extension", Duration::from_secs(2));
+    let refusal = run
+        .received()
+        .find(|m| m.contains("SIP/2.0 420"))
+        .expect("a 420");
+    assert!(
+        !refusal.to_ascii_lowercase().contains("unsupported: 100rel"),
+        "100rel is supported:\n{refusal}"
+    );
     assert!(grpc::list_sessions(&server.grpc_endpoint()).is_empty());
     assert!(sink.finish().is_empty(), "RTP sent for a refused INVITE");
 }
@@ -1173,6 +1183,82 @@ fn session_timers_end_unrefreshed_calls_and_we_refresh_when_asked() {
     );
     server.wait_log("session refreshed method=UPDATE", Duration::from_secs(1));
     server.wait_log("session refreshed method=INVITE", Duration::from_secs(1));
+}
+
+#[test]
+fn reliable_provisional_responses_wait_for_the_prack_and_without_one_the_call_gets_500() {
+    // RFC 3262: a caller requiring 100rel gets its 180 (or an early-media plan's 183 with SDP)
+    // with Require: 100rel and RSeq, its PRACK 200, then the answer and the whole tone. A
+    // caller that never PRACKs (run alongside, 32 s) gets the 180 retransmitted from T1
+    // doubling and, 64*T1 after it, 500; no tone, no media session left.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 2;
+    cfg.extra = "[[behavior.plans]]\nnumber = \"early\"\nearly_media = true\n".into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = temp_dir("scn");
+    let never_sink = RtpSink::bind();
+    let never = scenario(
+        "uac_prack_never.xml",
+        &[("RTP_PORT", never_sink.port().to_string())],
+        &dir,
+    );
+    let target = cfg.sip_addr();
+    let never_run =
+        std::thread::spawn(move || common::sipp_to(target, &never, &[], Duration::from_secs(60)));
+    for (number, provisional, seconds) in [("milliwatt", "180", 2.0), ("early", "183", 2.3)] {
+        let sink = RtpSink::bind();
+        let sc = scenario(
+            "uac_prack.xml",
+            &[
+                ("RTP_PORT", sink.port().to_string()),
+                ("NUMBER", number.into()),
+                ("PROVISIONAL", provisional.into()),
+                ("BYE_TIMEOUT_MS", "10000".into()),
+            ],
+            &dir,
+        );
+        let run = sipp(&server, &sc, &[], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(200));
+        let packets = sink.finish();
+        run.assert_ok();
+        let report = judge(
+            &packets,
+            &Expect::pcmu_440(Duration::from_secs_f64(seconds)),
+        );
+        eprintln!("{number} with PRACK: {report:?}");
+        let reliable = run
+            .received()
+            .find(|m| m.contains(&format!("SIP/2.0 {provisional}")))
+            .expect("the provisional response");
+        assert!(reliable.contains("RSeq:"), "{reliable}");
+    }
+    let run = never_run.join().unwrap();
+    run.assert_ok();
+    let sent_180 = run
+        .received_statuses()
+        .iter()
+        .filter(|s| **s == 180)
+        .count();
+    // Sent at 0, 0.5, 1.5, 3.5, 7.5, 15.5 and 31.5 s.
+    assert!(
+        (6..=8).contains(&sent_180),
+        "{sent_180} copies of the reliable 180 in 32 s:\n{}",
+        run.messages
+    );
+    let secs = run.elapsed.as_secs_f64();
+    assert!(
+        (31.0..36.0).contains(&secs),
+        "the 500 came {secs:.1} s after the INVITE (64*T1 = 32 s)"
+    );
+    server.wait_log(
+        "no PRACK for our reliable 180 Ringing",
+        Duration::from_secs(1),
+    );
+    assert!(
+        never_sink.finish().is_empty(),
+        "RTP for a call never answered"
+    );
+    wait_no_sessions(&server);
 }
 
 #[test]

@@ -144,6 +144,12 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "start line",
+            "PRACK outside a call: nothing to acknowledge (RFC 3262 §3: 481)",
+            msg(head("PRACK"), ""),
+            Final(481),
+        ),
+        case(
+            "start line",
             "REGISTER (405 with Allow)",
             msg(head("REGISTER"), ""),
             Final(405),
@@ -657,9 +663,8 @@ fn fill(template: &str, transport: &str, local: SocketAddr, server: SocketAddr, 
     bytes
 }
 
-/// `Allow` and `Supported` say what the service answers and implements: the seven methods it
-/// handles, each once (PRACK gets 405), and of the option tags `timer` only (RFC 4028; a
-/// `Require` of `100rel` gets 420).
+/// `Allow` and `Supported` say what the service answers and implements: the eight methods it
+/// handles, each once, and the option tags `100rel` (RFC 3262) and `timer` (RFC 4028).
 fn check_capabilities(m: &Msg, what: &str) {
     let values = |name: &str| -> Vec<String> {
         m.text
@@ -680,14 +685,14 @@ fn check_capabilities(m: &Msg, what: &str) {
         sorted.sort();
         assert_eq!(
             sorted,
-            ["ACK", "BYE", "CANCEL", "INFO", "INVITE", "OPTIONS", "UPDATE"],
+            ["ACK", "BYE", "CANCEL", "INFO", "INVITE", "OPTIONS", "PRACK", "UPDATE"],
             "{what}: Allow {allow:?}:\n{}",
             m.text
         );
     }
     for tag in values("Supported").into_iter().chain(values("k")) {
         assert!(
-            tag.eq_ignore_ascii_case("timer"),
+            ["100rel", "timer"].contains(&tag.to_ascii_lowercase().as_str()),
             "{what}: Supported {tag}:\n{}",
             m.text
         );

@@ -141,6 +141,10 @@ pub(crate) async fn handle_invite(
         .into_iter()
         .chain(raw(&Name::REQUIRE))
         .collect();
+    let caller_100rel = option_tags
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
     let timer = TimerFacts::parse(
         option_tags.iter().map(String::as_str),
         raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
@@ -162,6 +166,7 @@ pub(crate) async fn handle_invite(
         content_type: content_type.as_deref(),
         body: &invite.body,
         timer,
+        caller_100rel,
     };
     let load = Load {
         draining: shared.health.is_draining(),
@@ -590,6 +595,28 @@ impl CallIo {
         })
     }
 
+    /// While a reliable provisional response waits for the caller's PRACK, this call's answer
+    /// waits on the caller, not on us: it leaves the answer queue (which
+    /// `overload.max_answer_lateness_ms` judges), lest a caller that never PRACKs make the
+    /// service shed everyone else for 32 s.
+    fn pause_answer_due(&mut self, reliable: bool) -> Option<Instant> {
+        if reliable {
+            self.answer_due.take().map(|d| d.due())
+        } else {
+            None
+        }
+    }
+
+    /// Back in the answer queue after the PRACK, due no earlier than now.
+    fn resume_answer_due(&mut self, paused: Option<Instant>) {
+        if let Some(due) = paused {
+            self.answer_due = Some(AnswerDue::new(
+                self.shared.stats.clone(),
+                due.max(Instant::now()),
+            ));
+        }
+    }
+
     /// Releases the media session, once, keeping its final figures: the core's `Release`, or
     /// earlier, before a BYE we send or our 200 to the caller's BYE, so that either carries
     /// them (`X-RTP-Stat`).
@@ -723,32 +750,49 @@ impl CallIo {
                         "media allocated (late offer: our offer goes in the 200 OK, the answer comes in the ACK)"
                     ),
                 }
+                let reliable = core.reliable_provisionals();
+                let paused = self.pause_answer_due(reliable);
                 let acceptor = self.acceptor.as_mut().expect("ringing with a dialog");
-                match provisional(acceptor, StatusCode::RINGING).await {
+                let resp = acceptor.create_response(StatusCode::RINGING, None).await;
+                let sent = send_provisional(acceptor, resp, reliable).await;
+                self.resume_answer_due(paused);
+                match sent {
                     Ok(()) => shared.stats.response(180),
+                    Err(e) if reliable => {
+                        warn!(error = %e, "no PRACK for our reliable 180 Ringing");
+                        return Some(Event::NoPrack);
+                    }
                     Err(e) => warn!(error = %e, "sending 180 Ringing failed"),
                 }
                 info!(answer_in_ms = ?core.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()).as_millis()), "ringing");
             }
             Output::Progress { sdp } => {
+                let reliable = core.reliable_provisionals();
+                let paused = self.pause_answer_due(reliable);
                 let acceptor = self.acceptor.as_mut().expect("progress with a dialog");
-                let sent = async {
-                    let mut resp = acceptor
-                        .create_response(StatusCode::SESSION_PROGRESS, None)
-                        .await?;
-                    resp.msg
-                        .headers
-                        .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
-                    resp.msg.body = Bytes::from(sdp);
-                    acceptor.respond_provisional(resp).await
-                };
-                match sent.await {
+                let resp = acceptor
+                    .create_response(StatusCode::SESSION_PROGRESS, None)
+                    .await
+                    .map(|mut resp| {
+                        resp.msg
+                            .headers
+                            .insert_named(&ContentType(BytesStr::from_static("application/sdp")));
+                        resp.msg.body = Bytes::from(sdp);
+                        resp
+                    });
+                let sent = send_provisional(acceptor, resp, reliable).await;
+                self.resume_answer_due(paused);
+                match sent {
                     Ok(()) => {
                         shared.stats.response(183);
                         info!(
                             plan = core.tone().1.unwrap_or("default"),
                             "early media: 183 Session Progress with SDP"
                         );
+                    }
+                    Err(e) if reliable => {
+                        warn!(error = %e, "no PRACK for our reliable 183 Session Progress");
+                        return Some(Event::NoPrack);
                     }
                     Err(e) => warn!(error = %e, "sending 183 Session Progress failed"),
                 }
@@ -1120,6 +1164,36 @@ async fn provisional(
     acceptor: &mut InviteAcceptor,
     code: StatusCode,
 ) -> Result<(), ezk_sip_ua::invite::acceptor::Error> {
-    let resp = acceptor.create_response(code, None).await?;
-    acceptor.respond_provisional(resp).await
+    let resp = acceptor.create_response(code, None).await;
+    send_provisional(acceptor, resp, false).await
+}
+
+/// Sends a provisional response; `reliable` (RFC 3262): with `Require: 100rel` and `RSeq`,
+/// retransmitted until the caller's PRACK (answered 200 by the stack), an error when none came
+/// within 64*T1 (vendor patch 0029).
+async fn send_provisional(
+    acceptor: &mut InviteAcceptor,
+    resp: Result<OutgoingResponse, ezk_sip_ua::invite::acceptor::Error>,
+    reliable: bool,
+) -> Result<(), ezk_sip_ua::invite::acceptor::Error> {
+    let resp = resp?;
+    if !reliable {
+        return acceptor.respond_provisional(resp).await;
+    }
+    let code = resp.msg.line.code.into_u16();
+    let prack = acceptor.respond_provisional_reliable(resp).await?;
+    if prack.body.is_empty() {
+        info!(
+            status = code,
+            "PRACK received for our reliable provisional response"
+        );
+    } else {
+        // RFC 3262 lets a PRACK carry an offer or answer; we never need one (our 18x answers
+        // the INVITE's offer, and a late offer gets ours only in the 200).
+        warn!(
+            status = code,
+            "PRACK received with a body: ignored (offer/answer in PRACK is not supported)"
+        );
+    }
+    Ok(())
 }

@@ -110,6 +110,11 @@ impl AnswerDue {
         stats.answers_due.lock().expect("not poisoned").insert(key);
         AnswerDue { stats, key }
     }
+
+    /// When the answer is due.
+    pub fn due(&self) -> Instant {
+        self.key.0
+    }
 }
 
 impl Drop for AnswerDue {

@@ -244,9 +244,9 @@ impl Layer for UasLayer {
 
     /// What `Allow` and `Supported` say: what we answer and implement. Runs after the invite
     /// layer's `init`, which advertises UPDATE, PRACK, `100rel` and `timer`: UPDATE inside a
-    /// call we answer (RFC 3311, vendor patch 0026) and `timer` we run (RFC 4028, the call
-    /// core); PRACK gets 405 and a `Require` of `100rel` 420 (`SUPPORTED_EXTENSIONS`), so
-    /// those are taken back (vendor patch 0015), lest a caller rely on them.
+    /// call we answer (RFC 3311, vendor patch 0026), PRACK and `100rel` too (RFC 3262, vendor
+    /// patch 0029) and `timer` we run (RFC 4028, the call core). A tag missing from
+    /// `SUPPORTED_EXTENSIONS` would be taken back (vendor patch 0015), lest a caller rely on it.
     fn init(&mut self, endpoint: &mut EndpointBuilder) {
         for m in [
             Method::INVITE,
@@ -256,10 +256,10 @@ impl Layer for UasLayer {
             Method::OPTIONS,
             Method::INFO,
             Method::UPDATE,
+            Method::PRACK,
         ] {
             endpoint.add_allow(m);
         }
-        endpoint.remove_allow(&Method::PRACK);
         for tag in ["100rel", "timer"] {
             if !SUPPORTED_EXTENSIONS.contains(&tag) {
                 endpoint.remove_supported(tag);

@@ -197,6 +197,8 @@ pub struct InviteFacts<'a> {
     /// Its `Session-Expires`, `Min-SE` and `Supported: timer` (RFC 4028), or why they are
     /// malformed (400).
     pub timer: Result<TimerFacts, BadTimerHeader>,
+    /// The caller supports or requires `100rel` (RFC 3262): our 180/183 go reliably.
+    pub caller_100rel: bool,
 }
 
 /// The state of this instance when the INVITE arrived.
@@ -228,6 +230,8 @@ pub enum RefusalKind {
     MediaLost,
     /// `Session-Expires` below our `Min-SE` (RFC 4028): 422 with `Min-SE`.
     SessionIntervalTooSmall,
+    /// No PRACK for our reliable provisional response within 64*T1 (RFC 3262 §3: 5xx).
+    NoPrack,
 }
 
 impl RefusalKind {
@@ -238,7 +242,7 @@ impl RefusalKind {
             RefusalKind::UnsupportedBody => 415,
             RefusalKind::SessionIntervalTooSmall => 422,
             RefusalKind::NoAcceptableMedia => 488,
-            RefusalKind::MediaRefused => 500,
+            RefusalKind::MediaRefused | RefusalKind::NoPrack => 500,
             RefusalKind::Draining
             | RefusalKind::MediaUnavailable
             | RefusalKind::OverCapacity
@@ -263,6 +267,7 @@ impl RefusalKind {
             RefusalKind::MediaRefused => "media_refused",
             RefusalKind::MediaLost => "media_lost",
             RefusalKind::SessionIntervalTooSmall => "session_interval_too_small",
+            RefusalKind::NoPrack => "no_prack",
         }
     }
 
@@ -466,6 +471,8 @@ pub enum Event {
     Cancel,
     /// Our 200 OK could not be sent because a CANCEL won the race.
     AnswerRaced,
+    /// Our reliable 180/183 got no PRACK within 64*T1 (RFC 3262 §3).
+    NoPrack,
     /// The ACK to our 200 OK; `answer` is its SDP body when it has one (the answer to a late
     /// offer; ignored otherwise).
     Ack {
@@ -610,6 +617,8 @@ pub struct CallCore {
     reinvite_offered: bool,
     /// Early media (the plan's): 183 with SDP and the tone before the answer.
     early_media: bool,
+    /// Our provisional responses go reliably (RFC 3262: the caller supports or requires it).
+    reliable_provisionals: bool,
     /// The number of the plan that matched, if any.
     plan: Option<String>,
     /// The session timer in force (RFC 4028), and when it is next due: our refresh, or the
@@ -658,6 +667,7 @@ impl CallCore {
             sdp_session_id,
             timer: None,
             timer_due: None,
+            reliable_provisionals: invite.caller_100rel,
             out: VecDeque::new(),
             settings,
         };
@@ -700,6 +710,12 @@ impl CallCore {
     /// The negotiated media (after screening), for logs.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// Whether our 180/183 go reliably (RFC 3262: `Require: 100rel` and `RSeq`, retransmitted
+    /// until the PRACK; none within 64*T1: feed [`Event::NoPrack`]).
+    pub fn reliable_provisionals(&self) -> bool {
+        self.reliable_provisionals
     }
 
     /// The session timer in force (RFC 4028), for the headers of our 2xx responses.
@@ -810,6 +826,17 @@ impl CallCore {
 
             (Ringing { answer_at }, Event::Timeout) if answer_at.is_some_and(|t| now >= t) => {
                 self.answer()
+            }
+            (Ringing { .. }, Event::NoPrack) => {
+                // Nothing queued behind the 18x (an early-media tone) goes out.
+                self.out.clear();
+                self.refuse(
+                    Refusal::new(
+                        RefusalKind::NoPrack,
+                        "no PRACK for our reliable provisional response within 64*T1 (RFC 3262)",
+                    ),
+                    now,
+                )
             }
             (Ringing { .. }, Event::Cancel | Event::AnswerRaced) => {
                 self.finish_with(EndReason::CallerCancelled, now)
@@ -1171,6 +1198,7 @@ mod tests {
             content_type: Some(SDP),
             body: body.as_bytes(),
             timer: Ok(TimerFacts::default()),
+            caller_100rel: false,
         }
     }
 
@@ -2143,6 +2171,38 @@ mod tests {
         sim.event(Event::Refreshed(Err("408".into())));
         assert_eq!(sim.summary().reason, EndReason::RefreshFailed);
         assert!(sim.kinds().contains(&"bye"));
+    }
+
+    #[test]
+    fn no_prack_for_a_reliable_provisional_refuses_the_call_with_500() {
+        let body = offer();
+        let mut f = facts(&body);
+        f.caller_100rel = true;
+        let t0 = Instant::now();
+        let mut sim = Sim {
+            call: CallCore::new(settings(), &f, Load::default(), 1, t0),
+            now: t0,
+            t0,
+            log: Vec::new(),
+        };
+        assert!(sim.call.reliable_provisionals());
+        sim.drain();
+        sim.allocated();
+        sim.event(Event::NoPrack);
+        let refusal = sim
+            .outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Refuse(r) => Some(r),
+                _ => None,
+            })
+            .expect("refused");
+        assert_eq!(
+            (refusal.kind.code(), refusal.kind.label()),
+            (500, "no_prack")
+        );
+        assert!(sim.kinds().contains(&"release"), "{:?}", sim.kinds());
+        assert!(!Sim::answered().call.reliable_provisionals());
     }
 
     #[test]

@@ -8,9 +8,10 @@ pub enum Dispatch {
     NewCall,
     /// OPTIONS: 200 with Allow and Accept (RFC 3261 11.2).
     Options,
-    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL, INFO, UPDATE and re-INVITE for
-    /// unknown dialogs or transactions get 481 from the stack (INFO outside a call: RFC 6086
-    /// 4.2.2; an UPDATE before the call is answered too: early-dialog UPDATE is not supported).
+    /// Left to the stack: a stray ACK is dropped; BYE, CANCEL, INFO, UPDATE, PRACK and re-INVITE
+    /// for unknown dialogs or transactions get 481 from the stack (INFO outside a call: RFC 6086
+    /// 4.2.2; an UPDATE before the call is answered too: early-dialog UPDATE is not supported; a
+    /// PRACK matching no reliable provisional response: RFC 3262 §3).
     Stack,
     /// Any other method: 405 with Allow (RFC 3261 8.2.1).
     MethodNotAllowed,
@@ -21,7 +22,7 @@ pub fn dispatch(method: &str, has_to_tag: bool) -> Dispatch {
     match method {
         "INVITE" if !has_to_tag => Dispatch::NewCall,
         "OPTIONS" => Dispatch::Options,
-        "INVITE" | "ACK" | "BYE" | "CANCEL" | "INFO" | "UPDATE" => Dispatch::Stack,
+        "INVITE" | "ACK" | "BYE" | "CANCEL" | "INFO" | "UPDATE" | "PRACK" => Dispatch::Stack,
         _ => Dispatch::MethodNotAllowed,
     }
 }
@@ -161,9 +162,9 @@ fn content_length_problem(values: &[&str]) -> Option<String> {
     None
 }
 
-/// Option tags (RFC 3261 19.2) this UAS supports: `timer` (RFC 4028 session timers,
-/// [`crate::session_timer`]). `100rel` (RFC 3262) is not supported yet.
-pub const SUPPORTED_EXTENSIONS: &[&str] = &["timer"];
+/// Option tags (RFC 3261 19.2) this UAS supports: `100rel` (RFC 3262 reliable provisional
+/// responses, with PRACK) and `timer` (RFC 4028 session timers, [`crate::session_timer`]).
+pub const SUPPORTED_EXTENSIONS: &[&str] = &["100rel", "timer"];
 
 /// The option tags of a request's `Require` header(s) that we do not support (RFC 3261
 /// 8.2.2.3): the request gets 420 (Bad Extension) listing them in `Unsupported`. It applies to
@@ -313,9 +314,15 @@ mod tests {
         assert!(unsupported_required([]).is_empty(), "nothing required");
         assert!(unsupported_required(["", " "]).is_empty(), "empty tags");
         assert_eq!(
-            unsupported_required(["100rel", " nonexistent-extension ", "100REL", "timer"]),
-            vec!["100rel", "nonexistent-extension"],
-            "timer is supported (RFC 4028)"
+            unsupported_required([
+                "100rel",
+                " nonexistent-extension ",
+                "100REL",
+                "timer",
+                "foo"
+            ]),
+            vec!["nonexistent-extension", "foo"],
+            "100rel and timer are supported (RFC 3262, RFC 4028)"
         );
     }
 
@@ -329,9 +336,14 @@ mod tests {
         );
         assert_eq!(dispatch("OPTIONS", false), Dispatch::Options);
         assert_eq!(dispatch("OPTIONS", true), Dispatch::Options);
-        for m in ["ACK", "BYE", "CANCEL", "INFO", "UPDATE"] {
+        for m in ["ACK", "BYE", "CANCEL", "INFO", "UPDATE", "PRACK"] {
             assert_eq!(dispatch(m, true), Dispatch::Stack, "{m}");
         }
+        assert_eq!(
+            dispatch("PRACK", false),
+            Dispatch::Stack,
+            "481: nothing to acknowledge"
+        );
         assert_eq!(dispatch("INFO", false), Dispatch::Stack, "481: no call");
         assert_eq!(dispatch("UPDATE", false), Dispatch::Stack, "481: no call");
         for m in ["REGISTER", "SUBSCRIBE", "MESSAGE", "FOO"] {

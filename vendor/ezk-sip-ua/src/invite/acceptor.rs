@@ -89,7 +89,17 @@ impl InviteAcceptor {
             .unwrap_or_default();
 
         let peer_supports_timer = supported.iter().any(|ext| ext.0 == "timer");
-        let peer_supports_100rel = supported.iter().any(|ext| ext.0 == "100rel");
+        // PATCH(milliwatt): a UAC that requires 100rel supports it (RFC 3262 §4 puts the tag
+        // in Require, not necessarily in Supported too); tags compare case-insensitively.
+        let required = invite
+            .headers
+            .get_named::<Vec<Require>>()
+            .unwrap_or_default();
+        let peer_supports_100rel = supported
+            .iter()
+            .map(|ext| &ext.0)
+            .chain(required.iter().map(|ext| &ext.0))
+            .any(|tag| tag.eq_ignore_ascii_case("100rel"));
 
         // ==== register acceptor usage to dialog
 
@@ -234,8 +244,11 @@ impl InviteAcceptor {
 
             let mut prack = None;
             let mut delta = T1;
+            let mut waited = std::time::Duration::ZERO;
 
-            for _ in 1..6 {
+            // PATCH(milliwatt): RFC 3262 §3: retransmitted at intervals starting at T1 and
+            // doubling, until 64*T1 without a PRACK (0.9.1: five tries in 4.5 s).
+            while waited < T1 * 64 {
                 match timeout(delta, &mut prack_recv).await {
                     Ok(res) => {
                         // Unwrap is safe as no other function sets `awaiting_prack`
@@ -244,9 +257,13 @@ impl InviteAcceptor {
                         break;
                     }
                     Err(_) => {
+                        waited += delta;
+                        if waited >= T1 * 64 {
+                            break;
+                        }
                         // retransmit on timeout
                         tsx.respond_provisional(&mut response).await?;
-                        delta = T1 * 2;
+                        delta = (delta * 2).min(T1 * 64 - waited);
                     }
                 }
             }
