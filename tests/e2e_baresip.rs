@@ -200,16 +200,18 @@ impl Drop for Baresip {
     }
 }
 
-/// Dials the server with baresip and returns the WAV recording of what baresip received, the
-/// codec baresip decoded, and the working directory (kept when the test fails).
-fn baresip_call(exe: &Path, server: &Server) -> (Wav, String, PathBuf) {
+/// Dials `user` at the server with baresip, which sends `source` (8 kHz samples) as its audio,
+/// and returns the WAV recording of what baresip received, the codec baresip decoded, and the
+/// working directory (kept when the test fails).
+fn baresip_call(exe: &Path, server: &Server, user: &str, source: &[i16]) -> (Wav, String, PathBuf) {
     let dir = temp_dir("baresip");
     let conf = dir.join("conf");
     let rec = dir.join("rec");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::create_dir_all(&rec).unwrap();
-    let source = dir.join("silence.wav");
-    write_wav(&source, 8000, &vec![0; 8000 * 20]);
+    let source_path = dir.join("source.wav");
+    write_wav(&source_path, 8000, source);
+    let source = source_path;
     let sip_port = free_port_pair();
     std::fs::write(
         conf.join("config"),
@@ -229,7 +231,7 @@ fn baresip_call(exe: &Path, server: &Server) -> (Wav, String, PathBuf) {
         .args(["-t", "30"])
         .arg("-e")
         .arg(format!(
-            "/dial sip:milliwatt@127.0.0.1:{}",
+            "/dial sip:{user}@127.0.0.1:{}",
             server.cfg.sip_port
         ))
         .stdin(Stdio::null())
@@ -291,7 +293,7 @@ fn baresip_hears_the_tone(frequency: u32) {
     let mut cfg = TestConfig::new();
     cfg.frequency = frequency;
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    let (wav, codec, dir) = baresip_call(&exe, &server);
+    let (wav, codec, dir) = baresip_call(&exe, &server, "milliwatt", &[0; 8000 * 20]);
 
     server.wait_log("reason=tone finished", Duration::from_secs(2));
     let log = server.log_text();
@@ -370,4 +372,54 @@ fn baresip_records_the_440_hz_tone() {
 #[test]
 fn baresip_records_a_1004_hz_tone() {
     baresip_hears_the_tone(1004);
+}
+
+#[test]
+fn baresip_hears_its_own_voice_from_the_echo_plan() {
+    // baresip sends a 700 Hz tone (its aufile source) to a number whose plan is the echo test;
+    // what it receives and decodes must be that tone, for the call's time, and the server must
+    // have sent no tone of its own.
+    let exe = require_tool("baresip", "baresip-core");
+    let mut cfg = TestConfig::new();
+    cfg.extra = "[[behavior.plans]]\nnumber = \"echo\"\necho = true\n".into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let voice: Vec<i16> = (0..8000 * 20)
+        .map(|n| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 700.0 * f64::from(n) / 8000.0).sin()) as i16
+        })
+        .collect();
+    let (wav, codec, dir) = baresip_call(&exe, &server, "echo", &voice);
+    server.wait_log(
+        "echo test: the caller's packets sent back",
+        Duration::from_secs(2),
+    );
+    let log = server.log_text();
+    assert!(log.contains("echo=true"), "{log}");
+    let rate = f64::from(wav.rate);
+    let audio: Vec<f64> = wav.samples.iter().map(|&s| f64::from(s)).collect();
+    let peak = audio.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(peak >= 2000.0, "nothing came back: peak {peak} ({codec})");
+    let threshold = peak / 4.0;
+    let first = audio.iter().position(|v| v.abs() > threshold).unwrap();
+    let last = audio.iter().rposition(|v| v.abs() > threshold).unwrap();
+    let heard = &audio[first..=last];
+    let duration = heard.len() as f64 / rate;
+    let expected = cfg.tone_seconds as f64;
+    assert!(
+        (duration - expected).abs() <= 0.5,
+        "the echo lasted {duration:.3} s in baresip's recording, expected about {expected} s"
+    );
+    let measured = zero_crossing_frequency(heard, rate);
+    assert!(
+        (measured - 700.0).abs() <= 1.0,
+        "baresip heard {measured:.2} Hz, its own voice is 700 Hz"
+    );
+    let on = goertzel_power(heard, 700.0, rate);
+    let off = goertzel_power(heard, 440.0, rate);
+    assert!(
+        on > 1000.0 * off,
+        "not its own voice (700 Hz {on}, 440 Hz {off})"
+    );
+    eprintln!("baresip heard its own 700 Hz back ({codec}): {measured:.3} Hz for {duration:.3} s");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1262,6 +1262,114 @@ fn reliable_provisional_responses_wait_for_the_prack_and_without_one_the_call_ge
 }
 
 #[test]
+fn the_echo_plan_sends_the_callers_rtp_straight_back() {
+    // A plan with echo = true: what the caller sends (here 100 packets of a 1000 Hz PCMU signal,
+    // paced at 20 ms) comes straight back, each packet once, byte for byte, in a stream of ours
+    // (our SSRC, consecutive sequence numbers, the caller's timestamp steps); nothing else is
+    // sent; the turnaround is reported.
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 4;
+    cfg.extra = "[[behavior.plans]]\nnumber = \"echo\"\necho = true\n".into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = tone_scenario(&dir, sink.port(), "0", 10_000);
+    dial(&sc, "echo", "");
+    let target = cfg.sip_addr();
+    let call =
+        std::thread::spawn(move || common::sipp_to(target, &sc, &[], Duration::from_secs(20)));
+    let endpoint = server.grpc_endpoint();
+    let mut media = None;
+    common::wait_until("the echo session sending", Duration::from_secs(5), || {
+        media = grpc::list_sessions(&endpoint)
+            .into_iter()
+            .find(|s| s.state == milliwatt_proto::v1::SessionState::Sending as i32)
+            .map(|s| {
+                assert!(s.echo, "{s:?}");
+                std::net::SocketAddr::from(([127, 0, 0, 1], s.local_port as u16))
+            });
+        media.is_some()
+    });
+    let media = media.unwrap();
+    let mut caller = common::rtp::Caller::new(0x5EED_0001);
+    let mut sent = Vec::new();
+    let t0 = Instant::now();
+    for i in 1..=100u32 {
+        let p = caller.tone(1000.0, 8000.0);
+        sink.sender.send_to(&p, media).unwrap();
+        sent.push((Instant::now(), p));
+        std::thread::sleep(
+            (t0 + Duration::from_millis(20) * i).saturating_duration_since(Instant::now()),
+        );
+    }
+    let run = call.join().unwrap();
+    let echoes = sink.finish();
+    run.assert_ok();
+    assert_eq!(
+        echoes.len(),
+        sent.len(),
+        "every packet echoed once, nothing else sent"
+    );
+    let ssrc = u32::from_be_bytes(echoes[0].data[8..12].try_into().unwrap());
+    assert_ne!(ssrc, caller.ssrc, "the echo is a stream of ours");
+    let mut turnaround = Vec::new();
+    for (i, (e, (at, p))) in echoes.iter().zip(&sent).enumerate() {
+        let d = &e.data;
+        assert_eq!(
+            d[0], 0x80,
+            "packet {i}: version 2, no padding, extension or CSRC"
+        );
+        assert_eq!(d[1] & 0x7F, 0, "packet {i}: PCMU");
+        assert_eq!(
+            u32::from_be_bytes(d[8..12].try_into().unwrap()),
+            ssrc,
+            "packet {i}: SSRC"
+        );
+        assert_eq!(
+            d[12..],
+            p[12..],
+            "packet {i}: the caller's payload, byte for byte"
+        );
+        if i > 0 {
+            let prev = &echoes[i - 1].data;
+            let seq = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
+            let ts = |b: &[u8]| u32::from_be_bytes(b[4..8].try_into().unwrap());
+            assert_eq!(seq(d), seq(prev).wrapping_add(1), "packet {i}: sequence");
+            assert_eq!(
+                ts(d).wrapping_sub(ts(prev)),
+                160,
+                "packet {i}: timestamp step"
+            );
+        }
+        turnaround.push(e.at.duration_since(*at));
+    }
+    // What comes back decodes to the caller's signal.
+    let audio: Vec<f64> = echoes
+        .iter()
+        .flat_map(|e| e.data[12..].iter().map(|&b| common::rtp::decode_mu(b)))
+        .collect();
+    let f = common::rtp::zero_crossing_frequency(&audio, 8000.0);
+    assert!((f - 1000.0).abs() <= 1.0, "the echo decodes to {f:.2} Hz");
+    turnaround.sort();
+    let (p50, max) = (
+        turnaround[turnaround.len() / 2],
+        turnaround[turnaround.len() - 1],
+    );
+    eprintln!("echo round trip on loopback: p50 {p50:?}, max {max:?}");
+    assert!(
+        max < Duration::from_millis(250),
+        "an echo came back {max:?} after its packet: not straight back"
+    );
+    server.wait_log(
+        "echo test: the caller's packets sent back",
+        Duration::from_secs(1),
+    );
+    let log = server.log_text();
+    assert!(log.contains("echoed=100"), "{log}");
+    assert!(log.contains("plan=\"echo\""), "{log}");
+}
+
+#[test]
 fn early_media_plays_the_tone_from_the_183_on() {
     // A plan with early_media: 183 with SDP right after the allocation, the tone from then on,
     // the 200 after auto_answer_delay_ms repeating the 183's SDP, the tone's time after the ACK.

@@ -251,6 +251,9 @@ pub struct PlanConfig {
     /// On/off times in ms, alternating, starting with on (ringback: `[2000, 4000]`).
     #[serde(default)]
     pub cadence_ms: Vec<u32>,
+    /// The echo test: the caller's RTP comes straight back instead of a tone.
+    #[serde(default)]
+    pub echo: bool,
     /// The caller may set the tone with Request-URI parameters `freq`, `level`, `duration`.
     #[serde(default)]
     pub uri_parameters: bool,
@@ -569,6 +572,25 @@ impl Config {
                 level,
                 p.duration_seconds.unwrap_or(b.tone_duration_seconds),
             )?;
+            if p.echo {
+                let tone_keys = [
+                    ("frequency", p.frequency.is_some()),
+                    ("level_dbm0", p.level_dbm0.is_some()),
+                    ("second_frequency", p.second_frequency.is_some()),
+                    ("second_level_dbm0", p.second_level_dbm0.is_some()),
+                    ("sweep_to_frequency", p.sweep_to_frequency.is_some()),
+                    ("sweep_ms", p.sweep_ms.is_some()),
+                    ("cadence_ms", !p.cadence_ms.is_empty()),
+                    ("uri_parameters", p.uri_parameters),
+                ];
+                if let Some((k, _)) = tone_keys.iter().find(|(_, set)| *set) {
+                    return Err(invalid_owned(
+                        format!("{key}.{k}"),
+                        "an echo plan sends the caller's own audio back, not a tone: remove it"
+                            .into(),
+                    ));
+                }
+            }
             if p.second_level_dbm0.is_some() && p.second_frequency.is_none() {
                 return Err(invalid_owned(
                     format!("{key}.second_level_dbm0"),
@@ -1133,6 +1155,14 @@ mod tests {
             (
                 "[[behavior.plans]]\nnumber = \"1\"\ncadence_ms = [500]\n",
                 "behavior.plans[0].cadence_ms",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"echo\"\necho = true\nfrequency = 1000\n",
+                "behavior.plans[0].frequency",
+            ),
+            (
+                "[[behavior.plans]]\nnumber = \"echo\"\necho = true\nuri_parameters = true\n",
+                "behavior.plans[0].uri_parameters",
             ),
         ] {
             let e = err(load(Some(file), &[], &[]));

@@ -546,7 +546,7 @@ pub fn format_session(s: &pb::Session) -> String {
         ("local", host_port(&s.local_address, s.local_port)),
         ("remote", remote(s)),
     ];
-    if s.frequency_hz > 0 {
+    if s.frequency_hz > 0 || s.echo {
         lines.push(("tone", tone_text(s)));
     }
     lines.extend([
@@ -632,6 +632,15 @@ pub fn format_session(s: &pb::Session) -> String {
                     },
                 ),
             ]);
+            if s.echo {
+                lines.push((
+                    "echoed",
+                    format!(
+                        "{} packets, turnaround {:.3} ms mean, {:.3} ms max",
+                        q.echoed_packets, q.echo_turnaround_avg_ms, q.echo_turnaround_max_ms
+                    ),
+                ));
+            }
         }
     }
     // The longest name ("RTCP received:") sets one width, with or without the quality part.
@@ -658,6 +667,9 @@ pub fn kind_name(kind: i32) -> &'static str {
 
 /// What a session sends: `440 Hz at -10.0 dBm0`, with its second tone, sweep and cadence.
 fn tone_text(s: &pb::Session) -> String {
+    if s.echo {
+        return "echo (the caller's audio sent back)".into();
+    }
     let mut t = format!("{} Hz at {:.1} dBm0", s.frequency_hz, s.level_dbm0);
     if s.second_frequency_hz > 0 {
         t += &format!(
@@ -828,6 +840,7 @@ mod tests {
             sweep_to_hz: 0,
             sweep_ms: 0,
             cadence_ms: vec![],
+            echo: false,
             quality: Some(pb::Quality {
                 packets_received: 148,
                 bytes_received: 25456,
@@ -843,6 +856,9 @@ mod tests {
                 remote_jitter_ms: 0.3,
                 rtt_ms: 0.8,
                 dtmf_digits: "12#".into(),
+                echoed_packets: 0,
+                echo_turnaround_avg_ms: 0.0,
+                echo_turnaround_max_ms: 0.0,
             }),
         }
     }
@@ -1000,6 +1016,26 @@ mod tests {
         assert_eq!(
             tone_text(&sweep),
             "300 Hz at -10.0 dBm0, sweeping to 3400 Hz in 10000 ms"
+        );
+        let mut echo = pb::Session {
+            echo: true,
+            frequency_hz: 0,
+            ..session()
+        };
+        let q = echo.quality.as_mut().unwrap();
+        (
+            q.echoed_packets,
+            q.echo_turnaround_avg_ms,
+            q.echo_turnaround_max_ms,
+        ) = (148, 0.021, 0.2);
+        let text = format_session(&echo);
+        assert!(
+            text.contains("tone:          echo (the caller's audio sent back)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("echoed:        148 packets, turnaround 0.021 ms mean, 0.200 ms max"),
+            "{text}"
         );
     }
 

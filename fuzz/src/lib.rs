@@ -116,6 +116,26 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         ezk_sip_types::uri::SipUriUserPart::UserPw(up) => Some(up.user.to_string()),
         ezk_sip_types::uri::SipUriUserPart::Empty => None,
     };
+    // Session timers and 100rel, read as call_shell reads them.
+    let raw = |name: &Name| -> Vec<String> {
+        m.headers
+            .get_raw(name)
+            .map(|v| v.as_str().to_string())
+            .collect()
+    };
+    let tags: Vec<String> = raw(&Name::SUPPORTED)
+        .into_iter()
+        .chain(raw(&Name::REQUIRE))
+        .collect();
+    let caller_100rel = tags
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+    let timer = milliwatt_signaling_core::session_timer::TimerFacts::parse(
+        tags.iter().map(String::as_str),
+        raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
+        raw(&Name::MIN_SE).first().map(String::as_str),
+    );
     let facts = InviteFacts {
         has_from_tag: m.base_headers.from.tag.is_some(),
         has_contact: m.headers.get_named::<Contact>().is_ok(),
@@ -128,6 +148,8 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         },
         content_type: content_type.as_deref(),
         body: &m.body,
+        timer,
+        caller_100rel,
     };
     let start = Instant::now();
     let mut core = CallCore::new(settings().clone(), &facts, Load::default(), 1, start);

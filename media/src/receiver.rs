@@ -16,6 +16,7 @@ use crate::engine::{EngineCounters, SessionCounters};
 use milliwatt_media_core::dtmf::DtmfDetector;
 use milliwatt_media_core::quality::{ReceiverStats, G711_CLOCK_RATE};
 use milliwatt_media_core::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
+use milliwatt_media_core::rtp::EchoStream;
 use milliwatt_media_core::rtp_in::{self, PacketKind};
 
 /// RFC 3550 6.2: at least 5 s between reports for a session this small.
@@ -59,6 +60,12 @@ struct State {
     dtmf: DtmfDetector,
     q: Quality,
     rtcp_source: Option<SocketAddr>,
+    /// The echo test's stream (kept over a hold: the same SSRC goes on), whether it echoes
+    /// now, a buffer for its packets, and the sum of its turnaround times.
+    echo: Option<EchoStream>,
+    echoing: bool,
+    echo_buf: Vec<u8>,
+    echo_turnaround_sum_ms: f64,
 }
 
 impl State {
@@ -74,6 +81,9 @@ impl State {
                 DEFAULT_ONE_WAY_DELAY_MS
             };
             q.mos = s.mos(delay);
+        }
+        if q.echoed_packets > 0 {
+            q.echo_turnaround_avg_ms = self.echo_turnaround_sum_ms / q.echoed_packets as f64;
         }
         q
     }
@@ -140,6 +150,26 @@ impl Receiver {
     /// New call parameters (StartTone): the source latch starts over.
     pub fn set_params(&self, p: RxParams) {
         self.params.send_replace(Some(p));
+    }
+
+    /// The echo test: from now on each of the caller's audio packets goes straight back to
+    /// where it came from, in our stream `ssrc` (continued after a hold when `resume`).
+    pub fn start_echo(&self, ssrc: u32, resume: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.echo.as_mut() {
+            Some(e) if resume && e.ssrc() == ssrc => e.resume(),
+            _ => {
+                use rand::Rng;
+                let mut rng = rand::rng();
+                st.echo = Some(EchoStream::new(ssrc, rng.random(), rng.random()));
+            }
+        }
+        st.echoing = true;
+    }
+
+    /// The echo stops (hold, or the owner stopped it); the stream is kept for a resume.
+    pub fn stop_echo(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).echoing = false;
     }
 
     /// A DTMF digit the caller sent outside its RTP (SIP INFO): kept with the RTP ones, in order.
@@ -331,6 +361,15 @@ impl Task {
         }
         st.q.packets_received += 1;
         st.q.bytes_received += buf.len() as u64;
+        if st.echoing && !is_dtmf {
+            let caller = (
+                packet.ssrc(),
+                packet.timestamp(),
+                packet.marker_bit(),
+                packet.payload_type(),
+            );
+            self.echo(&mut st, caller, packet.payload(), from, now);
+        }
         self.engine.packets_received.fetch_add(1, Relaxed);
         self.engine
             .bytes_received
@@ -350,6 +389,41 @@ impl Task {
             }
             drop(st);
             self.poll_dtmf(now);
+        }
+    }
+
+    /// Sends the caller's audio packet straight back to `from` (its latched source), in our
+    /// stream, and counts it and its turnaround (arrival to send) as sent.
+    /// `caller`: the packet's SSRC, timestamp, marker and payload type.
+    fn echo(
+        &self,
+        st: &mut State,
+        caller: (u32, u32, bool, u8),
+        payload: &[u8],
+        from: SocketAddr,
+        arrived: Instant,
+    ) {
+        let State {
+            echo, echo_buf, q, ..
+        } = st;
+        let Some(e) = echo.as_mut() else { return };
+        let (ssrc, timestamp, marker, payload_type) = caller;
+        e.write(ssrc, timestamp, marker, payload_type, payload, echo_buf);
+        match self.rtp.send_to(echo_buf, from) {
+            Ok(n) => {
+                let ms = arrived.elapsed().as_secs_f64() * 1000.0;
+                q.echoed_packets += 1;
+                q.echo_turnaround_max_ms = q.echo_turnaround_max_ms.max(ms);
+                st.echo_turnaround_sum_ms += ms;
+                self.counters.packets_sent.fetch_add(1, Relaxed);
+                self.counters.bytes_sent.fetch_add(n as u64, Relaxed);
+                self.engine.packets_sent.fetch_add(1, Relaxed);
+                self.engine.bytes_sent.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) => {
+                self.counters.send_errors.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, %from, "echo not sent");
+            }
         }
     }
 

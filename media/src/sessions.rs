@@ -311,8 +311,19 @@ impl Registry {
         Ok(start.ssrc)
     }
 
-    /// Hands the stream of `start` to the pacing engine, sending to `remote`.
+    /// Hands the stream of `start` to the pacing engine, sending to `remote`; an echo test's
+    /// to the receive task, which sends each of the caller's packets back as it arrives.
     fn launch(&self, inner: &mut Inner, start: ToneStart, req: &ToneRequest, remote: SocketAddr) {
+        if req.echo {
+            let io = inner.io.get(&start.key).expect("every session has its I/O");
+            match &io.receiver {
+                Some(rx) => rx.start_echo(start.ssrc, start.resume),
+                None => tracing::warn!(
+                    "an echo test needs the session's receive task, which could not start: nothing is echoed"
+                ),
+            }
+            return;
+        }
         let mut rng = rand::rng();
         let tone = Self::table(
             inner,
@@ -346,6 +357,9 @@ impl Registry {
         let mut inner = self.lock();
         if let Some(key) = inner.table.stop_tone(id, now)? {
             self.engine.stop_stream(key);
+            if let Some(rx) = inner.io.get(&key).and_then(|io| io.receiver.as_ref()) {
+                rx.stop_echo();
+            }
             let snap = self.snapshot_of(&inner, id)?;
             drop(inner);
             self.emit(EventKind::ToneStopped, snap, "stopped by owner");
@@ -389,6 +403,17 @@ impl Registry {
             dtmf = %q.dtmf_digits,
             "media session released"
         );
+        if q.echoed_packets > 0 {
+            tracing::info!(
+                session = %id,
+                call_id = %snap.call_id,
+                echoed = q.echoed_packets,
+                turnaround_avg_ms = format!("{:.3}", q.echo_turnaround_avg_ms),
+                turnaround_max_ms = format!("{:.3}", q.echo_turnaround_max_ms),
+                rtt_ms = format!("{:.1}", q.rtt_ms),
+                "echo test: the caller's packets sent back"
+            );
+        }
         self.emit(EventKind::Released, snap.clone(), reason);
         Ok(snap)
     }

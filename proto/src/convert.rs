@@ -80,6 +80,9 @@ impl From<Quality> for pb::Quality {
             remote_jitter_ms: q.remote_jitter_ms,
             rtt_ms: q.rtt_ms,
             dtmf_digits: q.dtmf_digits,
+            echoed_packets: q.echoed_packets,
+            echo_turnaround_avg_ms: q.echo_turnaround_avg_ms,
+            echo_turnaround_max_ms: q.echo_turnaround_max_ms,
         }
     }
 }
@@ -114,6 +117,9 @@ impl From<pb::Quality> for Quality {
             remote_jitter_ms: q.remote_jitter_ms,
             rtt_ms: q.rtt_ms,
             dtmf_digits: q.dtmf_digits,
+            echoed_packets: q.echoed_packets,
+            echo_turnaround_avg_ms: q.echo_turnaround_avg_ms,
+            echo_turnaround_max_ms: q.echo_turnaround_max_ms,
         }
     }
 }
@@ -163,6 +169,7 @@ pub fn start_tone_request(id: &SessionId, tone: &ToneRequest) -> pb::StartToneRe
         sweep_to_hz: tone.shape.sweep.map(|s| s.to_hz).unwrap_or(0),
         sweep_ms: tone.shape.sweep.map(|s| s.ms).unwrap_or(0),
         cadence_ms: tone.shape.cadence_ms.clone(),
+        echo: tone.echo,
     }
 }
 
@@ -230,7 +237,19 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                     ),
                 )
             })?;
-        if r.frequency_hz == 0 || r.frequency_hz >= 4000 {
+        if r.echo {
+            let shaped = r.second_frequency_hz != 0
+                || r.sweep_to_hz != 0
+                || r.sweep_ms != 0
+                || !r.cadence_ms.is_empty();
+            if shaped {
+                return Err(bad(
+                    "echo",
+                    "an echo sends the caller's audio back: no second tone, sweep or cadence",
+                ));
+            }
+        }
+        if (r.frequency_hz == 0 && !r.echo) || r.frequency_hz >= 4000 {
             return Err(bad(
                 "frequency_hz",
                 format!("{} Hz is not 1..3999", r.frequency_hz),
@@ -246,7 +265,9 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                 ))
             }
         };
-        if !(-60.0..=3.0).contains(&r.level_dbm0) {
+        // An echo sends no tone: its level may be left 0.
+        let level_ok = (-60.0..=3.0).contains(&r.level_dbm0) || (r.echo && r.level_dbm0 == 0.0);
+        if !level_ok {
             return Err(bad(
                 "level_dbm0",
                 format!("{} dBm0 is not -60..3", r.level_dbm0),
@@ -261,9 +282,11 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             }),
             cadence_ms: r.cadence_ms,
         };
-        shape
-            .check(r.frequency_hz, r.level_dbm0)
-            .map_err(|e| bad(e.field.proto_field(), e.reason))?;
+        if !r.echo {
+            shape
+                .check(r.frequency_hz, r.level_dbm0)
+                .map_err(|e| bad(e.field.proto_field(), e.reason))?;
+        }
         Ok(ToneRequest {
             remote: SocketAddr::new(ip, port),
             codec,
@@ -274,6 +297,7 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             dtmf_payload_type,
             wait_for_caller_rtp: r.wait_for_caller_rtp,
             shape,
+            echo: r.echo,
         })
     }
 }
@@ -325,6 +349,7 @@ impl From<Snapshot> for pb::Session {
                 .unwrap_or(0),
             sweep_ms: tone.and_then(|t| t.shape.sweep).map(|s| s.ms).unwrap_or(0),
             cadence_ms: tone.map(|t| t.shape.cadence_ms.clone()).unwrap_or_default(),
+            echo: tone.is_some_and(|t| t.echo),
             quality: s.quality.map(Into::into),
         }
     }
@@ -351,6 +376,7 @@ mod tests {
             sweep_to_hz: 0,
             sweep_ms: 0,
             cadence_ms: vec![],
+            echo: false,
         }
     }
 
@@ -475,6 +501,24 @@ mod tests {
             assert!(t.shape != Shape::default());
             assert_eq!(start_tone_request(&id, &t), shaped);
         }
+    }
+
+    #[test]
+    fn an_echo_needs_no_tone_and_takes_no_shape() {
+        let echo = pb::StartToneRequest {
+            echo: true,
+            frequency_hz: 0,
+            level_dbm0: 0.0,
+            ..valid()
+        };
+        assert!(ToneRequest::try_from(echo.clone()).unwrap().echo);
+        assert_eq!(
+            field_of(pb::StartToneRequest {
+                cadence_ms: vec![500, 500],
+                ..echo
+            }),
+            "echo"
+        );
     }
 
     #[test]

@@ -823,6 +823,7 @@ impl CallIo {
                         frequency_hz = tone.frequency_hz,
                         level_dbm0 = tone.level_dbm0,
                         shape = %tone.shape,
+                        echo = tone.echo,
                         ssrc = format!("{ssrc:08x}"),
                         "tone started"
                     ),

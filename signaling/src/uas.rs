@@ -459,6 +459,7 @@ impl Signaling {
                             p.duration_seconds.unwrap_or(b.tone_duration_seconds),
                         ),
                         shape: p.shape(p.level_dbm0.unwrap_or(b.tone_level_dbm0)),
+                        echo: p.echo,
                     },
                     uri_parameters: p.uri_parameters,
                     early_media: p.early_media,

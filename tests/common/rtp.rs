@@ -123,6 +123,20 @@ impl Caller {
         p
     }
 
+    /// The next 20 ms of PCMU carrying `freq` Hz at `amplitude` (peak, 16-bit scale), the
+    /// phase following the RTP timestamp; advances sequence and timestamp.
+    pub fn tone(&mut self, freq: f64, amplitude: f64) -> Vec<u8> {
+        let mut p = self.header(0, false, self.ts);
+        for i in 0..160u32 {
+            let n = f64::from(self.ts.wrapping_add(i));
+            let v = amplitude * (2.0 * std::f64::consts::PI * freq * n / 8000.0).sin();
+            p.push(encode_mu(v.round() as i16));
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        p
+    }
+
     /// Skips one packet (a loss on the way).
     pub fn lose(&mut self) {
         self.seq = self.seq.wrapping_add(1);
@@ -155,6 +169,24 @@ impl Caller {
 pub enum Law {
     Mu,
     A,
+}
+
+/// Linear to μ-law (ITU-T G.711 compression: bias 0x84, segment, 4-bit step, inverted).
+pub fn encode_mu(sample: i16) -> u8 {
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(32635) + 0x84;
+    let mut segment = 7;
+    while segment > 0 && s & (0x80 << segment) == 0 {
+        segment -= 1;
+    }
+    let step = (s >> (segment + 3)) & 0x0F;
+    !((sign | (segment << 4) | step) as u8)
 }
 
 /// μ-law to linear (ITU-T G.711 expansion: sign, 3-bit segment, 4-bit step).
@@ -415,6 +447,19 @@ pub fn judge_stream(packets: &[Packet], e: &Expect) -> (Vec<f64>, Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mu_law_encoder_inverts_the_decoder() {
+        for code in 0..=255u8 {
+            let v = decode_mu(code);
+            // 0x7F and 0xFF both decode to 0; the encoder writes 0xFF.
+            let back = encode_mu(v as i16);
+            assert_eq!(decode_mu(back), v, "code {code:#04x}");
+        }
+        assert_eq!(encode_mu(0), 0xFF);
+        assert_eq!(encode_mu(i16::MAX), 0x80);
+        assert_eq!(encode_mu(i16::MIN), 0x00);
+    }
 
     #[test]
     fn decoders_match_reference_points() {

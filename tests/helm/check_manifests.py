@@ -40,6 +40,7 @@ SCENARIOS = {
                                 {"number": "tone-*", "duration_seconds": 3, "uri_parameters": True},
                                 {"number": "busy", "frequency": 480, "level_dbm0": -24.0,
                                  "second_frequency": 620, "second_level_dbm0": -24.0, "cadence_ms": [500, 500]},
+                                {"number": "echo", "echo": True},
                                 {"number": "sweep", "frequency": 300, "sweep_to_frequency": 3400,
                                  "sweep_ms": 10000}]),
     "nodeport-tcp": dict(media_kind="Deployment", media_host=False, sig_host=False,

@@ -92,6 +92,79 @@ impl RtpSender {
     }
 }
 
+/// The echo test's stream: each RTP packet of the caller's goes straight back as a packet of
+/// ours — our SSRC and sequence numbers, the caller's timestamps moved into our timestamp
+/// space (so its timing survives), its marker, payload type and payload unchanged; its CSRCs,
+/// header extension and padding are not copied.
+#[derive(Debug, Clone)]
+pub struct EchoStream {
+    ssrc: u32,
+    seq: u16,
+    /// The caller's SSRC and what to add to its timestamps.
+    anchor: Option<(u32, u32)>,
+    /// The timestamp of the last packet echoed (a new caller SSRC continues from it).
+    last_ts: u32,
+    marker_next: bool,
+}
+
+impl EchoStream {
+    /// `initial_seq` and `initial_timestamp` should be random (RFC 3550 §5.1).
+    pub fn new(ssrc: u32, initial_seq: u16, initial_timestamp: u32) -> EchoStream {
+        EchoStream {
+            ssrc,
+            seq: initial_seq,
+            anchor: None,
+            last_ts: initial_timestamp.wrapping_sub(SAMPLES_PER_PACKET as u32),
+            marker_next: false,
+        }
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// After a pause (hold), the next packet carries the marker.
+    pub fn resume(&mut self) {
+        self.marker_next = true;
+    }
+
+    /// Writes the echo of the caller's packet (`caller_ssrc`, `timestamp`, `marker`,
+    /// `payload_type`, `payload`) into `out` (cleared first).
+    pub fn write(
+        &mut self,
+        caller_ssrc: u32,
+        timestamp: u32,
+        marker: bool,
+        payload_type: u8,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let offset = match self.anchor {
+            Some((ssrc, offset)) if ssrc == caller_ssrc => offset,
+            _ => {
+                // A new caller stream: ours goes on one packet time after its last packet.
+                let offset = self
+                    .last_ts
+                    .wrapping_add(SAMPLES_PER_PACKET as u32)
+                    .wrapping_sub(timestamp);
+                self.anchor = Some((caller_ssrc, offset));
+                offset
+            }
+        };
+        let ts = timestamp.wrapping_add(offset);
+        self.last_ts = ts;
+        let marker = marker || std::mem::take(&mut self.marker_next);
+        out.clear();
+        out.push(0x80);
+        out.push((u8::from(marker) << 7) | (payload_type & 0x7F));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&ts.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +256,41 @@ mod tests {
         assert!(p.marker_bit());
         assert_eq!(p.sequence_number(), 2);
         assert_eq!(p.timestamp(), 100 * 160);
+    }
+
+    #[test]
+    fn an_echo_is_the_callers_packet_in_our_stream() {
+        let mut e = EchoStream::new(0xABCD_0001, 65535, 1_000);
+        let mut out = Vec::new();
+        let payload: Vec<u8> = (0..160u8).collect();
+        // The caller's stream: timestamps 50_000, 50_160, then a jump (its own silence).
+        for (i, (ts, marker)) in [(50_000u32, true), (50_160, false), (51_600, false)]
+            .into_iter()
+            .enumerate()
+        {
+            e.write(7, ts, marker, 0, &payload, &mut out);
+            let p = RtpPacket::parse(&out).expect("valid RTP");
+            assert_eq!(p.ssrc(), 0xABCD_0001);
+            assert_eq!(p.sequence_number(), 65535u16.wrapping_add(i as u16));
+            assert_eq!(
+                p.timestamp(),
+                1_000 + (ts - 50_000),
+                "the caller's timing kept"
+            );
+            assert_eq!(p.marker_bit(), marker);
+            assert_eq!(p.payload_type(), 0);
+            assert_eq!(p.payload(), &payload[..]);
+        }
+        // After a hold the marker is set once; a new caller SSRC continues our timestamps.
+        e.resume();
+        e.write(8, 9, false, 8, &payload, &mut out);
+        let p = RtpPacket::parse(&out).unwrap();
+        assert!(p.marker_bit());
+        assert_eq!(p.payload_type(), 8);
+        assert_eq!(p.timestamp(), 1_000 + 1_600 + 160);
+        e.write(8, 169, false, 8, &payload, &mut out);
+        let p = RtpPacket::parse(&out).unwrap();
+        assert!(!p.marker_bit());
+        assert_eq!(p.timestamp(), 1_000 + 1_600 + 320);
     }
 }

@@ -43,6 +43,9 @@ pub struct ToneRequest {
     pub wait_for_caller_rtp: bool,
     /// A second tone, a sweep, a cadence (checked: [`crate::tone::Shape::check`]).
     pub shape: crate::tone::Shape,
+    /// The echo test: the caller's RTP goes straight back instead of a tone (frequency, level
+    /// and shape unused).
+    pub echo: bool,
 }
 
 /// Receive-side quality of a session, as shown by GetSession and logged at release.
@@ -63,6 +66,10 @@ pub struct Quality {
     pub remote_jitter_ms: f64,
     pub rtt_ms: f64,
     pub dtmf_digits: String,
+    /// Echo test: packets sent back, and the time from arrival to echo (mean, largest).
+    pub echoed_packets: u64,
+    pub echo_turnaround_avg_ms: f64,
+    pub echo_turnaround_max_ms: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -365,6 +365,7 @@ mod tests {
             dtmf_payload_type: None,
             wait_for_caller_rtp: false,
             shape: Default::default(),
+            echo: false,
         }
     }
 

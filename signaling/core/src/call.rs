@@ -63,6 +63,8 @@ pub struct Tone {
     pub duration: Duration,
     /// A second tone, a sweep, a cadence (a plan's; the default tone has none).
     pub shape: milliwatt_media_core::tone::Shape,
+    /// The echo test (a plan's): the caller's RTP comes straight back instead of a tone.
+    pub echo: bool,
 }
 
 /// A test plan (`[[behavior.plans]]`): the numbers it answers and its tone.
@@ -147,6 +149,7 @@ impl Settings {
             level_dbm0: self.tone_level_dbm0,
             duration: self.tone,
             shape: Default::default(),
+            echo: false,
         }
     }
 
@@ -1062,6 +1065,7 @@ impl CallCore {
             dtmf_payload_type: n.dtmf_payload_type,
             wait_for_caller_rtp: self.settings.wait_for_caller_rtp,
             shape: self.tone.shape.clone(),
+            echo: self.tone.echo,
         }
     }
 
@@ -1510,6 +1514,7 @@ mod tests {
             level_dbm0: -10.0,
             duration: Duration::from_secs(10),
             shape: Default::default(),
+            echo: false,
         };
         let p = |freq, level, duration| UriTone {
             freq,
@@ -1523,6 +1528,7 @@ mod tests {
                 level_dbm0: -3.0,
                 duration: Duration::from_secs(5),
                 shape: Default::default(),
+                echo: false,
             })
         );
         assert_eq!(p(None, None, None).apply(base.clone()), Ok(base.clone()));
@@ -1710,6 +1716,7 @@ mod tests {
             level_dbm0: l,
             duration: Duration::from_secs(d),
             shape: Default::default(),
+            echo: false,
         };
         s.plans = vec![
             Plan {
