@@ -14,6 +14,7 @@ command -v patch >/dev/null 2>&1 || missing+=(patch) # vendor/apply.sh (tests/ve
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux) # tests/e2e_hostile.rs (loopback-only namespace)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)        # ... and its loopback interface
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)    # scripts/grpc-certs.sh (gRPC TLS tests)
+[ -x /usr/sbin/kamailio ] || missing+=(kamailio)             # tests/e2e_interop.rs (a record-routing proxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   sudo=""

@@ -48,7 +48,9 @@ fn last_panic_message() -> Option<String> {
 /// Fails the test, naming the tool, when a program the test needs is missing.
 pub fn require_tool(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
+    // Daemons (kamailio) install to /usr/sbin, which a non-root PATH may lack.
+    let sbin = [PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")];
+    for dir in std::env::split_paths(&path).chain(sbin) {
         let p = dir.join(name);
         if p.is_file() {
             return p;
