@@ -440,3 +440,101 @@ fn with_rtcp_mux_rtcp_shares_the_rtp_port_and_media_holds_one_socket() {
         .collect();
     judge(&rtp, &Expect::pcmu_440(Duration::from_secs(8)));
 }
+
+#[test]
+fn an_rfc_6035_report_goes_to_the_quality_collector_when_the_call_ends() {
+    // sip.quality_collector points at a SIPp collector (tests/sipp/uas_vq_collector.xml: checks
+    // Event, Content-Type and the CallTerm line, answers 200). A SIPp call listens to the tone
+    // while the test sends the caller's RTP from the SDP's address, 5 packets of 100 lost: the
+    // PUBLISH after the call must report that stream (NLR=5.0) and both ends' addresses and
+    // SSRCs, in the call's dialog.
+    let collector_port = common::free_port();
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 3;
+    cfg.sip_extra = format!("quality_collector = \"sip:collector@127.0.0.1:{collector_port}\"\n");
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let dir = common::temp_dir("scn");
+    let collector_sc = common::scenario("uas_vq_collector.xml", &[], &dir);
+    let collector =
+        std::thread::spawn(move || common::sipp_listen(collector_port, &collector_sc, 30 * SEC));
+    let sink = RtpSink::bind();
+    let sc = common::tone_scenario(&dir, sink.port(), "0", 10_000);
+    let target = cfg.sip_addr();
+    let call = std::thread::spawn(move || common::sipp_to(target, &sc, &[], 20 * SEC));
+    let endpoint = server.grpc_endpoint();
+    let mut media = None;
+    common::wait_until("the call's media session sending", 5 * SEC, || {
+        media = grpc::list_sessions(&endpoint)
+            .into_iter()
+            .find(|s| s.state == pb::SessionState::Sending as i32)
+            .map(|s| SocketAddr::from(([127, 0, 0, 1], s.local_port as u16)));
+        media.is_some()
+    });
+    let media = media.unwrap();
+    let mut caller = Caller::new(0x00C0_FFEE);
+    send_audio(&sink.sender, media, &mut caller, 100, |i| i % 20 == 10);
+    let call = call.join().unwrap();
+    let collector = collector.join().unwrap();
+    let sink_port = sink.port();
+    let ours = sink.finish();
+    call.assert_ok();
+    collector.assert_ok();
+    let publish = collector
+        .received()
+        .find(|m| m.contains("PUBLISH sip:collector@127.0.0.1"))
+        .unwrap_or_else(|| panic!("no PUBLISH:\n{}", collector.messages));
+    let header = |msg: &str, name: &str| -> String {
+        msg.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{msg}"))
+            .trim()
+            .to_string()
+    };
+    let invite_ok = call
+        .received()
+        .find(|m| m.contains("SIP/2.0 200") && m.contains("INVITE"))
+        .expect("the 200 to the INVITE");
+    let call_id = header(invite_ok, "Call-ID");
+    let tag_of = |v: String| v.split(";tag=").nth(1).unwrap_or("").to_string();
+    let (from_tag, to_tag) = (
+        tag_of(header(invite_ok, "From")),
+        tag_of(header(invite_ok, "To")),
+    );
+    let our_ssrc = u32::from_be_bytes(ours[0].data[8..12].try_into().unwrap());
+    assert_eq!(header(publish, "Event"), "vq-rtcpxr");
+    for line in [
+        "VQSessionReport: CallTerm".to_string(),
+        format!("CallID: {call_id}"),
+        format!(
+            "LocalAddr: IP=127.0.0.1 PORT={} SSRC=0x{our_ssrc:08X}",
+            media.port()
+        ),
+        format!("RemoteAddr: IP=127.0.0.1 PORT={sink_port} SSRC=0x00C0FFEE"),
+        "LocalMetrics:".into(),
+        "SessionDesc: PT=0 PD=PCMU SR=8000 FD=20 FPP=1 PPS=50 SSUP=off".into(),
+        format!("DialogID: {call_id};to-tag={to_tag};from-tag={from_tag}"),
+    ] {
+        assert!(
+            publish.lines().any(|l| l.trim() == line),
+            "the report lacks {line:?}:\n{publish}"
+        );
+    }
+    // 5 of 100 lost (RFC 3550 A.3's count may leave the first packet out of "expected").
+    let nlr: f64 = header(publish, "PacketLoss")
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("NLR="))
+        .and_then(|v| v.parse().ok())
+        .expect("NLR");
+    assert!((4.9..=5.2).contains(&nlr), "NLR={nlr}:\n{publish}");
+    let mos: f64 = header(publish, "QualityEst")
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("MOSLQ="))
+        .and_then(|v| v.parse().ok())
+        .expect("MOSLQ");
+    assert!((1.0..=4.5).contains(&mos), "MOSLQ={mos}");
+    assert!(
+        header(publish, "Timestamps").starts_with("START=20"),
+        "{publish}"
+    );
+    server.wait_log("quality report published (RFC 6035) status=200", 2 * SEC);
+}

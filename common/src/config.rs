@@ -182,6 +182,9 @@ pub struct SipConfig {
     pub tcp_max_connections: u32,
     pub tcp_idle_timeout_seconds: u64,
     pub tcp_message_timeout_seconds: u64,
+    /// An RFC 6035 quality collector's SIP URI: each answered call's `vq-rtcpxr` report is
+    /// PUBLISHed there when it ends. Empty: none.
+    pub quality_collector: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -516,6 +519,9 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        if !self.sip.quality_collector.is_empty() {
+            check_sip_uri("sip.quality_collector", &self.sip.quality_collector)?;
+        }
         let token = self.media.grpc_token.expose();
         if !token.is_empty() && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(invalid(
@@ -791,6 +797,54 @@ pub fn rtp_ports(start: u16, end: u16) -> impl Iterator<Item = u16> {
     (first..end).step_by(2).filter(move |p| *p < end)
 }
 
+/// `sip:[user@]host[:port][;transport=udp|tcp]`, the host an IP address (IPv6 in brackets) or a
+/// name.
+fn check_sip_uri(key: &'static str, uri: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| invalid(key, format!("{uri:?} {why}"));
+    let rest = uri
+        .strip_prefix("sip:")
+        .ok_or_else(|| bad("is not a sip: URI (sip:[user@]host[:port])"))?;
+    let (addr, params) = rest.split_once(';').unwrap_or((rest, ""));
+    for p in params.split(';').filter(|p| !p.is_empty()) {
+        match p.to_ascii_lowercase().as_str() {
+            "transport=udp" | "transport=tcp" => {}
+            _ => {
+                return Err(bad(
+                    "has a parameter other than transport=udp or transport=tcp",
+                ))
+            }
+        }
+    }
+    let hostport = match addr.rsplit_once('@') {
+        Some((user, hp)) if !user.is_empty() => hp,
+        Some(_) => return Err(bad("has an empty user part")),
+        None => addr,
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, rest) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("has an IPv6 address without its closing bracket"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("has a bracketed host that is not an IPv6 address"));
+        }
+        (None, rest.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(hostport), None),
+        }
+    };
+    if let Some(h) = host {
+        check_host(key, h)?;
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().ok().filter(|p| *p != 0).is_none() {
+            return Err(bad("has a port that is not 1..65535"));
+        }
+    }
+    Ok(())
+}
+
 fn check_host(key: &'static str, host: &str) -> Result<(), ConfigError> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
@@ -972,6 +1026,34 @@ mod tests {
         ] {
             let e = err(load(Some(file), &[], &[]));
             assert!(e.contains(key), "{file}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_quality_collector_must_be_a_sip_uri() {
+        assert_eq!(load(None, &[], &[]).unwrap().sip.quality_collector, "");
+        for ok in [
+            "sip:collector@192.0.2.9:5060",
+            "sip:192.0.2.9",
+            "sip:vq@collector.example.net;transport=tcp",
+            "sip:[2001:db8::9]:5062",
+        ] {
+            let file = format!("[sip]\nquality_collector = \"{ok}\"\n");
+            assert!(load(Some(&file), &[], &[]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "collector@192.0.2.9",
+            "sips:192.0.2.9",
+            "sip:@192.0.2.9",
+            "sip:192.0.2.9:0",
+            "sip:192.0.2.9:port",
+            "sip:[2001:db8::9:5062",
+            "sip:bad host",
+            "sip:192.0.2.9;lr",
+        ] {
+            let file = format!("[sip]\nquality_collector = \"{bad}\"\n");
+            let e = err(load(Some(&file), &[], &[]));
+            assert!(e.contains("`sip.quality_collector`"), "{bad}: {e}");
         }
     }
 

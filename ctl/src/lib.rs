@@ -859,6 +859,7 @@ mod tests {
                 echoed_packets: 0,
                 echo_turnaround_avg_ms: 0.0,
                 echo_turnaround_max_ms: 0.0,
+                rtp_ssrc: 0x1234_5678,
             }),
         }
     }

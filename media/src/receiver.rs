@@ -71,7 +71,8 @@ struct State {
 impl State {
     fn quality(&self) -> Quality {
         let mut q = self.q.clone();
-        if let Some((_, s)) = &self.stats {
+        if let Some((ssrc, s)) = &self.stats {
+            q.rtp_ssrc = *ssrc;
             q.packets_lost = s.lost();
             q.loss_percent = s.loss_percent();
             q.jitter_ms = s.jitter_ms();

@@ -83,6 +83,7 @@ impl From<Quality> for pb::Quality {
             echoed_packets: q.echoed_packets,
             echo_turnaround_avg_ms: q.echo_turnaround_avg_ms,
             echo_turnaround_max_ms: q.echo_turnaround_max_ms,
+            rtp_ssrc: q.rtp_ssrc,
         }
     }
 }
@@ -120,6 +121,7 @@ impl From<pb::Quality> for Quality {
             echoed_packets: q.echoed_packets,
             echo_turnaround_avg_ms: q.echo_turnaround_avg_ms,
             echo_turnaround_max_ms: q.echo_turnaround_max_ms,
+            rtp_ssrc: q.rtp_ssrc,
         }
     }
 }

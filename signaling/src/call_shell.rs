@@ -30,6 +30,7 @@ use milliwatt_signaling_core::info::{self, InfoAnswer};
 use milliwatt_signaling_core::overload::Signals;
 use milliwatt_signaling_core::rtp_stat::{self, RtpStat};
 use milliwatt_signaling_core::session_timer::{self, SessionTimer, TimerFacts};
+use milliwatt_signaling_core::vq_report::{self, VqReport};
 use rand::Rng;
 use tracing::{info, warn, Instrument};
 
@@ -87,6 +88,14 @@ struct CallIo {
     refresh_by_update: bool,
     /// Our session refresh in flight.
     refreshing: Option<RefreshFuture>,
+    /// For the RFC 6035 report: our URI and the caller's (as printed), the caller's tag and
+    /// ours, our stream (SSRC, payload type), and when the call was answered (wall clock).
+    local_id: String,
+    remote_id: String,
+    from_tag: String,
+    to_tag: String,
+    stream: Option<(u32, u8)>,
+    acked_wall: Option<std::time::SystemTime>,
 }
 
 /// Runs one out-of-dialog INVITE to its end.
@@ -108,6 +117,7 @@ pub(crate) async fn handle_invite(
         "TCP"
     };
     info!(%from, %to, %source, transport, "incoming INVITE");
+    let from_tag = invite.base_headers.from.tag.as_ref().map(|t| t.to_string());
     shared.stats.total.fetch_add(1, Relaxed);
 
     let content_type = invite
@@ -206,6 +216,12 @@ pub(crate) async fn handle_invite(
         answer_due: None,
         refresh_by_update,
         refreshing: None,
+        local_id: format!("<{to}>"),
+        remote_id: format!("<{from}>"),
+        from_tag: from_tag.unwrap_or_default(),
+        to_tag: String::new(),
+        stream: None,
+        acked_wall: None,
     };
     io.run(core).await;
 }
@@ -446,6 +462,45 @@ fn refresh(
     )
 }
 
+/// Sends an RFC 6035 report to the collector by PUBLISH (Event: vq-rtcpxr) and logs the answer.
+async fn publish_report(
+    endpoint: Endpoint,
+    advertised: ezk_sip_types::host::HostPort,
+    collector: SipUri,
+    body: String,
+) {
+    let local = NameAddr::uri(SipUri::new(advertised.clone()));
+    let contact = Contact::new(NameAddr::uri(SipUri::new(advertised.clone())));
+    let mut builder =
+        ezk_sip_ua::dialog::ClientDialogBuilder::new(endpoint.clone(), local, contact, collector);
+    builder.target_tp_info.via_host_port = Some(advertised);
+    let mut req = builder.create_request(ezk_sip_types::Method::PUBLISH, None);
+    req.headers.insert(Name::EVENT, vq_report::EVENT);
+    req.headers
+        .insert_named(&ContentType(BytesStr::from_static(vq_report::CONTENT_TYPE)));
+    req.body = Bytes::from(body);
+    let result = async {
+        let mut tsx = endpoint
+            .send_request(req, &mut builder.target_tp_info)
+            .await?;
+        tsx.receive_final().await
+    }
+    .await;
+    match result {
+        Ok(r) if (200..300).contains(&r.line.code.into_u16()) => {
+            info!(
+                status = r.line.code.into_u16(),
+                "quality report published (RFC 6035)"
+            )
+        }
+        Ok(r) => warn!(
+            status = r.line.code.into_u16(),
+            "the quality collector refused the report"
+        ),
+        Err(e) => warn!(error = %e, "publishing the quality report failed"),
+    }
+}
+
 async fn dialog_event(
     session: Option<&mut InviteSession>,
 ) -> Result<InviteSessionEvent, ezk_sip_core::Error> {
@@ -637,6 +692,41 @@ impl CallIo {
     }
 
     /// The `X-RTP-Stat` value from the released session's figures, when there are any.
+    /// The call's RFC 6035 report, from media's final figures.
+    fn vq_report(&self) -> Option<String> {
+        let Some(Ok(f)) = &self.figures else {
+            return None;
+        };
+        let q = &f.quality;
+        let a = self.allocation.as_ref()?;
+        let host: std::net::IpAddr = a
+            .reserved
+            .host
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let (ssrc, payload_type) = self.stream.unwrap_or((0, 0));
+        let start = self.acked_wall?;
+        Some(vq_report::body(&VqReport {
+            call_id: self.call_id.clone(),
+            local_id: self.local_id.clone(),
+            remote_id: self.remote_id.clone(),
+            local_addr: std::net::SocketAddr::new(host, a.reserved.port),
+            local_ssrc: ssrc,
+            remote_addr: q.rtp_source.filter(|_| q.packets_received > 0),
+            remote_ssrc: (q.packets_received > 0).then_some(q.rtp_ssrc),
+            start,
+            stop: std::time::SystemTime::now(),
+            payload_type,
+            codec: self.codec.clone().unwrap_or_else(|| "-".into()),
+            loss_percent: q.loss_percent,
+            jitter_ms: q.jitter_ms,
+            rtt_ms: (q.rtt_ms > 0.0).then_some(q.rtt_ms),
+            mos: (q.packets_received > 0).then_some(q.mos),
+            to_tag: self.to_tag.clone(),
+            from_tag: self.from_tag.clone(),
+        }))
+    }
+
     fn rtp_stat(&self) -> Option<String> {
         let Some(Ok(f)) = &self.figures else {
             return None;
@@ -801,6 +891,7 @@ impl CallIo {
             Output::Answer { sdp } => return self.answer(sdp, core.session_timer()).await,
             Output::Established => {
                 self.acked_at = Some(Instant::now());
+                self.acked_wall = Some(std::time::SystemTime::now());
                 self.in_setup = None;
                 shared.stats.answered.fetch_add(1, Relaxed);
                 info!("answered (ACK received)");
@@ -815,7 +906,11 @@ impl CallIo {
                     .answer_span
                     .take()
                     .unwrap_or_else(|| tracing::info_span!("sip.reinvite"));
-                match media.start_tone(id, &tone).instrument(span).await {
+                let started = media.start_tone(id, &tone).instrument(span).await;
+                if let Ok(ssrc) = &started {
+                    self.stream = Some((*ssrc, tone.payload_type));
+                }
+                match started {
                     Ok(ssrc) => info!(
                         remote_rtp = %tone.remote,
                         codec = %tone.codec,
@@ -955,6 +1050,12 @@ impl CallIo {
             self.answer_due = Some(AnswerDue::new(shared.stats.clone(), self.received + delay));
         }
         dialog.target_tp_info.lock().await.via_host_port = Some(shared.advertised.clone());
+        self.to_tag = dialog
+            .local_fromto
+            .tag
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         let invite = self.invite.take().expect("checked above");
         let mut acceptor = InviteAcceptor::new(dialog, invite);
         // 100 Trying at once (ezk sends none), through the transaction.
@@ -1113,6 +1214,20 @@ impl CallIo {
         let talk = format!("{:.1}", s.talk.unwrap_or_default().as_secs_f64());
         let age = format!("{:.1}", s.age.as_secs_f64());
         let reason = s.reason;
+        if let (Some(collector), Some(_)) = (&self.shared.quality_collector, s.talk) {
+            match self.vq_report() {
+                Some(body) => {
+                    let endpoint = self.endpoint.clone();
+                    let advertised = self.shared.advertised.clone();
+                    // Not the call's task: it ends now; the report follows on its own.
+                    tokio::spawn(
+                        publish_report(endpoint, advertised, collector.clone(), body)
+                            .in_current_span(),
+                    );
+                }
+                None => warn!("no quality report: media gave no figures for this call"),
+            }
+        }
         match self.figures.take() {
             Some(Ok(f)) => {
                 let q = f.quality;

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) calls: TaskTracker,
     /// Per-source limits (`[sources]`).
     pub(crate) sources: Mutex<Sources>,
+    /// Where each answered call's RFC 6035 report goes (`sip.quality_collector`).
+    pub(crate) quality_collector: Option<ezk_sip_types::uri::SipUri>,
 }
 
 impl Shared {
@@ -407,6 +409,8 @@ pub enum BindError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("sip.quality_collector: {0:?} is not a SIP URI the SIP stack can send to")]
+    QualityCollector(String),
 }
 
 /// A bound SIP endpoint.
@@ -474,6 +478,13 @@ impl Signaling {
             },
         };
         let cfg_sources = cfg.sources.clone();
+        let quality_collector = match cfg.sip.quality_collector.as_str() {
+            "" => None,
+            uri => Some(
+                uri.parse::<ezk_sip_types::uri::SipUri>()
+                    .map_err(|_| BindError::QualityCollector(uri.to_string()))?,
+            ),
+        };
         let shared = Arc::new(Shared {
             call_settings,
             cfg,
@@ -488,6 +499,7 @@ impl Signaling {
                 max_new_calls_per_second: cfg_sources.max_new_calls_per_second,
                 max_concurrent_calls: cfg_sources.max_concurrent_calls,
             })),
+            quality_collector,
         });
         shared.health.set("sip_bound", false);
         let mut builder = Endpoint::builder();

@@ -754,9 +754,31 @@ pub fn sipp_from(
     extra: &[&str],
     timeout: Duration,
 ) -> SippRun {
+    run_sipp(
+        local_ip,
+        free_port(),
+        Some(target),
+        scenario,
+        extra,
+        timeout,
+    )
+}
+
+/// Runs SIPp as a server (a UAS scenario) on loopback at `port`, until its one call ends.
+pub fn sipp_listen(port: u16, scenario: &Path, timeout: Duration) -> SippRun {
+    run_sipp(LOOPBACK, port, None, scenario, &[], timeout)
+}
+
+fn run_sipp(
+    local_ip: &str,
+    port: u16,
+    target: Option<SocketAddr>,
+    scenario: &Path,
+    extra: &[&str],
+    timeout: Duration,
+) -> SippRun {
     let sipp = require_tool("sipp", "sip-tester");
     let dir = temp_dir("sipp");
-    let port = free_port();
     let media_port = rtp_port_block(4).0;
     let started = Instant::now();
     let mut cmd = Command::new(sipp);
@@ -776,7 +798,9 @@ pub fn sipp_from(
     if !extra.contains(&"-m") {
         cmd.args(["-m", "1"]);
     }
-    cmd.arg(target.to_string());
+    if let Some(target) = target {
+        cmd.arg(target.to_string());
+    }
     let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -70,6 +70,8 @@ pub struct Quality {
     pub echoed_packets: u64,
     pub echo_turnaround_avg_ms: f64,
     pub echo_turnaround_max_ms: f64,
+    /// The SSRC of the caller's stream these figures are of (0 before any RTP arrived).
+    pub rtp_ssrc: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@
 //! [`media_pool`] which of several takes a new session; [`overload`] and
 //! [`sources`] admit new calls by measured load and by source address; [`info`] reads the DTMF
 //! of an INFO inside a call; [`rtp_stat`] writes the caller's figures into our BYE;
-//! [`session_timer`] negotiates RFC 4028 session timers. No sockets,
+//! [`session_timer`] negotiates RFC 4028 session timers; [`vq_report`] writes RFC 6035
+//! quality reports. No sockets,
 //! no clock reads, no async runtime:
 //! the SIP shell crate `milliwatt-signaling` feeds events in and executes the outputs.
 //! `tests/walls.rs` at the workspace root checks this crate's dependency tree.
@@ -20,3 +21,4 @@ pub mod rtp_stat;
 pub mod sdp;
 pub mod session_timer;
 pub mod sources;
+pub mod vq_report;
