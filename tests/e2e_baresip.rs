@@ -200,10 +200,16 @@ impl Drop for Baresip {
     }
 }
 
-/// Dials `user` at the server with baresip, which sends `source` (8 kHz samples) as its audio,
-/// and returns the WAV recording of what baresip received, the codec baresip decoded, and the
-/// working directory (kept when the test fails).
-fn baresip_call(exe: &Path, server: &Server, user: &str, source: &[i16]) -> (Wav, String, PathBuf) {
+/// Dials `uri` with baresip (`extra` appended to its configuration), which sends `source` (8 kHz
+/// samples) as its audio, and returns the WAV recording of what baresip received, the codec
+/// baresip decoded, and the working directory (kept when the test fails).
+fn baresip_call(
+    exe: &Path,
+    server: &Server,
+    uri: &str,
+    source: &[i16],
+    extra: &str,
+) -> (Wav, String, PathBuf) {
     let dir = temp_dir("baresip");
     let conf = dir.join("conf");
     let rec = dir.join("rec");
@@ -215,7 +221,7 @@ fn baresip_call(exe: &Path, server: &Server, user: &str, source: &[i16]) -> (Wav
     let sip_port = free_port_pair();
     std::fs::write(
         conf.join("config"),
-        baresip_config(sip_port, rtp_port_block(4), &conf, &rec, &source),
+        baresip_config(sip_port, rtp_port_block(4), &conf, &rec, &source) + extra,
     )
     .unwrap();
     // regint=0: the account never registers.
@@ -230,10 +236,7 @@ fn baresip_call(exe: &Path, server: &Server, user: &str, source: &[i16]) -> (Wav
         // A bound of its own, beyond the one below.
         .args(["-t", "30"])
         .arg("-e")
-        .arg(format!(
-            "/dial sip:{user}@127.0.0.1:{}",
-            server.cfg.sip_port
-        ))
+        .arg(format!("/dial {uri}"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -288,12 +291,106 @@ fn baresip_call(exe: &Path, server: &Server, user: &str, source: &[i16]) -> (Wav
     (read_wav(&dumps[0]), codec, dir)
 }
 
+/// A private CA and a certificate for localhost and 127.0.0.1 (scripts/grpc-certs.sh, whose
+/// server certificate serves SIP over TLS as well): `ca.pem`, `media.pem`, `media.key` in `dir`.
+fn make_certs(dir: &Path) {
+    require_tool("openssl", "openssl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/grpc-certs.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .args(["localhost", "127.0.0.1"])
+        .output()
+        .expect("running scripts/grpc-certs.sh");
+    assert!(
+        out.status.success(),
+        "scripts/grpc-certs.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a TLS server at `addr` presents: its certificate's SHA-256 fingerprint (openssl
+/// s_client, bounded).
+fn served_fingerprint(addr: &str) -> String {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting openssl s_client");
+    let (_, out, _) = common::output_bounded(child, Duration::from_secs(10), "openssl s_client");
+    out.trim().to_string()
+}
+
+fn file_fingerprint(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl x509");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn baresip_hears_the_tone(frequency: u32) {
+    baresip_hears_the_tone_over(frequency, false)
+}
+
+/// A baresip call to the default tone; over TLS when `tls` (the service's certificate from a
+/// private CA baresip is given; a client that opened a TLS connection and never handshakes is
+/// kept waiting meanwhile, and must not stop the call).
+fn baresip_hears_the_tone_over(frequency: u32, tls: bool) {
     let exe = require_tool("baresip", "baresip-core");
     let mut cfg = TestConfig::new();
     cfg.frequency = frequency;
+    let certs = temp_dir("sip-tls");
+    let tls_port = free_port();
+    if tls {
+        make_certs(&certs);
+        cfg.sip_extra = format!(
+            "tls_certificate_file = \"{}\"\ntls_key_file = \"{}\"\ntls_port = {tls_port}\n",
+            certs.join("media.pem").display(),
+            certs.join("media.key").display()
+        );
+    }
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    let (wav, codec, dir) = baresip_call(&exe, &server, "milliwatt", &[0; 8000 * 20]);
+    let (uri, extra) = if tls {
+        (
+            format!("sip:milliwatt@127.0.0.1:{tls_port};transport=tls"),
+            format!("sip_cafile\t\t{}\n", certs.join("ca.pem").display()),
+        )
+    } else {
+        (
+            format!("sip:milliwatt@127.0.0.1:{}", server.cfg.sip_port),
+            String::new(),
+        )
+    };
+    // A client that connects to the TLS port and never says a word.
+    let _stalled = tls.then(|| {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).expect("connecting to the TLS port")
+    });
+    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &[0; 8000 * 20], &extra);
+    if tls {
+        let log = server.log_text();
+        assert!(
+            log.contains("incoming INVITE") && log.contains("transport=\"TLS\""),
+            "the INVITE came over TLS:\n{log}"
+        );
+        // Reloaded on change: a new pair in place of the old, and the next handshake gets it.
+        let fresh = temp_dir("sip-tls-new");
+        make_certs(&fresh);
+        std::fs::copy(fresh.join("media.key"), certs.join("media.key")).unwrap();
+        std::fs::copy(fresh.join("media.pem"), certs.join("media.pem")).unwrap();
+        server.wait_log("SIP TLS certificate reloaded", Duration::from_secs(10));
+        let want = file_fingerprint(&fresh.join("media.pem"));
+        assert!(want.contains("Fingerprint"), "{want}");
+        assert_eq!(served_fingerprint(&format!("127.0.0.1:{tls_port}")), want);
+        let _ = std::fs::remove_dir_all(&fresh);
+    }
+    let _ = std::fs::remove_dir_all(&certs);
 
     server.wait_log("reason=tone finished", Duration::from_secs(2));
     let log = server.log_text();
@@ -365,6 +462,11 @@ fn baresip_hears_the_tone(frequency: u32) {
 }
 
 #[test]
+fn baresip_over_tls_records_the_tone() {
+    baresip_hears_the_tone_over(440, true);
+}
+
+#[test]
 fn baresip_records_the_440_hz_tone() {
     baresip_hears_the_tone(440);
 }
@@ -388,7 +490,8 @@ fn baresip_hears_its_own_voice_from_the_echo_plan() {
             (8000.0 * (2.0 * std::f64::consts::PI * 700.0 * f64::from(n) / 8000.0).sin()) as i16
         })
         .collect();
-    let (wav, codec, dir) = baresip_call(&exe, &server, "echo", &voice);
+    let uri = format!("sip:echo@127.0.0.1:{}", server.cfg.sip_port);
+    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &voice, "");
     server.wait_log(
         "echo test: the caller's packets sent back",
         Duration::from_secs(2),

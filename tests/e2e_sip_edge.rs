@@ -455,6 +455,40 @@ fn bad_config_exits_64_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sip.port"));
+    // SIP TLS files are read at start: a missing certificate, or a key that is not PEM, stops
+    // it naming the key and the file.
+    let key = dir.join("not-a-key.pem");
+    std::fs::write(&key, "not PEM").unwrap();
+    for (cert, key_file, named) in [
+        (
+            "/nonexistent/cert.pem".to_string(),
+            key.display().to_string(),
+            "sip.tls_certificate_file: /nonexistent/cert.pem",
+        ),
+        (
+            key.display().to_string(),
+            key.display().to_string(),
+            "sip.tls_certificate_file",
+        ),
+    ] {
+        let mut cfg = TestConfig::new();
+        cfg.sip_extra = format!(
+            "tls_certificate_file = \"{cert}\"\ntls_key_file = \"{key_file}\"\ntls_port = {}\n",
+            common::free_port()
+        );
+        let path = dir.join("tls.toml");
+        std::fs::write(&path, cfg.toml()).unwrap();
+        let child = Command::new(&own)
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, _, err) = common::output_bounded(child, Duration::from_secs(10), "milliwatt");
+        assert!(!status.success(), "started with {cert}: {err}");
+        assert!(err.contains(named), "the message must name {named}: {err}");
+    }
 }
 
 #[test]

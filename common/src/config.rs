@@ -185,6 +185,11 @@ pub struct SipConfig {
     /// An RFC 6035 quality collector's SIP URI: each answered call's `vq-rtcpxr` report is
     /// PUBLISHed there when it ends. Empty: none.
     pub quality_collector: String,
+    /// SIP over TLS: the certificate chain and private key (PEM files, reloaded when they
+    /// change); both empty: no TLS. Listens on `tls_port`.
+    pub tls_certificate_file: String,
+    pub tls_key_file: String,
+    pub tls_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -517,6 +522,38 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        match (
+            self.sip.tls_certificate_file.is_empty(),
+            self.sip.tls_key_file.is_empty(),
+        ) {
+            (true, true) => {}
+            (false, true) => {
+                return Err(invalid(
+                    "sip.tls_key_file",
+                    "is empty while sip.tls_certificate_file is set: TLS needs both",
+                ))
+            }
+            (true, false) => {
+                return Err(invalid(
+                    "sip.tls_certificate_file",
+                    "is empty while sip.tls_key_file is set: TLS needs both",
+                ))
+            }
+            (false, false) => {
+                if self.sip.tls_port == 0 {
+                    return Err(invalid("sip.tls_port", "must be 1..65535"));
+                }
+                if self.sip.transport.tcp() && self.sip.tls_port == self.sip.port {
+                    return Err(invalid(
+                        "sip.tls_port",
+                        format!(
+                            "{} is sip.port, where SIP over TCP listens: TLS needs a port of its own",
+                            self.sip.tls_port
+                        ),
+                    ));
+                }
             }
         }
         if !self.sip.quality_collector.is_empty() {
@@ -1026,6 +1063,37 @@ mod tests {
         ] {
             let e = err(load(Some(file), &[], &[]));
             assert!(e.contains(key), "{file}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key_and_a_port_of_its_own() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(
+            (
+                c.sip.tls_certificate_file.as_str(),
+                c.sip.tls_key_file.as_str(),
+                c.sip.tls_port
+            ),
+            ("", "", 5061),
+            "TLS off by default, 5061 when on"
+        );
+        let both = "[sip]\ntls_certificate_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
+        assert!(load(Some(both), &[], &[]).is_ok());
+        for (file, key) in [
+            (
+                "[sip]\ntls_certificate_file = \"/c.pem\"\n",
+                "sip.tls_key_file",
+            ),
+            (
+                "[sip]\ntls_key_file = \"/k.pem\"\n",
+                "sip.tls_certificate_file",
+            ),
+            (&format!("{both}tls_port = 5060\n"), "sip.tls_port"),
+            (&format!("{both}tls_port = 0\n"), "sip.tls_port"),
+        ] {
+            let e = err(load(Some(file), &[], &[]));
+            assert!(e.contains(&format!("`{key}`")), "{file}: {e}");
         }
     }
 

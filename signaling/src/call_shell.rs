@@ -113,6 +113,8 @@ pub(crate) async fn handle_invite(
     let source = invite.tp_info.source;
     let transport = if invite.tp_info.transport.is_udp() {
         "UDP"
+    } else if invite.tp_info.transport.is_secure() {
+        "TLS"
     } else {
         "TCP"
     };
@@ -1031,8 +1033,23 @@ impl CallIo {
     async fn trying(&mut self) -> Option<Event> {
         let shared = self.shared.clone();
         let invite = self.invite.as_ref().expect("Trying comes first");
-        let mut contact_uri = SipUri::new(shared.advertised.clone());
-        if !invite.tp_info.transport.is_udp() {
+        // Over TLS: our TLS port, `sips:` when the caller dialed a sips: URI (RFC 3261 8.1.1.8),
+        // else `transport=tls`, so that the caller's in-dialog requests come over TLS too.
+        let secure = invite.tp_info.transport.is_secure();
+        let local = if secure {
+            ezk_sip_types::host::HostPort {
+                host: shared.advertised.host.clone(),
+                port: Some(shared.cfg.sip.tls_port),
+            }
+        } else {
+            shared.advertised.clone()
+        };
+        let mut contact_uri = SipUri::new(local.clone());
+        if secure && invite.line.uri.sips {
+            contact_uri = contact_uri.sips(true);
+        } else if secure {
+            contact_uri = contact_uri.uri_param_value("transport", "tls");
+        } else if !invite.tp_info.transport.is_udp() {
             contact_uri = contact_uri.uri_param_value("transport", "tcp");
         }
         let dialog = match Dialog::new_server(
@@ -1049,7 +1066,7 @@ impl CallIo {
         if let Some(delay) = shared.call_settings.answer_after {
             self.answer_due = Some(AnswerDue::new(shared.stats.clone(), self.received + delay));
         }
-        dialog.target_tp_info.lock().await.via_host_port = Some(shared.advertised.clone());
+        dialog.target_tp_info.lock().await.via_host_port = Some(local);
         self.to_tag = dialog
             .local_fromto
             .tag

@@ -8,8 +8,9 @@
 mod call_shell;
 pub mod media_client;
 pub mod media_pool;
+mod sip_tls;
 pub mod stats;
-pub mod uas;
+mod uas;
 
 pub use media_client::MediaClient;
 pub use media_pool::MediaPool;

@@ -411,6 +411,13 @@ pub enum BindError {
     },
     #[error("sip.quality_collector: {0:?} is not a SIP URI the SIP stack can send to")]
     QualityCollector(String),
+    #[error(transparent)]
+    TlsFiles(#[from] crate::sip_tls::TlsFileError),
+    #[error("listening SIP TLS {addr} (sip.bind_address, sip.tls_port): {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound SIP endpoint.
@@ -421,6 +428,18 @@ pub struct Signaling {
     pool_task: tokio::task::JoinHandle<()>,
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    /// Reloads the TLS certificate when its files change.
+    _tls_reloader: Option<AbortOnDrop>,
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Signaling {
@@ -536,11 +555,27 @@ impl Signaling {
                 .map_err(|source| BindError::Tcp { addr, source })?;
             tcp = Some(addr);
         }
+        let mut tls = None;
+        let mut tls_reloader = None;
+        if !sip.tls_certificate_file.is_empty() {
+            let t = crate::sip_tls::start(&sip.tls_certificate_file, &sip.tls_key_file)?;
+            let tls_addr = SocketAddr::new(sip.bind_address, sip.tls_port);
+            builder
+                .listen_rustls(tls_addr, t.acceptor)
+                .await
+                .map_err(|source| BindError::Tls {
+                    addr: tls_addr,
+                    source,
+                })?;
+            tls = Some(tls_addr);
+            tls_reloader = Some(AbortOnDrop(t.reloader));
+        }
         let endpoint = builder.build();
         shared.health.set("sip_bound", true);
         info!(
             udp = ?udp,
             tcp = ?tcp,
+            tls = ?tls,
             advertised = %format!("{}:{}", shared.advertised.host, shared.advertised.port.unwrap_or(0)),
             domain = %shared.cfg.sip.domain,
             media = %shared.cfg.media.endpoint.join(", "),
@@ -552,6 +587,8 @@ impl Signaling {
             shared,
             udp,
             tcp,
+            tls,
+            _tls_reloader: tls_reloader,
         })
     }
 

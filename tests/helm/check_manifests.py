@@ -53,7 +53,8 @@ SCENARIOS = {
     "grpc-tls": dict(media_kind="Deployment", media_host=False, sig_host=False,
                      svc_type="ClusterIP", transport="both", media_adv=None, sip_adv="",
                      grpc_tls=dict(secret="mw-grpc-media", client_secret="mw-grpc-signaling",
-                                   server_name="media.milliwatt.internal")),
+                                   server_name="media.milliwatt.internal"),
+                     sip_tls="mw-sip-tls"),
 }
 
 TLS_SERVER = "/etc/milliwatt-tls/server"
@@ -222,7 +223,25 @@ def main():
             check(f"{tag} signaling: liveness probe GET /livez on port admin",
                   lp.get("httpGet", {}).get("path") == "/livez" and lp["httpGet"].get("port") == "admin")
             want = {"udp": {"sip-udp"}, "tcp": {"sip-tcp"}, "both": {"sip-udp", "sip-tcp"}}[exp["transport"]]
+            if exp.get("sip_tls"):
+                want = want | {"sip-tls"}
             check(f"{tag} signaling: SIP container ports {sorted(want)}", {n for n in ports if n.startswith("sip-")} == want)
+            sip_tls_env = {n: e.get("value") for n, e in env_of(c).items() if n.startswith("MILLIWATT_SIP__TLS_")}
+            sip_tls_mount = {m["mountPath"]: m for m in c.get("volumeMounts") or []}.get("/etc/milliwatt-sip-tls")
+            if exp.get("sip_tls"):
+                vol = {v["name"]: v for v in spec.get("volumes") or []}.get(sip_tls_mount["name"] if sip_tls_mount else "", {})
+                sec = vol.get("secret") or {}
+                check(f"{tag} signaling: SIP TLS from Secret {exp['sip_tls']} (tls.crt, tls.key), paths in its environment, port 5061",
+                      sip_tls_env == {"MILLIWATT_SIP__TLS_CERTIFICATE_FILE": "/etc/milliwatt-sip-tls/tls.crt",
+                                      "MILLIWATT_SIP__TLS_KEY_FILE": "/etc/milliwatt-sip-tls/tls.key"}
+                      and sip_tls_mount and sip_tls_mount.get("readOnly") is True
+                      and sec.get("secretName") == exp["sip_tls"]
+                      and sorted(i["path"] for i in sec.get("items") or []) == ["tls.crt", "tls.key"]
+                      and ports.get("sip-tls", {}).get("containerPort") == 5061,
+                      f"env {sip_tls_env}, mount {sip_tls_mount}, volume {vol}")
+            else:
+                check(f"{tag} signaling: no SIP TLS environment or mount without sip.tls.secretName",
+                      not sip_tls_env and not sip_tls_mount, f"{sip_tls_env} {sip_tls_mount}")
         tgps = spec.get("terminationGracePeriodSeconds", 30)
         check(f"{tag} {comp}: terminationGracePeriodSeconds ({tgps}) > call length ({call_s} s) and > shutdown.grace_seconds",
               tgps > call_s and tgps > cfg["shutdown"]["grace_seconds"])
@@ -324,6 +343,8 @@ def main():
     if ssvc:
         sp = {(p["protocol"], p["port"]) for p in ssvc["spec"]["ports"]}
         want = {("UDP", 5060), ("TCP", 5060)} if exp["transport"] == "both" else {(exp["transport"].upper(), 5060)}
+        if exp.get("sip_tls"):
+            want = want | {("TCP", 5061)}
         check(f"{tag} signaling Service ports {sorted(want)}", sp == want, f"{sp}")
         if "lb_ip" in exp:
             check(f"{tag} signaling Service loadBalancerIP and externalTrafficPolicy",

@@ -209,6 +209,18 @@ volumes:
     configMap:
       name: {{ include "milliwatt.fullname" .root }}-config
   {{- include "milliwatt.grpcTlsVolumes" . | nindent 2 }}
+  {{- if and (eq .component "signaling") .root.Values.sip.tls.secretName }}
+  - name: sip-tls
+    secret:
+      secretName: {{ .root.Values.sip.tls.secretName | quote }}
+      # Readable by the container's user (uid 10001, no fsGroup); the pod holds no other container.
+      defaultMode: 0444
+      items:
+        - key: tls.crt
+          path: tls.crt
+        - key: tls.key
+          path: tls.key
+  {{- end }}
 {{- end -}}
 
 {{/* Rolling update default: a host-networked pod cannot surge on the same node (its ports are taken). */}}

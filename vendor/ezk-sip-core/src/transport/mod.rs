@@ -65,6 +65,11 @@ impl TpHandle {
         }
     }
 
+    /// PATCH(milliwatt): whether this transport is TLS (for `sips:`/`transport=tls` in Contact).
+    pub fn is_secure(&self) -> bool {
+        self.name() == "TLS"
+    }
+
     pub(crate) fn is_reliable(&self) -> bool {
         !self.is_udp()
     }
