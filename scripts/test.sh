@@ -15,6 +15,7 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux) # tests/e2e_hostile.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)        # ... and its loopback interface
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)    # scripts/grpc-certs.sh (gRPC TLS tests)
 [ -x /usr/sbin/kamailio ] || missing+=(kamailio)             # tests/e2e_interop.rs (a record-routing proxy)
+command -v linphonec >/dev/null 2>&1 || missing+=(linphone-cli) # tests/e2e_linphone.rs
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   sudo=""

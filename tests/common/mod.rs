@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod rtp;
 pub mod sip;
 pub mod tls;
+pub mod wav;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
