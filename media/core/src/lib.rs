@@ -13,6 +13,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtp_in;
 pub mod session;
+pub mod srtp;
 pub mod table;
 pub mod tone;
 
