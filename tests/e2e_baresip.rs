@@ -130,6 +130,7 @@ fn baresip_call(
     uri: &str,
     source: &[i16],
     extra: &str,
+    account_params: &str,
 ) -> (Wav, String, PathBuf) {
     let dir = temp_dir("baresip");
     let conf = dir.join("conf");
@@ -146,7 +147,11 @@ fn baresip_call(
     )
     .unwrap();
     // regint=0: the account never registers.
-    std::fs::write(conf.join("accounts"), "<sip:test@127.0.0.1>;regint=0\n").unwrap();
+    std::fs::write(
+        conf.join("accounts"),
+        format!("<sip:test@127.0.0.1>;regint=0{account_params}\n"),
+    )
+    .unwrap();
     let log = dir.join("baresip.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(exe)
@@ -262,13 +267,15 @@ fn file_fingerprint(pem: &Path) -> String {
 }
 
 fn baresip_hears_the_tone(frequency: u32) {
-    baresip_hears_the_tone_over(frequency, false)
+    baresip_hears_the_tone_over(frequency, false, false)
 }
 
 /// A baresip call to the default tone; over TLS when `tls` (the service's certificate from a
 /// private CA baresip is given; a client that opened a TLS connection and never handshakes is
 /// kept waiting meanwhile, and must not stop the call).
-fn baresip_hears_the_tone_over(frequency: u32, tls: bool) {
+/// With `srtp` too, baresip insists on SRTP with SDES keys (`mediaenc=srtp-mand`): its offer is
+/// `RTP/SAVP` with `a=crypto` lines, and it records only what decrypts and authenticates.
+fn baresip_hears_the_tone_over(frequency: u32, tls: bool, srtp: bool) {
     let exe = require_tool("baresip", "baresip-core");
     let mut cfg = TestConfig::new();
     cfg.frequency = frequency;
@@ -283,7 +290,7 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool) {
         );
     }
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    let (uri, extra) = if tls {
+    let (uri, mut extra) = if tls {
         (
             format!("sip:milliwatt@127.0.0.1:{tls_port};transport=tls"),
             format!("sip_cafile\t\t{}\n", certs.join("ca.pem").display()),
@@ -294,11 +301,36 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool) {
             String::new(),
         )
     };
+    let account = if srtp {
+        extra.push_str("module\t\t\tsrtp.so\n");
+        ";mediaenc=srtp-mand"
+    } else {
+        ""
+    };
     // A client that connects to the TLS port and never says a word.
     let _stalled = tls.then(|| {
         std::net::TcpStream::connect(("127.0.0.1", tls_port)).expect("connecting to the TLS port")
     });
-    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &[0; 8000 * 20], &extra);
+    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &[0; 8000 * 20], &extra, account);
+    if srtp {
+        let log = server.log_text();
+        assert!(
+            log.contains("srtp=\"AES_CM_128_HMAC_SHA1_"),
+            "the call's media was not SRTP:\n{log}"
+        );
+        // baresip's own SRTP stream authenticated and decrypted here (a packet that does not
+        // is counted invalid, not received).
+        let received: u64 = log
+            .split("rtp_received=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            received >= 100,
+            "only {received} of baresip's SRTP packets decrypted:\n{log}"
+        );
+    }
     if tls {
         let log = server.log_text();
         assert!(
@@ -339,7 +371,12 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool) {
 
 #[test]
 fn baresip_over_tls_records_the_tone() {
-    baresip_hears_the_tone_over(440, true);
+    baresip_hears_the_tone_over(440, true, false);
+}
+
+#[test]
+fn baresip_over_tls_with_srtp_records_the_tone() {
+    baresip_hears_the_tone_over(440, true, true);
 }
 
 #[test]
@@ -367,7 +404,7 @@ fn baresip_hears_its_own_voice_from_the_echo_plan() {
         })
         .collect();
     let uri = format!("sip:echo@127.0.0.1:{}", server.cfg.sip_port);
-    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &voice, "");
+    let (wav, codec, dir) = baresip_call(&exe, &server, &uri, &voice, "", "");
     server.wait_log(
         "echo test: the caller's packets sent back",
         Duration::from_secs(2),

@@ -667,8 +667,13 @@ pub fn kind_name(kind: i32) -> &'static str {
 
 /// What a session sends: `440 Hz at -10.0 dBm0`, with its second tone, sweep and cadence.
 fn tone_text(s: &pb::Session) -> String {
+    let srtp = if s.srtp_suite.is_empty() {
+        String::new()
+    } else {
+        format!(", SRTP {}", s.srtp_suite)
+    };
     if s.echo {
-        return "echo (the caller's audio sent back)".into();
+        return format!("echo (the caller's audio sent back){srtp}");
     }
     let mut t = format!("{} Hz at {:.1} dBm0", s.frequency_hz, s.level_dbm0);
     if s.second_frequency_hz > 0 {
@@ -684,7 +689,7 @@ fn tone_text(s: &pb::Session) -> String {
         let c: Vec<String> = s.cadence_ms.iter().map(u32::to_string).collect();
         t += &format!(", cadence {} ms on/off", c.join("/"));
     }
-    t
+    t + &srtp
 }
 
 /// The key fields of an event, by kind.
@@ -841,6 +846,7 @@ mod tests {
             sweep_ms: 0,
             cadence_ms: vec![],
             echo: false,
+            srtp_suite: String::new(),
             quality: Some(pb::Quality {
                 packets_received: 148,
                 bytes_received: 25456,

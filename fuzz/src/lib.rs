@@ -150,6 +150,7 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         body: &m.body,
         timer,
         caller_100rel,
+        srtp_key: [7; 30],
     };
     let start = Instant::now();
     let mut core = CallCore::new(settings().clone(), &facts, Load::default(), 1, start);

@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 
 use milliwatt_media_core::pacing::Pacer;
 use milliwatt_media_core::rtp::{RtpSender, PACKET_LEN};
+use milliwatt_media_core::srtp::{SrtpKeys, SrtpSender};
+
+/// A stream's SRTP context, with the keys it was made from (a resume with the same keys keeps
+/// it: its rollover counter goes on with the sequence numbers).
+type SrtpState = Option<(SrtpKeys, SrtpSender)>;
+
+fn srtp_for(keys: &Option<SrtpKeys>, kept: SrtpState) -> SrtpState {
+    match (keys, kept) {
+        (Some(k), Some((old, tx))) if *k == old => Some((old, tx)),
+        (Some(k), _) => Some((k.clone(), SrtpSender::new(k.suite, &k.send))),
+        (None, _) => None,
+    }
+}
 use milliwatt_media_core::tone::ToneTable;
 
 /// Counters of one session, shared with the registry for inspection and with the receive task
@@ -138,6 +151,8 @@ pub struct Stream {
     /// How long to send; `None`: until stopped.
     pub duration: Option<Duration>,
     pub counters: Arc<SessionCounters>,
+    /// SRTP: each packet protected with our key before it leaves.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// The RTP state of a started stream.
@@ -291,6 +306,7 @@ const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
 struct Active {
     stream: Box<Stream>,
     sender: RtpSender,
+    srtp: SrtpState,
     ends_at_tick: Option<u64>,
 }
 
@@ -302,14 +318,15 @@ fn run_shard(
     retire: mpsc::Sender<Box<Stream>>,
 ) {
     // Never drop a stream here (see `Engine::start`).
-    let retire_stream = |a: Active| -> RtpSender {
+    let retire_stream = |a: Active| -> (RtpSender, SrtpState) {
         let _ = retire.send(a.stream);
-        a.sender
+        (a.sender, a.srtp)
     };
     let mut pacer: Pacer<u64> = Pacer::new(epoch);
     let mut active: HashMap<u64, Active> = HashMap::new();
-    let mut parked: HashMap<u64, RtpSender> = HashMap::new();
-    let mut buf = [0u8; PACKET_LEN];
+    let mut parked: HashMap<u64, (RtpSender, SrtpState)> = HashMap::new();
+    // Room for an SRTP authentication tag.
+    let mut buf = [0u8; PACKET_LEN + 16];
     let mut ended: Vec<u64> = Vec::new();
     let mut next = Instant::now();
     let (mut stalls, mut last_stall_log, mut last_poll) = (0u64, None, Duration::ZERO);
@@ -327,14 +344,18 @@ fn run_shard(
             Ok(Command::Start(key, stream, rtp)) => {
                 let was_running = active.contains_key(&key);
                 let running = active.remove(&key).map(retire_stream);
-                let sender = match rtp {
-                    StreamRtp::New(sender) => Some(sender),
-                    StreamRtp::Continue => running.or_else(|| parked.remove(&key)).map(|mut s| {
-                        s.resume();
-                        s
-                    }),
+                let (sender, kept) = match rtp {
+                    StreamRtp::New(sender) => (Some(sender), None),
+                    StreamRtp::Continue => match running.or_else(|| parked.remove(&key)) {
+                        Some((mut s, srtp)) => {
+                            s.resume();
+                            (Some(s), srtp)
+                        }
+                        None => (None, None),
+                    },
                 };
                 parked.remove(&key);
+                let srtp = srtp_for(&stream.srtp, kept);
                 let Some(sender) = sender else {
                     // The registry continues only streams it started; nothing to resume.
                     tracing::warn!(key, "no RTP state to continue; stream not started");
@@ -348,6 +369,7 @@ fn run_shard(
                     Active {
                         stream,
                         sender,
+                        srtp,
                         ends_at_tick,
                     },
                 );
@@ -406,7 +428,11 @@ fn run_shard(
                 return;
             }
             let s = &mut a.stream;
-            let w = a.sender.write_next(due_tick, &s.table, &mut buf);
+            let w = a.sender.write_next(
+                due_tick,
+                &s.table,
+                (&mut buf[..PACKET_LEN]).try_into().expect("PACKET_LEN"),
+            );
             counters.record_lateness(now.saturating_duration_since(pacer_instant(epoch, due_tick)));
             if w.skipped > 0 {
                 s.counters.packets_skipped.fetch_add(w.skipped, Relaxed);
@@ -417,7 +443,11 @@ fn run_shard(
                 Relaxed,
             );
             s.counters.last_due_tick.store(due_tick, Relaxed);
-            match s.socket.send_to(&buf[..w.len], s.remote) {
+            let len = match &mut a.srtp {
+                Some((_, tx)) => tx.protect(&mut buf, w.len),
+                None => w.len,
+            };
+            match s.socket.send_to(&buf[..len], s.remote) {
                 Ok(n) => {
                     s.counters.packets_sent.fetch_add(1, Relaxed);
                     s.counters.bytes_sent.fetch_add(n as u64, Relaxed);
@@ -484,6 +514,7 @@ mod tests {
             table: table.clone(),
             duration: None,
             counters: Arc::default(),
+            srtp: None,
         };
         engine.start_stream(
             7,

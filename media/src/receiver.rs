@@ -18,6 +18,7 @@ use milliwatt_media_core::quality::{ReceiverStats, G711_CLOCK_RATE};
 use milliwatt_media_core::rtcp::{self, Outgoing, Packet, ReportBlock, SenderInfo};
 use milliwatt_media_core::rtp::EchoStream;
 use milliwatt_media_core::rtp_in::{self, PacketKind};
+use milliwatt_media_core::srtp::{SrtpKeys, SrtpReceiver, SrtpSender};
 
 /// RFC 3550 6.2: at least 5 s between reports for a session this small.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -25,12 +26,14 @@ const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_ONE_WAY_DELAY_MS: f64 = 20.0;
 
 /// What the receiver must know of the call (from StartTone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RxParams {
     /// Where the caller's SDP says it receives RTP.
     pub sdp_remote: SocketAddr,
     pub payload_type: u8,
     pub dtmf_payload_type: Option<u8>,
+    /// SRTP: the caller's packets are checked and decrypted, our RTCP (and an echo) protected.
+    pub srtp: Option<SrtpKeys>,
 }
 
 pub use milliwatt_media_core::session::Quality;
@@ -66,6 +69,8 @@ struct State {
     echoing: bool,
     echo_buf: Vec<u8>,
     echo_turnaround_sum_ms: f64,
+    /// SRTP: the caller's stream (in), and ours for RTCP and an echo (out).
+    srtp: Option<(SrtpReceiver, SrtpSender)>,
 }
 
 impl State {
@@ -257,12 +262,17 @@ async fn run(mut t: Task) {
                 if changed.is_err() {
                     return;
                 }
-                params = *t.params.borrow_and_update();
+                params = t.params.borrow_and_update().clone();
                 latched = None;
+                // New keys (or none): fresh SRTP contexts.
+                let mut st = t.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.srtp = params.as_ref().and_then(|p| p.srtp.as_ref()).map(|k| {
+                    (SrtpReceiver::new(k.suite, &k.recv), SrtpSender::new(k.suite, &k.send))
+                });
             }
             r = t.rtp.recv_from(&mut rtp_buf) => {
                 let Ok((n, from)) = r else { continue };
-                let Some(p) = params else { continue };
+                let Some(p) = &params else { continue };
                 t.on_rtp(&rtp_buf[..n], from, p, &mut latched, Instant::now());
             }
             r = recv_rtcp(t.rtcp.as_ref(), &mut rtcp_buf) => {
@@ -274,7 +284,7 @@ async fn run(mut t: Task) {
                 let sent = t.counters.packets_sent.load(Relaxed);
                 let sending = sent > packets_at_last_report;
                 packets_at_last_report = sent;
-                if let Some(p) = params {
+                if let Some(p) = &params {
                     t.send_report(p, latched, sending).await;
                 }
             }
@@ -305,7 +315,7 @@ impl Task {
         &self,
         buf: &[u8],
         from: SocketAddr,
-        p: RxParams,
+        p: &RxParams,
         latched: &mut Option<SocketAddr>,
         now: Instant,
     ) {
@@ -316,6 +326,21 @@ impl Task {
             self.on_rtcp(buf, from, now);
             return;
         }
+        // SRTP: only a packet that authenticates counts (it is then read decrypted).
+        let decrypted;
+        let buf = match st.srtp.as_mut().map(|(rx, _)| rx.unprotect(buf)) {
+            None => buf,
+            Some(Ok(plain)) => {
+                decrypted = plain;
+                &decrypted[..]
+            }
+            Some(Err(e)) => {
+                st.q.packets_invalid += 1;
+                self.engine.packets_invalid.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, %from, "SRTP packet refused");
+                return;
+            }
+        };
         let packet = match rtp_in::parse(buf) {
             Ok(p) => p,
             Err(e) => {
@@ -410,6 +435,12 @@ impl Task {
         let Some(e) = echo.as_mut() else { return };
         let (ssrc, timestamp, marker, payload_type) = caller;
         e.write(ssrc, timestamp, marker, payload_type, payload, echo_buf);
+        if let Some((_, tx)) = st.srtp.as_mut() {
+            let len = echo_buf.len();
+            echo_buf.resize(len + tx.overhead(), 0);
+            let n = tx.protect(echo_buf, len);
+            echo_buf.truncate(n);
+        }
         match self.rtp.send_to(echo_buf, from) {
             Ok(n) => {
                 let ms = arrived.elapsed().as_secs_f64() * 1000.0;
@@ -442,6 +473,19 @@ impl Task {
 
     fn on_rtcp(&self, buf: &[u8], from: SocketAddr, now: Instant) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let decrypted;
+        let buf = match st.srtp.as_mut().map(|(rx, _)| rx.unprotect_rtcp(buf)) {
+            None => buf,
+            Some(Ok(plain)) => {
+                decrypted = plain;
+                &decrypted[..]
+            }
+            Some(Err(e)) => {
+                st.q.packets_invalid += 1;
+                tracing::debug!(error = %e, %from, "SRTCP packet refused");
+                return;
+            }
+        };
         let compound = match rtcp::parse_compound(buf) {
             Ok(c) => c,
             Err(e) => {
@@ -475,7 +519,7 @@ impl Task {
         }
     }
 
-    async fn send_report(&self, p: RxParams, latched: Option<SocketAddr>, sending: bool) {
+    async fn send_report(&self, p: &RxParams, latched: Option<SocketAddr>, sending: bool) {
         let now = Instant::now();
         let ssrc = self.counters.ssrc.load(Relaxed);
         let (block, target) = {
@@ -523,7 +567,11 @@ impl Task {
         let mut buf = [0u8; 256];
         if let Ok(n) = out.write(&mut buf) {
             let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
-            let _ = socket.send_to(&buf[..n], target);
+            let protected = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.srtp.as_mut().map(|(_, tx)| tx.protect_rtcp(&buf[..n]))
+            };
+            let _ = socket.send_to(protected.as_deref().unwrap_or(&buf[..n]), target);
         }
     }
 }

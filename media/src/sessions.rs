@@ -292,6 +292,7 @@ impl Registry {
                 sdp_remote: req.remote,
                 payload_type: req.payload_type,
                 dtmf_payload_type: req.dtmf_payload_type,
+                srtp: req.srtp.clone(),
             });
         }
         if start.waiting {
@@ -348,6 +349,7 @@ impl Registry {
                 table: tone,
                 duration: req.duration,
                 counters: io.counters.clone(),
+                srtp: req.srtp.clone(),
             },
             rtp,
         );

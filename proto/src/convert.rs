@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use milliwatt_media_core::session::{
     Event, EventKind, Figures, MediaError, Quality, Snapshot, State, ToneRequest,
 };
+use milliwatt_media_core::srtp::{MasterKey, SrtpKeys, Suite};
 use milliwatt_media_core::tone::{Shape, Sweep};
 use milliwatt_media_core::{Codec, SessionId};
 use milliwatt_signaling_core::call::MediaFailure;
@@ -172,6 +173,11 @@ pub fn start_tone_request(id: &SessionId, tone: &ToneRequest) -> pb::StartToneRe
         sweep_ms: tone.shape.sweep.map(|s| s.ms).unwrap_or(0),
         cadence_ms: tone.shape.cadence_ms.clone(),
         echo: tone.echo,
+        srtp: tone.srtp.as_ref().map(|s| pb::SrtpKeys {
+            suite: s.suite.name().into(),
+            send_key: s.send.to_bytes().to_vec(),
+            recv_key: s.recv.to_bytes().to_vec(),
+        }),
     }
 }
 
@@ -289,6 +295,33 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
                 .check(r.frequency_hz, r.level_dbm0)
                 .map_err(|e| bad(e.field.proto_field(), e.reason))?;
         }
+        let srtp = match r.srtp {
+            None => None,
+            Some(k) => {
+                let suite = Suite::from_name(&k.suite).ok_or_else(|| {
+                    bad(
+                        "srtp.suite",
+                        format!(
+                            "{:?} is not AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32",
+                            k.suite
+                        ),
+                    )
+                })?;
+                let key = |field, b: &[u8]| {
+                    MasterKey::from_bytes(b).ok_or_else(|| {
+                        bad(
+                            field,
+                            format!("{} bytes; a master key and salt are 30", b.len()),
+                        )
+                    })
+                };
+                Some(SrtpKeys {
+                    suite,
+                    send: key("srtp.send_key", &k.send_key)?,
+                    recv: key("srtp.recv_key", &k.recv_key)?,
+                })
+            }
+        };
         Ok(ToneRequest {
             remote: SocketAddr::new(ip, port),
             codec,
@@ -300,6 +333,7 @@ impl TryFrom<pb::StartToneRequest> for ToneRequest {
             wait_for_caller_rtp: r.wait_for_caller_rtp,
             shape,
             echo: r.echo,
+            srtp,
         })
     }
 }
@@ -352,6 +386,10 @@ impl From<Snapshot> for pb::Session {
             sweep_ms: tone.and_then(|t| t.shape.sweep).map(|s| s.ms).unwrap_or(0),
             cadence_ms: tone.map(|t| t.shape.cadence_ms.clone()).unwrap_or_default(),
             echo: tone.is_some_and(|t| t.echo),
+            srtp_suite: tone
+                .and_then(|t| t.srtp.as_ref())
+                .map(|s| s.suite.name().to_string())
+                .unwrap_or_default(),
             quality: s.quality.map(Into::into),
         }
     }
@@ -379,6 +417,7 @@ mod tests {
             sweep_ms: 0,
             cadence_ms: vec![],
             echo: false,
+            srtp: None,
         }
     }
 
@@ -502,6 +541,54 @@ mod tests {
             let t = ToneRequest::try_from(shaped.clone()).unwrap();
             assert!(t.shape != Shape::default());
             assert_eq!(start_tone_request(&id, &t), shaped);
+        }
+    }
+
+    #[test]
+    fn srtp_keys_round_trip_and_bad_ones_name_their_field() {
+        let keys = pb::SrtpKeys {
+            suite: "AES_CM_128_HMAC_SHA1_80".into(),
+            send_key: vec![1; 30],
+            recv_key: vec![2; 30],
+        };
+        let r = pb::StartToneRequest {
+            srtp: Some(keys.clone()),
+            ..valid()
+        };
+        let t = ToneRequest::try_from(r.clone()).unwrap();
+        assert_eq!(t.srtp.as_ref().unwrap().suite, Suite::AesCm128HmacSha1_80);
+        let id: SessionId = "0123456789abcdef".parse().unwrap();
+        assert_eq!(start_tone_request(&id, &t), r);
+        for (bad, field) in [
+            (
+                pb::SrtpKeys {
+                    suite: "AEAD_AES_128_GCM".into(),
+                    ..keys.clone()
+                },
+                "srtp.suite",
+            ),
+            (
+                pb::SrtpKeys {
+                    send_key: vec![1; 29],
+                    ..keys.clone()
+                },
+                "srtp.send_key",
+            ),
+            (
+                pb::SrtpKeys {
+                    recv_key: vec![],
+                    ..keys.clone()
+                },
+                "srtp.recv_key",
+            ),
+        ] {
+            assert_eq!(
+                field_of(pb::StartToneRequest {
+                    srtp: Some(bad),
+                    ..valid()
+                }),
+                field
+            );
         }
     }
 

@@ -179,6 +179,8 @@ pub(crate) async fn handle_invite(
         body: &invite.body,
         timer,
         caller_100rel,
+        // SDES keys (used when the offer is RTP/SAVP): ThreadRng is a CSPRNG seeded by the OS.
+        srtp_key: rand::rng().random(),
     };
     let load = Load {
         draining: shared.health.is_draining(),
@@ -831,6 +833,7 @@ impl CallIo {
                         codec = %n.codec,
                         payload_type = n.payload_type,
                         dtmf_payload_type = ?n.dtmf_payload_type,
+                        srtp = n.srtp.as_ref().map_or("none", |s| s.suite.name()),
                         media_session = %a.reserved.session_id,
                         media = %a.placed.member.addr,
                         "media allocated"

@@ -46,6 +46,9 @@ pub struct ToneRequest {
     /// The echo test: the caller's RTP goes straight back instead of a tone (frequency, level
     /// and shape unused).
     pub echo: bool,
+    /// SRTP (SDES): our stream encrypted with `send`, the caller's checked and decrypted with
+    /// `recv`, RTCP as SRTCP; `None`: RTP in clear.
+    pub srtp: Option<crate::srtp::SrtpKeys>,
 }
 
 /// Receive-side quality of a session, as shown by GetSession and logged at release.

@@ -93,6 +93,14 @@ impl MasterKey {
     }
 }
 
+/// A session's SRTP: the suite, our master key (what we send) and the caller's (what it sends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: Suite,
+    pub send: MasterKey,
+    pub recv: MasterKey,
+}
+
 /// One direction's session keys (SRTP or SRTCP).
 #[derive(Clone)]
 struct SessionKeys {

@@ -366,6 +366,7 @@ mod tests {
             wait_for_caller_rtp: false,
             shape: Default::default(),
             echo: false,
+            srtp: None,
         }
     }
 

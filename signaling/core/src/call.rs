@@ -202,6 +202,8 @@ pub struct InviteFacts<'a> {
     pub timer: Result<TimerFacts, BadTimerHeader>,
     /// The caller supports or requires `100rel` (RFC 3262): our 180/183 go reliably.
     pub caller_100rel: bool,
+    /// Random key material the shell drew for our SRTP stream (used when the offer is SDES).
+    pub srtp_key: [u8; 30],
 }
 
 /// The state of this instance when the INVITE arrived.
@@ -622,6 +624,8 @@ pub struct CallCore {
     early_media: bool,
     /// Our provisional responses go reliably (RFC 3262: the caller supports or requires it).
     reliable_provisionals: bool,
+    /// Our SDES master key, when the stream is SRTP.
+    srtp_key: milliwatt_media_core::srtp::MasterKey,
     /// The number of the plan that matched, if any.
     plan: Option<String>,
     /// The session timer in force (RFC 4028), and when it is next due: our refresh, or the
@@ -671,6 +675,8 @@ impl CallCore {
             timer: None,
             timer_due: None,
             reliable_provisionals: invite.caller_100rel,
+            srtp_key: milliwatt_media_core::srtp::MasterKey::from_bytes(&invite.srtp_key)
+                .expect("30 bytes"),
             out: VecDeque::new(),
             settings,
         };
@@ -783,8 +789,14 @@ impl CallCore {
                 match self.negotiated.clone().filter(|_| self.early_media) {
                     Some(n) => {
                         let sdp = self.sdp.as_mut().expect("just allocated");
-                        sdp.last =
-                            sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+                        sdp.last = sdp::answer_with_key(
+                            &n,
+                            &sdp.host,
+                            sdp.port,
+                            sdp.session_id,
+                            sdp.version,
+                            Some(&self.srtp_key),
+                        );
                         self.out.push_back(Output::Progress {
                             sdp: sdp.last.clone(),
                         });
@@ -1000,7 +1012,14 @@ impl CallCore {
         sdp.last = match self.negotiated.as_ref() {
             // Early media: the 200 repeats the 183's answer (RFC 3264: the same version).
             Some(_) if self.sending => sdp.last.clone(),
-            Some(n) => sdp::answer(n, &sdp.host, sdp.port, sdp.session_id, sdp.version),
+            Some(n) => sdp::answer_with_key(
+                n,
+                &sdp.host,
+                sdp.port,
+                sdp.session_id,
+                sdp.version,
+                Some(&self.srtp_key),
+            ),
             None => sdp::offer(
                 &self.settings.preferred_codecs,
                 self.settings.enable_dtmf,
@@ -1066,6 +1085,14 @@ impl CallCore {
             wait_for_caller_rtp: self.settings.wait_for_caller_rtp,
             shape: self.tone.shape.clone(),
             echo: self.tone.echo,
+            srtp: n
+                .srtp
+                .as_ref()
+                .map(|s| milliwatt_media_core::srtp::SrtpKeys {
+                    suite: s.suite,
+                    send: self.srtp_key.clone(),
+                    recv: s.caller_key.clone(),
+                }),
         }
     }
 
@@ -1119,10 +1146,24 @@ impl CallCore {
             Some(body) => negotiate(&self.settings, &body)?,
         };
         let sdp = self.sdp.as_mut().expect("allocated");
-        let same = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+        let same = sdp::answer_with_key(
+            &n,
+            &sdp.host,
+            sdp.port,
+            sdp.session_id,
+            sdp.version,
+            Some(&self.srtp_key),
+        );
         if same != sdp.last {
             sdp.version += 1;
-            sdp.last = sdp::answer(&n, &sdp.host, sdp.port, sdp.session_id, sdp.version);
+            sdp.last = sdp::answer_with_key(
+                &n,
+                &sdp.host,
+                sdp.port,
+                sdp.session_id,
+                sdp.version,
+                Some(&self.srtp_key),
+            );
         }
         let answer = sdp.last.clone();
         let send = n.send;
@@ -1203,6 +1244,7 @@ mod tests {
             body: body.as_bytes(),
             timer: Ok(TimerFacts::default()),
             caller_100rel: false,
+            srtp_key: [5; 30],
         }
     }
 

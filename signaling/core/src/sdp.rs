@@ -4,11 +4,81 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use base64::Engine as _;
 use bytesstr::BytesStr;
 use ezk_sdp_types::{
-    Direction, MediaDescription, MediaType, SessionDescription, TaggedAddress, TransportProtocol,
+    Direction, MediaDescription, MediaType, SessionDescription, SrtpSuite, TaggedAddress,
+    TransportProtocol,
 };
+use milliwatt_media_core::srtp::{MasterKey, Suite};
 use milliwatt_media_core::Codec;
+
+/// SDES-SRTP (RFC 4568) as agreed: the crypto line's tag and suite, and the caller's master key
+/// (for its stream to us).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdes {
+    pub tag: u32,
+    pub suite: Suite,
+    pub caller_key: MasterKey,
+    /// The offer's profile, mirrored in the answer: `RTP/SAVP` or `RTP/SAVPF`.
+    pub proto: &'static str,
+}
+
+/// The first `a=crypto` line of `m` we can take: a suite we implement, one `inline:` key of 30
+/// bytes without MKI, no session parameters; or why none.
+fn pick_crypto(m: &MediaDescription) -> Result<Sdes, String> {
+    let proto = match m.media.proto {
+        TransportProtocol::RtpSavpf => "RTP/SAVPF",
+        _ => "RTP/SAVP",
+    };
+    let mut why = String::from("RTP/SAVP without an a=crypto line (RFC 4568 SDES keys)");
+    for c in &m.crypto {
+        let suite = match c.suite {
+            SrtpSuite::AES_CM_128_HMAC_SHA1_80 => Suite::AesCm128HmacSha1_80,
+            SrtpSuite::AES_CM_128_HMAC_SHA1_32 => Suite::AesCm128HmacSha1_32,
+            ref other => {
+                why = format!(
+                    "crypto suite {other} is not supported (AES_CM_128_HMAC_SHA1_80 or _32)"
+                );
+                continue;
+            }
+        };
+        if !c.params.is_empty() {
+            why = format!(
+                "crypto line {} has session parameters we do not implement",
+                c.tag
+            );
+            continue;
+        }
+        let [key] = &c.keys[..] else {
+            why = format!("crypto line {} has more than one key", c.tag);
+            continue;
+        };
+        if key.mki.is_some() {
+            why = format!(
+                "crypto line {} uses an MKI, which we do not implement",
+                c.tag
+            );
+            continue;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.key_and_salt.as_bytes())
+            .ok()
+            .and_then(|b| MasterKey::from_bytes(&b));
+        match bytes {
+            Some(caller_key) => {
+                return Ok(Sdes {
+                    tag: c.tag,
+                    suite,
+                    caller_key,
+                    proto,
+                })
+            }
+            None => why = format!("crypto line {} has no 30-byte base64 inline key", c.tag),
+        }
+    }
+    Err(why)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {
@@ -37,6 +107,8 @@ pub struct Negotiated {
     /// The offer asks for RTP and RTCP on one port (RFC 5761 `a=rtcp-mux`): we accept, and
     /// media holds one socket for the session instead of two.
     pub rtcp_mux: bool,
+    /// SRTP with SDES keys (an `RTP/SAVP` offer with a usable `a=crypto` line); `None`: RTP.
+    pub srtp: Option<Sdes>,
     /// Index of the audio stream we accepted among the offer's m= lines.
     audio_index: usize,
     /// The offer's m= lines (type, proto, formats) to mirror as rejected in the answer.
@@ -92,16 +164,23 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
         if m.media.media_type != MediaType::Audio || m.media.port == 0 {
             continue;
         }
-        if !matches!(
-            m.media.proto,
-            TransportProtocol::RtpAvp | TransportProtocol::RtpAvpf
-        ) {
-            reason = format!(
-                "audio over {} is not supported (RTP/AVP only)",
-                m.media.proto
-            );
-            continue;
-        }
+        let srtp = match m.media.proto {
+            TransportProtocol::RtpAvp | TransportProtocol::RtpAvpf => None,
+            TransportProtocol::RtpSavp | TransportProtocol::RtpSavpf => match pick_crypto(m) {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    reason = why;
+                    continue;
+                }
+            },
+            _ => {
+                reason = format!(
+                    "audio over {} is not supported (RTP/AVP, or RTP/SAVP with SDES keys)",
+                    m.media.proto
+                );
+                continue;
+            }
+        };
         let pick = prefs.iter().find_map(|want| {
             m.media
                 .fmts
@@ -111,7 +190,7 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
         });
         match pick {
             Some(p) => {
-                chosen = Some((i, m, p));
+                chosen = Some((i, m, p, srtp));
                 break;
             }
             None => {
@@ -122,7 +201,7 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
             }
         }
     }
-    let Some((audio_index, m, (codec, payload_type))) = chosen else {
+    let Some((audio_index, m, (codec, payload_type), srtp)) = chosen else {
         return Err(SdpError::NotAcceptable(reason));
     };
     let connection = m
@@ -182,6 +261,7 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
         direction,
         send: caller_receives && remote.is_some(),
         rtcp_mux: m.rtcp_mux,
+        srtp,
         audio_index,
         rejected,
         m_lines: sdp.media_descriptions.len(),
@@ -191,6 +271,19 @@ pub fn negotiate(offer: &str, prefs: &[Codec], dtmf: bool) -> Result<Negotiated,
 /// Writes the answer: our address and port on the accepted audio stream, the other streams
 /// rejected (port 0) in the offer's order.
 pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u64) -> String {
+    answer_with_key(n, host, port, session_id, version, None)
+}
+
+/// [`answer`], with our SDES master key in the `a=crypto` line when the stream is SRTP (the
+/// offer's tag and suite; RFC 4568 §5.1.2).
+pub fn answer_with_key(
+    n: &Negotiated,
+    host: &str,
+    port: u16,
+    session_id: u64,
+    version: u64,
+    our_key: Option<&MasterKey>,
+) -> String {
     let (net, addr_type) = match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(_)) => ("IN", "IP6"),
         _ => ("IN", "IP4"),
@@ -218,7 +311,16 @@ pub fn answer(n: &Negotiated, host: &str, port: u16, session_id: u64, version: u
         if let Some(dtmf) = n.dtmf_payload_type {
             fmts.push_str(&format!(" {dtmf}"));
         }
-        out.push_str(&format!("m=audio {port} RTP/AVP {fmts}\r\n"));
+        let proto = n.srtp.as_ref().map_or("RTP/AVP", |s| s.proto);
+        out.push_str(&format!("m=audio {port} {proto} {fmts}\r\n"));
+        if let (Some(s), Some(key)) = (&n.srtp, our_key) {
+            out.push_str(&format!(
+                "a=crypto:{} {} inline:{}\r\n",
+                s.tag,
+                s.suite.name(),
+                base64::engine::general_purpose::STANDARD.encode(key.to_bytes())
+            ));
+        }
         out.push_str(&format!(
             "a=rtpmap:{} {codec_name}/8000\r\n",
             n.payload_type
@@ -412,6 +514,81 @@ mod tests {
         assert!(
             matches!(negotiate(&o, &[PCMU], true), Err(SdpError::NotAcceptable(r)) if r.contains("RTP/SAVP"))
         );
+    }
+
+    /// The RFC 3711 B.3 master key, base64 (what a caller's `inline:` would carry).
+    const KEY_B64: &str = "4fl6DT4Bi+DWT6MsBt5BOQ7Gda1Jiv7rtpYLOqvm";
+
+    #[test]
+    fn an_sdes_offer_is_answered_with_our_key_in_its_suite() {
+        let o = offer(
+            "audio 4000 RTP/SAVP 0",
+            &format!(
+                "a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY_B64}{KEY_B64}\r\n\
+                 a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{KEY_B64}|2^31\r\n\
+                 a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64}\r\n"
+            ),
+        );
+        let n = negotiate(&o, &[PCMU], false).unwrap();
+        let s = n.srtp.clone().expect("SRTP");
+        assert_eq!(
+            (s.tag, s.suite),
+            (2, Suite::AesCm128HmacSha1_32),
+            "the first usable line"
+        );
+        assert_eq!(
+            s.caller_key.to_bytes().to_vec(),
+            base64::engine::general_purpose::STANDARD
+                .decode(KEY_B64)
+                .unwrap()
+        );
+        let ours = MasterKey::from_bytes(&[7; 30]).unwrap();
+        let a = answer_with_key(&n, "192.0.2.1", 20000, 1, 1, Some(&ours));
+        assert!(a.contains("m=audio 20000 RTP/SAVP 0\r\n"), "{a}");
+        let want = format!(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 30])
+        );
+        assert!(a.contains(&want), "{a}");
+        // Our answer parses back with the same crypto line.
+        let back = SessionDescription::parse(&BytesStr::from(a.as_str())).unwrap();
+        assert_eq!(back.media_descriptions[0].crypto.len(), 1);
+        // A plain offer stays plain.
+        let plain = negotiate(&offer("audio 4000 RTP/AVP 0", ""), &[PCMU], false).unwrap();
+        assert!(plain.srtp.is_none());
+        assert!(
+            answer_with_key(&plain, "192.0.2.1", 20000, 1, 1, Some(&ours))
+                .contains("m=audio 20000 RTP/AVP 0\r\n")
+        );
+    }
+
+    #[test]
+    fn sdes_offers_we_cannot_take_get_488_saying_why() {
+        for (crypto, says) in [
+            (String::new(), "without an a=crypto line"),
+            (
+                format!("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY_B64}{KEY_B64}\r\n"),
+                "is not supported",
+            ),
+            (
+                format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64}|2^20|1:4\r\n"),
+                "MKI",
+            ),
+            (
+                format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY_B64} KDR=1\r\n"),
+                "session parameters",
+            ),
+            (
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=\r\n".into(),
+                "30-byte",
+            ),
+        ] {
+            let o = offer("audio 4000 RTP/SAVP 0", &crypto);
+            match negotiate(&o, &[PCMU], false) {
+                Err(SdpError::NotAcceptable(why)) => assert!(why.contains(says), "{crypto}: {why}"),
+                other => panic!("{crypto}: {other:?}"),
+            }
+        }
     }
 
     #[test]
