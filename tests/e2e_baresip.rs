@@ -267,15 +267,16 @@ fn file_fingerprint(pem: &Path) -> String {
 }
 
 fn baresip_hears_the_tone(frequency: u32) {
-    baresip_hears_the_tone_over(frequency, false, false)
+    baresip_hears_the_tone_over(frequency, "udp", false)
 }
 
-/// A baresip call to the default tone; over TLS when `tls` (the service's certificate from a
+/// A baresip call to the default tone over `transport` (udp, tcp or tls); over TLS (the service's certificate from a
 /// private CA baresip is given; a client that opened a TLS connection and never handshakes is
 /// kept waiting meanwhile, and must not stop the call).
 /// With `srtp` too, baresip insists on SRTP with SDES keys (`mediaenc=srtp-mand`): its offer is
 /// `RTP/SAVP` with `a=crypto` lines, and it records only what decrypts and authenticates.
-fn baresip_hears_the_tone_over(frequency: u32, tls: bool, srtp: bool) {
+fn baresip_hears_the_tone_over(frequency: u32, transport: &str, srtp: bool) {
+    let tls = transport == "tls";
     let exe = require_tool("baresip", "baresip-core");
     let mut cfg = TestConfig::new();
     cfg.frequency = frequency;
@@ -294,6 +295,14 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool, srtp: bool) {
         (
             format!("sip:milliwatt@127.0.0.1:{tls_port};transport=tls"),
             format!("sip_cafile\t\t{}\n", certs.join("ca.pem").display()),
+        )
+    } else if transport == "tcp" {
+        (
+            format!(
+                "sip:milliwatt@127.0.0.1:{};transport=tcp",
+                server.cfg.sip_port
+            ),
+            String::new(),
         )
     } else {
         (
@@ -331,12 +340,13 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool, srtp: bool) {
             "only {received} of baresip's SRTP packets decrypted:\n{log}"
         );
     }
+    let upper = transport.to_ascii_uppercase();
+    let log = server.log_text();
+    assert!(
+        log.contains("incoming INVITE") && log.contains(&format!("transport=\"{upper}\"")),
+        "the INVITE came over {upper}:\n{log}"
+    );
     if tls {
-        let log = server.log_text();
-        assert!(
-            log.contains("incoming INVITE") && log.contains("transport=\"TLS\""),
-            "the INVITE came over TLS:\n{log}"
-        );
         // Reloaded on change: a new pair in place of the old, and the next handshake gets it.
         let fresh = temp_dir("sip-tls-new");
         make_certs(&fresh);
@@ -370,13 +380,18 @@ fn baresip_hears_the_tone_over(frequency: u32, tls: bool, srtp: bool) {
 }
 
 #[test]
+fn baresip_over_tcp_records_the_tone() {
+    baresip_hears_the_tone_over(440, "tcp", false);
+}
+
+#[test]
 fn baresip_over_tls_records_the_tone() {
-    baresip_hears_the_tone_over(440, true, false);
+    baresip_hears_the_tone_over(440, "tls", false);
 }
 
 #[test]
 fn baresip_over_tls_with_srtp_records_the_tone() {
-    baresip_hears_the_tone_over(440, true, true);
+    baresip_hears_the_tone_over(440, "tls", true);
 }
 
 #[test]

@@ -69,8 +69,8 @@ struct State {
     echoing: bool,
     echo_buf: Vec<u8>,
     echo_turnaround_sum_ms: f64,
-    /// SRTP: the caller's stream (in), and ours for RTCP and an echo (out).
-    srtp: Option<(SrtpReceiver, SrtpSender)>,
+    /// SRTP: the keys, the caller's stream (in), and ours for RTCP and an echo (out).
+    srtp: Option<(SrtpKeys, SrtpReceiver, SrtpSender)>,
 }
 
 impl State {
@@ -264,11 +264,18 @@ async fn run(mut t: Task) {
                 }
                 params = t.params.borrow_and_update().clone();
                 latched = None;
-                // New keys (or none): fresh SRTP contexts.
+                // New keys (or none): fresh SRTP contexts. The same keys (a resume after hold)
+                // keep theirs: the rollover counters and the replay window go on.
                 let mut st = t.state.lock().unwrap_or_else(|e| e.into_inner());
-                st.srtp = params.as_ref().and_then(|p| p.srtp.as_ref()).map(|k| {
-                    (SrtpReceiver::new(k.suite, &k.recv), SrtpSender::new(k.suite, &k.send))
-                });
+                let keys = params.as_ref().and_then(|p| p.srtp.clone());
+                let same = matches!((&keys, &st.srtp), (Some(k), Some((old, _, _))) if k == old);
+                if !same {
+                    st.srtp = keys.map(|k| {
+                        let (rx, tx) =
+                            (SrtpReceiver::new(k.suite, &k.recv), SrtpSender::new(k.suite, &k.send));
+                        (k, rx, tx)
+                    });
+                }
             }
             r = t.rtp.recv_from(&mut rtp_buf) => {
                 let Ok((n, from)) = r else { continue };
@@ -328,7 +335,7 @@ impl Task {
         }
         // SRTP: only a packet that authenticates counts (it is then read decrypted).
         let decrypted;
-        let buf = match st.srtp.as_mut().map(|(rx, _)| rx.unprotect(buf)) {
+        let buf = match st.srtp.as_mut().map(|(_, rx, _)| rx.unprotect(buf)) {
             None => buf,
             Some(Ok(plain)) => {
                 decrypted = plain;
@@ -435,7 +442,7 @@ impl Task {
         let Some(e) = echo.as_mut() else { return };
         let (ssrc, timestamp, marker, payload_type) = caller;
         e.write(ssrc, timestamp, marker, payload_type, payload, echo_buf);
-        if let Some((_, tx)) = st.srtp.as_mut() {
+        if let Some((_, _, tx)) = st.srtp.as_mut() {
             let len = echo_buf.len();
             echo_buf.resize(len + tx.overhead(), 0);
             let n = tx.protect(echo_buf, len);
@@ -474,7 +481,7 @@ impl Task {
     fn on_rtcp(&self, buf: &[u8], from: SocketAddr, now: Instant) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let decrypted;
-        let buf = match st.srtp.as_mut().map(|(rx, _)| rx.unprotect_rtcp(buf)) {
+        let buf = match st.srtp.as_mut().map(|(_, rx, _)| rx.unprotect_rtcp(buf)) {
             None => buf,
             Some(Ok(plain)) => {
                 decrypted = plain;
@@ -569,7 +576,9 @@ impl Task {
             let socket = self.rtcp.as_ref().unwrap_or(&self.rtp);
             let protected = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                st.srtp.as_mut().map(|(_, tx)| tx.protect_rtcp(&buf[..n]))
+                st.srtp
+                    .as_mut()
+                    .map(|(_, _, tx)| tx.protect_rtcp(&buf[..n]))
             };
             let _ = socket.send_to(protected.as_deref().unwrap_or(&buf[..n]), target);
         }
