@@ -703,18 +703,14 @@ impl CallIo {
         };
         let q = &f.quality;
         let a = self.allocation.as_ref()?;
-        let host: std::net::IpAddr = a
-            .reserved
-            .host
-            .parse()
-            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let (ssrc, payload_type) = self.stream.unwrap_or((0, 0));
         let start = self.acked_wall?;
         Some(vq_report::body(&VqReport {
             call_id: self.call_id.clone(),
             local_id: self.local_id.clone(),
             remote_id: self.remote_id.clone(),
-            local_addr: std::net::SocketAddr::new(host, a.reserved.port),
+            local_host: a.reserved.host.clone(),
+            local_port: a.reserved.port,
             local_ssrc: ssrc,
             remote_addr: q.rtp_source.filter(|_| q.packets_received > 0),
             remote_ssrc: (q.packets_received > 0).then_some(q.rtp_ssrc),

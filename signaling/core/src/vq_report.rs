@@ -18,8 +18,10 @@ pub struct VqReport {
     /// Our URI in the dialog (the INVITE's To) and the caller's (its From), as written.
     pub local_id: String,
     pub remote_id: String,
-    /// Our RTP address and SSRC; the caller's RTP source and SSRC (None before any RTP).
-    pub local_addr: SocketAddr,
+    /// Our RTP address (as advertised in our SDP: an IP address, or the name configured) and
+    /// SSRC; the caller's RTP source and SSRC (None before any RTP).
+    pub local_host: String,
+    pub local_port: u16,
     pub local_ssrc: u32,
     pub remote_addr: Option<SocketAddr>,
     pub remote_ssrc: Option<u32>,
@@ -66,8 +68,8 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-fn addr(a: SocketAddr, ssrc: u32) -> String {
-    format!("IP={} PORT={} SSRC=0x{ssrc:08X}", a.ip(), a.port())
+fn addr(ip: &str, port: u16, ssrc: u32) -> String {
+    format!("IP={ip} PORT={port} SSRC=0x{ssrc:08X}")
 }
 
 /// The report's body (RFC 6035 §4.7), CRLF line ends.
@@ -82,9 +84,15 @@ pub fn body(r: &VqReport) -> String {
     line(format!("LocalID: {}", r.local_id));
     line(format!("RemoteID: {}", r.remote_id));
     line(format!("OrigID: {}", r.remote_id));
-    line(format!("LocalAddr: {}", addr(r.local_addr, r.local_ssrc)));
+    line(format!(
+        "LocalAddr: {}",
+        addr(&r.local_host, r.local_port, r.local_ssrc)
+    ));
     if let (Some(a), Some(ssrc)) = (r.remote_addr, r.remote_ssrc) {
-        line(format!("RemoteAddr: {}", addr(a, ssrc)));
+        line(format!(
+            "RemoteAddr: {}",
+            addr(&a.ip().to_string(), a.port(), ssrc)
+        ));
     }
     line("LocalMetrics:".into());
     line(format!(
@@ -135,7 +143,8 @@ mod tests {
             call_id: "abc@host".into(),
             local_id: "<sip:1004@192.0.2.1>".into(),
             remote_id: "\"Alice\" <sip:alice@192.0.2.9>".into(),
-            local_addr: "192.0.2.1:20000".parse().unwrap(),
+            local_host: "192.0.2.1".into(),
+            local_port: 20000,
             local_ssrc: 0xDEAD_BEEF,
             remote_addr: Some("192.0.2.9:4000".parse().unwrap()),
             remote_ssrc: Some(0x1234),
