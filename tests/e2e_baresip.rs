@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::rtp::{goertzel_power, zero_crossing_frequency};
+use common::tls::Pki;
 use common::wav::{judge_recording, read_wav, write_wav, Wav};
 use common::{
     free_port, require_tool, rtp_port_block, temp_dir, wait_bounded, Mode, Server, TestConfig,
@@ -222,24 +223,6 @@ fn baresip_call(
     (wav, codec, dir)
 }
 
-/// A private CA and a certificate for localhost and 127.0.0.1 (scripts/grpc-certs.sh, whose
-/// server certificate serves SIP over TLS as well): `ca.pem`, `media.pem`, `media.key` in `dir`.
-fn make_certs(dir: &Path) {
-    require_tool("openssl", "openssl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/grpc-certs.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(dir)
-        .args(["localhost", "127.0.0.1"])
-        .output()
-        .expect("running scripts/grpc-certs.sh");
-    assert!(
-        out.status.success(),
-        "scripts/grpc-certs.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// What a TLS server at `addr` presents: its certificate's SHA-256 fingerprint (openssl
 /// s_client, bounded).
 fn served_fingerprint(addr: &str) -> String {
@@ -283,7 +266,8 @@ fn baresip_hears_the_tone_over(frequency: u32, transport: &str, srtp: bool) {
     let certs = temp_dir("sip-tls");
     let tls_port = free_port();
     if tls {
-        make_certs(&certs);
+        // The media gRPC test PKI: its server certificate (localhost, 127.0.0.1) serves SIP too.
+        Pki::generate(&certs);
         cfg.sip_extra = format!(
             "tls_certificate_file = \"{}\"\ntls_key_file = \"{}\"\ntls_port = {tls_port}\n",
             certs.join("media.pem").display(),
@@ -349,7 +333,7 @@ fn baresip_hears_the_tone_over(frequency: u32, transport: &str, srtp: bool) {
     if tls {
         // Reloaded on change: a new pair in place of the old, and the next handshake gets it.
         let fresh = temp_dir("sip-tls-new");
-        make_certs(&fresh);
+        Pki::generate(&fresh);
         std::fs::copy(fresh.join("media.key"), certs.join("media.key")).unwrap();
         std::fs::copy(fresh.join("media.pem"), certs.join("media.pem")).unwrap();
         server.wait_log("SIP TLS certificate reloaded", Duration::from_secs(10));
