@@ -127,10 +127,10 @@ pub fn decide(m: &Parsed, raw_bytes: Option<&[u8]>) {
         .into_iter()
         .chain(raw(&Name::REQUIRE))
         .collect();
-    let caller_100rel = tags
-        .iter()
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+    let caller_100rel = milliwatt_signaling_core::session_timer::has_option_tag(
+        tags.iter().map(String::as_str),
+        "100rel",
+    );
     let timer = milliwatt_signaling_core::session_timer::TimerFacts::parse(
         tags.iter().map(String::as_str),
         raw(&Name::SESSION_EXPIRES).first().map(String::as_str),

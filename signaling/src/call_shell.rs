@@ -29,7 +29,7 @@ use milliwatt_signaling_core::call::{
 use milliwatt_signaling_core::info::{self, InfoAnswer};
 use milliwatt_signaling_core::overload::Signals;
 use milliwatt_signaling_core::rtp_stat::{self, RtpStat};
-use milliwatt_signaling_core::session_timer::{self, SessionTimer, TimerFacts};
+use milliwatt_signaling_core::session_timer::{self, BadTimerHeader, SessionTimer, TimerFacts};
 use milliwatt_signaling_core::vq_report::{self, VqReport};
 use rand::Rng;
 use tracing::{info, warn, Instrument};
@@ -144,27 +144,8 @@ pub(crate) async fn handle_invite(
         params.get_val("level").map(|v| v.to_string()),
         params.get_val("duration").map(|v| v.to_string()),
     );
-    let raw = |name: &Name| -> Vec<String> {
-        invite
-            .headers
-            .get_raw(name)
-            .map(|v| v.as_str().to_string())
-            .collect()
-    };
-    let option_tags: Vec<String> = raw(&Name::SUPPORTED)
-        .into_iter()
-        .chain(raw(&Name::REQUIRE))
-        .collect();
-    let caller_100rel = option_tags
-        .iter()
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
-    let timer = TimerFacts::parse(
-        option_tags.iter().map(String::as_str),
-        raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
-        raw(&Name::MIN_SE).first().map(String::as_str),
-    );
-    let allow = raw(&Name::ALLOW);
+    let (timer, caller_100rel) = extension_facts(&invite);
+    let allow = raw_values(&invite, &Name::ALLOW);
     let refresh_by_update =
         session_timer::refresh_with_update(&allow.iter().map(String::as_str).collect::<Vec<_>>());
     let facts = InviteFacts {
@@ -344,26 +325,35 @@ async fn refreshed(f: Option<&mut RefreshFuture>) -> RefreshResult {
     }
 }
 
-/// The session timer facts of an in-dialog request (a caller's refresh); a malformed header
-/// counts as none (the request itself is answered on its offer).
-fn timer_facts(request: &IncomingRequest) -> TimerFacts {
-    let raw = |name: &Name| -> Vec<String> {
-        request
-            .headers
-            .get_raw(name)
-            .map(|v| v.as_str().to_string())
-            .collect()
-    };
+/// Every value of header `name`, as written.
+fn raw_values(request: &IncomingRequest, name: &Name) -> Vec<String> {
+    request
+        .headers
+        .get_raw(name)
+        .map(|v| v.as_str().to_string())
+        .collect()
+}
+
+/// What a request says of session timers (RFC 4028) and whether it supports or requires 100rel.
+fn extension_facts(request: &IncomingRequest) -> (Result<TimerFacts, BadTimerHeader>, bool) {
+    let raw = |name: &Name| raw_values(request, name);
     let tags: Vec<String> = raw(&Name::SUPPORTED)
         .into_iter()
         .chain(raw(&Name::REQUIRE))
         .collect();
-    TimerFacts::parse(
+    let timer = TimerFacts::parse(
         tags.iter().map(String::as_str),
         raw(&Name::SESSION_EXPIRES).first().map(String::as_str),
         raw(&Name::MIN_SE).first().map(String::as_str),
-    )
-    .unwrap_or_else(|e| {
+    );
+    let caller_100rel = session_timer::has_option_tag(tags.iter().map(String::as_str), "100rel");
+    (timer, caller_100rel)
+}
+
+/// The session timer facts of an in-dialog request (a caller's refresh); a malformed header
+/// counts as none (the request itself is answered on its offer).
+fn timer_facts(request: &IncomingRequest) -> TimerFacts {
+    extension_facts(request).0.unwrap_or_else(|e| {
         warn!(error = %e, "ignoring a malformed session timer header");
         TimerFacts::default()
     })

@@ -55,6 +55,15 @@ fn delta(header: &'static str, value: &str) -> Result<u32, BadTimerHeader> {
     Ok(v.parse().unwrap_or(u32::MAX))
 }
 
+/// Whether the raw values of `Supported`/`Require` headers (comma-separated option tags) name
+/// `tag` (case-insensitive).
+pub fn has_option_tag<'a>(values: impl IntoIterator<Item = &'a str>, tag: &str) -> bool {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(tag))
+}
+
 impl TimerFacts {
     /// From the raw values of a request's `Supported`/`Require` option tags, `Session-Expires`
     /// (`x`) and `Min-SE`. A malformed value is an error (the request gets 400).
@@ -63,10 +72,7 @@ impl TimerFacts {
         session_expires: Option<&str>,
         min_se: Option<&str>,
     ) -> Result<TimerFacts, BadTimerHeader> {
-        let supported = option_tags
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("timer"));
+        let supported = has_option_tag(option_tags, "timer");
         let session_expires = match session_expires {
             None => None,
             Some(v) => {
@@ -194,10 +200,8 @@ impl SessionTimer {
 /// How we refresh: UPDATE without a body when the caller allows UPDATE (RFC 4028 §7.4 prefers
 /// it: no offer/answer), otherwise a re-INVITE offering the media we have.
 pub fn refresh_with_update(caller_allows: &[&str]) -> bool {
-    caller_allows
-        .iter()
-        .flat_map(|v| v.split(','))
-        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
+    // `Allow` is a comma-separated list like the option tags.
+    has_option_tag(caller_allows.iter().copied(), "UPDATE")
 }
 
 #[cfg(test)]
