@@ -599,6 +599,20 @@ struct SdpState {
     last: String,
 }
 
+impl SdpState {
+    /// Our answer for `n` at the current version, with `key` when the stream is SRTP.
+    fn answer(&self, n: &Negotiated, key: &milliwatt_media_core::srtp::MasterKey) -> String {
+        sdp::answer_with_key(
+            n,
+            &self.host,
+            self.port,
+            self.session_id,
+            self.version,
+            Some(key),
+        )
+    }
+}
+
 /// One call. Create it with [`CallCore::new`] for each out-of-dialog INVITE.
 #[derive(Debug)]
 pub struct CallCore {
@@ -789,14 +803,7 @@ impl CallCore {
                 match self.negotiated.clone().filter(|_| self.early_media) {
                     Some(n) => {
                         let sdp = self.sdp.as_mut().expect("just allocated");
-                        sdp.last = sdp::answer_with_key(
-                            &n,
-                            &sdp.host,
-                            sdp.port,
-                            sdp.session_id,
-                            sdp.version,
-                            Some(&self.srtp_key),
-                        );
+                        sdp.last = sdp.answer(&n, &self.srtp_key);
                         self.out.push_back(Output::Progress {
                             sdp: sdp.last.clone(),
                         });
@@ -1012,14 +1019,7 @@ impl CallCore {
         sdp.last = match self.negotiated.as_ref() {
             // Early media: the 200 repeats the 183's answer (RFC 3264: the same version).
             Some(_) if self.sending => sdp.last.clone(),
-            Some(n) => sdp::answer_with_key(
-                n,
-                &sdp.host,
-                sdp.port,
-                sdp.session_id,
-                sdp.version,
-                Some(&self.srtp_key),
-            ),
+            Some(n) => sdp.answer(n, &self.srtp_key),
             None => sdp::offer(
                 &self.settings.preferred_codecs,
                 self.settings.enable_dtmf,
@@ -1146,24 +1146,10 @@ impl CallCore {
             Some(body) => negotiate(&self.settings, &body)?,
         };
         let sdp = self.sdp.as_mut().expect("allocated");
-        let same = sdp::answer_with_key(
-            &n,
-            &sdp.host,
-            sdp.port,
-            sdp.session_id,
-            sdp.version,
-            Some(&self.srtp_key),
-        );
+        let same = sdp.answer(&n, &self.srtp_key);
         if same != sdp.last {
             sdp.version += 1;
-            sdp.last = sdp::answer_with_key(
-                &n,
-                &sdp.host,
-                sdp.port,
-                sdp.session_id,
-                sdp.version,
-                Some(&self.srtp_key),
-            );
+            sdp.last = sdp.answer(&n, &self.srtp_key);
         }
         let answer = sdp.last.clone();
         let send = n.send;
