@@ -280,7 +280,7 @@ async fn run(mut t: Task) {
             r = t.rtp.recv_from(&mut rtp_buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(p) = &params else { continue };
-                t.on_rtp(&rtp_buf[..n], from, p, &mut latched, Instant::now());
+                t.on_rtp(&mut rtp_buf[..n], from, p, &mut latched, Instant::now());
             }
             r = recv_rtcp(t.rtcp.as_ref(), &mut rtcp_buf) => {
                 let Ok((n, from)) = r else { continue };
@@ -320,7 +320,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl Task {
     fn on_rtp(
         &self,
-        buf: &[u8],
+        buf: &mut [u8],
         from: SocketAddr,
         p: &RxParams,
         latched: &mut Option<SocketAddr>,
@@ -333,14 +333,14 @@ impl Task {
             self.on_rtcp(buf, from, now);
             return;
         }
-        // SRTP: only a packet that authenticates counts (it is then read decrypted).
-        let decrypted;
-        let buf = match st.srtp.as_mut().map(|(_, rx, _)| rx.unprotect(buf)) {
+        // SRTP: only a packet that authenticates counts (it is then read decrypted, in place).
+        let buf: &[u8] = match st
+            .srtp
+            .as_mut()
+            .map(|(_, rx, _)| rx.unprotect_in_place(buf))
+        {
             None => buf,
-            Some(Ok(plain)) => {
-                decrypted = plain;
-                &decrypted[..]
-            }
+            Some(Ok(len)) => &buf[..len],
             Some(Err(e)) => {
                 st.q.packets_invalid += 1;
                 self.engine.packets_invalid.fetch_add(1, Relaxed);

@@ -278,13 +278,14 @@ impl SrtpReceiver {
         (v << 16) | u64::from(seq)
     }
 
-    /// Checks and decrypts the SRTP packet `p`: the RTP packet (tag removed), or why not.
-    pub fn unprotect(&mut self, p: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    /// Checks the SRTP packet `p` and decrypts it in place (no allocation per packet): the RTP
+    /// packet is then `p[..len]` (the tag cut off), or why not (`p` unchanged).
+    pub fn unprotect_in_place(&mut self, p: &mut [u8]) -> Result<usize, SrtpError> {
         let t = self.suite.tag_len();
         if p.len() < 12 + t {
             return Err(SrtpError::TooShort);
         }
-        let (body, tag) = p.split_at(p.len() - t);
+        let (body, tag) = p.split_at_mut(p.len() - t);
         let header = rtp_header_len(body).ok_or(SrtpError::TooShort)?;
         let seq = u16::from_be_bytes([body[2], body[3]]);
         let ssrc = u32::from_be_bytes([body[8], body[9], body[10], body[11]]);
@@ -295,7 +296,7 @@ impl SrtpReceiver {
             }
         }
         let roc = ((index >> 16) as u32).to_be_bytes();
-        let want = self.rtp.tag(&[body, &roc]);
+        let want = self.rtp.tag(&[&*body, &roc]);
         if !constant_time_eq(&want[..t], tag) {
             return Err(SrtpError::Auth);
         }
@@ -312,8 +313,16 @@ impl SrtpReceiver {
                 self.window = 1;
             }
         }
-        let mut out = body.to_vec();
-        self.rtp.crypt(ssrc, index, &mut out[header..]);
+        self.rtp.crypt(ssrc, index, &mut body[header..]);
+        Ok(body.len())
+    }
+
+    /// [`SrtpReceiver::unprotect_in_place`] on a copy: the RTP packet, or why not.
+    #[cfg(test)]
+    fn unprotect(&mut self, p: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = p.to_vec();
+        let len = self.unprotect_in_place(&mut out)?;
+        out.truncate(len);
         Ok(out)
     }
 
