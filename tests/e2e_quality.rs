@@ -500,6 +500,9 @@ fn an_rfc_6035_report_goes_to_the_quality_collector_when_the_call_ends() {
         tag_of(header(invite_ok, "From")),
         tag_of(header(invite_ok, "To")),
     );
+    // The call itself: our whole tone, judged as in every call test.
+    let report = judge(&ours, &Expect::pcmu_440(3 * SEC));
+    eprintln!("the reported call's tone: {report:?}");
     let our_ssrc = u32::from_be_bytes(ours[0].data[8..12].try_into().unwrap());
     assert_eq!(header(publish, "Event"), "vq-rtcpxr");
     for line in [
