@@ -100,7 +100,8 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
                 .with_service_name(service_name.clone())
                 .build(),
         );
-    if !t.otlp_endpoint.is_empty() {
+    let exporting = !t.otlp_endpoint.is_empty();
+    if exporting {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(t.otlp_endpoint.clone())
@@ -141,7 +142,9 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(tracing_subscriber::filter::filter_fn(traced)),
+                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                    traced(meta, exporting)
+                })),
         )
         .try_init();
     Ok(Telemetry { provider })
@@ -150,8 +153,13 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
 /// What becomes part of a trace: our own spans and events at INFO and above. The libraries'
 /// debug events (ezk dumps every message it parses) are not recorded into spans: at load that
 /// formatting was the largest cost on signaling's answer path, whatever `log.level` said.
-fn traced(meta: &tracing::Metadata<'_>) -> bool {
-    meta.target().starts_with("milliwatt") && *meta.level() <= tracing::Level::INFO
+/// Without an exporter only the spans are (they carry the trace ids of the log lines and of the
+/// gRPC calls to media): a span keeps each event recorded into it until it ends, so a call's log
+/// lines would stay in memory for the whole call, to be thrown away (≈ 5 KB per call).
+fn traced(meta: &tracing::Metadata<'_>, exporting: bool) -> bool {
+    meta.target().starts_with("milliwatt")
+        && *meta.level() <= tracing::Level::INFO
+        && (exporting || meta.is_span())
 }
 
 /// The trace id of the current span, as 32 hex digits (for log fields).
