@@ -37,7 +37,7 @@ use tracing::{info, warn, Instrument};
 use crate::media_client::MediaError;
 use crate::media_pool::Allocation;
 use crate::stats::{AnswerDue, Held};
-use crate::uas::{ensure_to_tag, random_tag, Shared};
+use crate::uas::{ensure_to_tag, random_tag, Shared, SourceSlot};
 
 type AllocationFuture = Pin<Box<dyn Future<Output = Result<Allocation, MediaError>> + Send>>;
 /// Our session refresh (RFC 4028): the 2xx's `Session-Expires`, or why it failed.
@@ -98,17 +98,21 @@ struct CallIo {
     to_tag: String,
     stream: Option<(u32, u8)>,
     acked_wall: Option<std::time::SystemTime>,
+    /// Frees the caller's per-source slot when the call ends.
+    _source_slot: SourceSlot,
 }
 
-/// Runs one out-of-dialog INVITE to its end.
-/// `received` and `signals` are what admission measured when the INVITE was dispatched.
-pub(crate) async fn handle_invite(
+/// One out-of-dialog INVITE: reads it and returns the future that runs the call to its end.
+/// `received` and `signals` are what admission measured when the INVITE was dispatched; `slot`
+/// is freed when the call ends.
+pub(crate) fn handle_invite(
     shared: Arc<Shared>,
     endpoint: Endpoint,
     invite: IncomingRequest,
     received: Instant,
     signals: Signals,
-) {
+    slot: SourceSlot,
+) -> impl Future<Output = ()> + Send + 'static {
     let print = |u: &SipUri| u.default_print_ctx().to_string();
     let from = print(&invite.base_headers.from.uri.uri);
     let to = print(&invite.base_headers.to.uri.uri);
@@ -209,8 +213,9 @@ pub(crate) async fn handle_invite(
         to_tag: String::new(),
         stream: None,
         acked_wall: None,
+        _source_slot: slot,
     };
-    io.run(core).await;
+    io.run(core)
 }
 
 /// What admission looks at (`[overload]`), measured at `now` for a new INVITE that waited

@@ -64,7 +64,7 @@ impl Shared {
 }
 
 /// A call admitted under the per-source limits; its end frees the slot.
-struct SourceSlot {
+pub(crate) struct SourceSlot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
@@ -366,15 +366,20 @@ impl Layer for UasLayer {
                     "trace_id",
                     tracing::field::display(milliwatt_common::telemetry::current_trace_id(&span)),
                 );
-                let calls = shared.calls.clone();
-                calls.spawn(
-                    async move {
-                        call_shell::handle_invite(shared, endpoint, invite, received, signals)
-                            .await;
-                        drop(slot);
-                    }
-                    .instrument(span),
-                );
+                // The call's setup (and its "incoming INVITE" line) runs here, in the call's
+                // span; the task is the call's future alone (no async block around it that would
+                // hold its room twice: memory per call).
+                let call = span.in_scope(|| {
+                    call_shell::handle_invite(
+                        shared.clone(),
+                        endpoint,
+                        invite,
+                        received,
+                        signals,
+                        slot,
+                    )
+                });
+                shared.calls.spawn(call.instrument(span));
             }
             Dispatch::Options => {
                 let req = request.take();
