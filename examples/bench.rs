@@ -13,6 +13,8 @@
 //!   calls/s of 2-second calls for SECS seconds: the established calls' loss, pacing and BYE time,
 //!   the burst's final-response time and answered share.
 //!
+//! - `memory N` (default 2,000): the all-in-one `milliwatt`, N tone calls up together: RSS at
+//!   idle and (peak − idle) / N per call.
 //! - `smoke`: 50 calls through the whole `concurrent` path, judged only for running through (CI
 //!   runs it on the debug build; it measures nothing worth recording).
 //!
@@ -204,7 +206,18 @@ fn quantile(v: &mut [u32], q: f64) -> u32 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The two services as two processes (media first), on loopback.
 fn start(dir: &Path, tone_seconds: u64, sip: u16, grpc: u16) -> Procs {
+    start_binaries(
+        dir,
+        tone_seconds,
+        sip,
+        grpc,
+        &["milliwatt-media", "milliwatt-signaling"],
+    )
+}
+
+fn start_binaries(dir: &Path, tone_seconds: u64, sip: u16, grpc: u16, names: &[&str]) -> Procs {
     let admin = sip + 1;
     let cfg = format!(
         r#"[sip]
@@ -232,7 +245,7 @@ address = "127.0.0.1:{admin}"
     let path = dir.join("config.toml");
     std::fs::write(&path, cfg).unwrap();
     let mut procs = Procs(Vec::new());
-    for name in ["milliwatt-media", "milliwatt-signaling"] {
+    for &name in names {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let media_admin = format!("127.0.0.1:{}", admin + 1);
         let mut command = Command::new(bin(name));
@@ -523,6 +536,60 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
         && streams_measured == n as usize
         && us_per_packet <= 1.5 * base_us
         && peak_rss < 50 * 1024
+}
+
+/// `memory N`: the all-in-one `milliwatt` (signaling and media in one process), N tone calls ramped
+/// at 250 calls/s and all up together for 10 s: RSS at idle after start, peak RSS while all N are
+/// up (sampled every 100 ms), and (peak − idle) / N. Targets: ≤ 16 KiB per call, ≤ 15 MiB idle.
+fn memory(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
+    let (sip, grpc) = (5180, 50180);
+    let rate = 250;
+    let ramp = Duration::from_secs_f64(f64::from(n) / f64::from(rate));
+    let tone = ramp.as_secs() + 1 + 10;
+    let procs = start_binaries(dir, tone, sip, grpc, &["milliwatt"]);
+    let pid = procs.0[0].id();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(pid);
+    let sink = sink();
+    let s = sipp(
+        dir,
+        sink.port,
+        sip,
+        &[
+            "-r".into(),
+            rate.to_string(),
+            "-l".into(),
+            n.to_string(),
+            "-m".into(),
+            n.to_string(),
+        ],
+        (tone + 15) * 1000,
+    );
+    std::thread::sleep(ramp + Duration::from_secs(2));
+    let up = stats(rt, grpc).sending_sessions;
+    let mut peak = 0;
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(6) {
+        peak = rss_kib(pid).max(peak);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = wait(s, Duration::from_secs(tone + 60));
+    let end = stats(rt, grpc);
+    sink.stop.store(true, Ordering::Relaxed);
+    drop(procs);
+    let per_call = peak.saturating_sub(idle) as f64 / f64::from(n);
+    println!("## memory: all-in-one milliwatt, {n} tone calls of {tone} s (ramp {rate} calls/s)");
+    println!("- SIPp: all calls successful: {ok}; sending sessions with all up: {up}");
+    println!(
+        "- RTP: {} packets sent, {} send errors, {} skipped packet times",
+        end.packets_sent, end.send_errors, end.packets_skipped
+    );
+    println!(
+        "- RSS idle after start {:.1} MiB, peak with {n} calls up {:.1} MiB: {per_call:.1} KiB per call",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    ok && up == n && per_call <= 16.0 && idle <= 15 * 1024
 }
 
 fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
@@ -819,6 +886,12 @@ fn main() {
         let d = dir.join("overload");
         std::fs::create_dir_all(&d).unwrap();
         ok &= overload(n, r, secs, &rt, &d);
+    }
+    if what == "memory" {
+        let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(2000);
+        let d = dir.join("memory");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= memory(n, &rt, &d);
     }
     if what == "smoke" {
         // What CI runs: 50 calls, the whole measurement path, judged only for running through.
