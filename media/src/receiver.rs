@@ -134,18 +134,20 @@ impl Receiver {
         let rtcp = rtcp.map(|s| RxSocket::new(s.clone())).transpose()?;
         let (params_tx, params_rx) = watch::channel(None);
         let state = Arc::new(Mutex::new(State::default()));
-        let task = tokio::spawn(run(Task {
-            key: setup.key,
-            rtp,
-            rtcp,
-            params: params_rx,
-            state: state.clone(),
-            counters: setup.counters,
-            engine: setup.engine,
-            engine_epoch: setup.engine_epoch,
-            cname: setup.cname,
-            events: setup.events,
-        }));
+        let task = tokio::spawn(run(
+            Task {
+                key: setup.key,
+                rtp,
+                rtcp,
+                state: state.clone(),
+                counters: setup.counters,
+                engine: setup.engine,
+                engine_epoch: setup.engine_epoch,
+                cname: setup.cname,
+                events: setup.events,
+            },
+            params_rx,
+        ));
         Ok(Receiver {
             params: params_tx,
             state,
@@ -201,6 +203,9 @@ impl Receiver {
 /// in a profile at 2,000 calls), so the reactor only hears about datagrams to read.
 struct RxSocket(AsyncFd<Arc<std::net::UdpSocket>>);
 
+/// Datagrams read per wake-up of a session's receive task before it yields to the others.
+const MAX_READS_PER_WAKE: usize = 32;
+
 impl RxSocket {
     fn new(socket: Arc<std::net::UdpSocket>) -> std::io::Result<RxSocket> {
         socket.set_nonblocking(true)?;
@@ -213,11 +218,22 @@ impl RxSocket {
         Ok(RxSocket(fd))
     }
 
-    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        loop {
-            let mut ready = self.0.readable().await?;
-            if let Ok(result) = ready.try_io(|s| s.get_ref().recv_from(buf)) {
-                return result;
+    /// Waits until datagrams are queued, then reads them (at most `MAX_READS_PER_WAKE`, so one
+    /// flooded socket does not hold the task) into a buffer on the stack and hands each to
+    /// `each`. A session holds no receive buffer of its own between packets (it held two of
+    /// 2 KB, per call for the whole call).
+    async fn read_each(&self, mut each: impl FnMut(&mut [u8], SocketAddr)) {
+        let Ok(mut ready) = self.0.readable().await else {
+            return;
+        };
+        let mut buf = [0u8; 2048];
+        for _ in 0..MAX_READS_PER_WAKE {
+            match ready.try_io(|s| s.get_ref().recv_from(&mut buf)) {
+                Ok(Ok((n, from))) => each(&mut buf[..n], from),
+                // An error queued on the socket (an ICMP port unreachable): the next datagram.
+                Ok(Err(_)) => {}
+                // Nothing more queued: readiness cleared, wait again.
+                Err(_would_block) => return,
             }
         }
     }
@@ -233,7 +249,6 @@ struct Task {
     rtp: RxSocket,
     /// `None`: RTCP multiplexed on the RTP socket.
     rtcp: Option<RxSocket>,
-    params: watch::Receiver<Option<RxParams>>,
     state: Arc<Mutex<State>>,
     counters: Arc<SessionCounters>,
     engine: Arc<EngineCounters>,
@@ -242,9 +257,8 @@ struct Task {
     events: mpsc::UnboundedSender<RxEvent>,
 }
 
-async fn run(mut t: Task) {
-    let mut rtp_buf = vec![0u8; 2048];
-    let mut rtcp_buf = vec![0u8; 2048];
+/// `changes`: the call's parameters (StartTone), `None` until the first.
+async fn run(t: Task, mut changes: watch::Receiver<Option<RxParams>>) {
     let mut report =
         tokio::time::interval_at(tokio::time::Instant::now() + RTCP_INTERVAL, RTCP_INTERVAL);
     let mut params: Option<RxParams> = None;
@@ -258,11 +272,11 @@ async fn run(mut t: Task) {
             .dtmf
             .poll_timeout();
         tokio::select! {
-            changed = t.params.changed() => {
+            changed = changes.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                params = t.params.borrow_and_update().clone();
+                params = changes.borrow_and_update().clone();
                 latched = None;
                 // New keys (or none): fresh SRTP contexts. The same keys (a resume after hold)
                 // keep theirs: the rollover counters and the replay window go on.
@@ -277,15 +291,12 @@ async fn run(mut t: Task) {
                     });
                 }
             }
-            r = t.rtp.recv_from(&mut rtp_buf) => {
-                let Ok((n, from)) = r else { continue };
-                let Some(p) = &params else { continue };
-                t.on_rtp(&mut rtp_buf[..n], from, p, &mut latched, Instant::now());
-            }
-            r = recv_rtcp(t.rtcp.as_ref(), &mut rtcp_buf) => {
-                let Ok((n, from)) = r else { continue };
-                t.on_rtcp(&rtcp_buf[..n], from, Instant::now());
-            }
+            () = t.rtp.read_each(|buf, from| {
+                if let Some(p) = &params {
+                    t.on_rtp(buf, from, p, &mut latched, Instant::now());
+                }
+            }) => {}
+            () = read_rtcp(t.rtcp.as_ref(), |buf, from| t.on_rtcp(buf, from, Instant::now())) => {}
             _ = sleep_until(dtmf_deadline) => t.poll_dtmf(Instant::now()),
             _ = report.tick() => {
                 let sent = t.counters.packets_sent.load(Relaxed);
@@ -299,13 +310,10 @@ async fn run(mut t: Task) {
     }
 }
 
-/// A datagram on the RTCP socket; never, when RTCP is multiplexed on the RTP socket.
-async fn recv_rtcp(
-    socket: Option<&RxSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
+/// Datagrams on the RTCP socket; never, when RTCP is multiplexed on the RTP socket.
+async fn read_rtcp(socket: Option<&RxSocket>, each: impl FnMut(&mut [u8], SocketAddr)) {
     match socket {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => s.read_each(each).await,
         None => std::future::pending().await,
     }
 }
