@@ -3,7 +3,7 @@ use super::timer::{AcceptorTimerConfig, SessionTimer};
 use super::{AwaitedAck, AwaitedPrack, Inner, InviteLayer};
 use crate::dialog::{Dialog, UsageGuard, register_usage};
 use crate::invite::session::Role;
-use crate::invite::{InviteSessionState, InviteUsage};
+use crate::invite::{InviteSessionState, InviteUsage, Provisional};
 use crate::util::random_sequence_number;
 use bytesstr::BytesStr;
 use parking_lot as pl;
@@ -114,12 +114,12 @@ impl InviteAcceptor {
         // Create Inner shared state
         let tsx = endpoint.create_server_inv_tsx(&mut invite);
         let inner = Arc::new(Inner {
-            state: Mutex::new(InviteSessionState::UasProvisional {
+            state: Mutex::new(InviteSessionState::UasProvisional(Box::new(Provisional {
                 dialog,
                 tsx,
                 invite,
                 cancelled_notify: cancelled_notify.clone(),
-            }),
+            }))),
             peer_supports_timer,
             peer_supports_100rel,
             awaited_ack: pl::Mutex::new(None),
@@ -185,7 +185,8 @@ impl InviteAcceptor {
     ) -> Result<OutgoingResponse, Error> {
         let mut state = self.inner.state.lock().await;
 
-        if let InviteSessionState::UasProvisional { dialog, invite, .. } = &mut *state {
+        if let InviteSessionState::UasProvisional(p) = &mut *state {
+            let Provisional { dialog, invite, .. } = &mut **p;
             dialog
                 .create_response(invite, code, reason)
                 .map_err(Error::Core)
@@ -200,7 +201,8 @@ impl InviteAcceptor {
     ) -> Result<(), Error> {
         let mut state = self.inner.state.lock().await;
 
-        if let InviteSessionState::UasProvisional { tsx, .. } = &mut *state {
+        if let InviteSessionState::UasProvisional(p) = &mut *state {
+            let Provisional { tsx, .. } = &mut **p;
             tsx.respond_provisional(&mut response)
                 .await
                 .map_err(Error::Core)
@@ -226,7 +228,8 @@ impl InviteAcceptor {
 
         let mut state = self.inner.state.lock().await;
 
-        if let InviteSessionState::UasProvisional { tsx, invite, .. } = &mut *state {
+        if let InviteSessionState::UasProvisional(p) = &mut *state {
+            let Provisional { tsx, invite, .. } = &mut **p;
             let rack = random_sequence_number();
 
             response.msg.headers.insert_named(&Require("100rel".into()));
