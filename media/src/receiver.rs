@@ -69,8 +69,9 @@ struct State {
     echoing: bool,
     echo_buf: Vec<u8>,
     echo_turnaround_sum_ms: f64,
-    /// SRTP: the keys, the caller's stream (in), and ours for RTCP and an echo (out).
-    srtp: Option<(SrtpKeys, SrtpReceiver, SrtpSender)>,
+    /// SRTP: the keys, the caller's stream (in), and ours for RTCP and an echo (out). Boxed:
+    /// 0.8 KB of key schedules that a call without SRTP would carry for nothing.
+    srtp: Option<Box<(SrtpKeys, SrtpReceiver, SrtpSender)>>,
 }
 
 impl State {
@@ -257,8 +258,18 @@ struct Task {
     events: mpsc::UnboundedSender<RxEvent>,
 }
 
-/// `changes`: the call's parameters (StartTone), `None` until the first.
-async fn run(t: Task, mut changes: watch::Receiver<Option<RxParams>>) {
+/// `changes`: the call's parameters (StartTone), `None` until the first. Not an `async fn`,
+/// which would hold its arguments twice (rust-lang/rust#62958): the block keeps them where it
+/// captured them (memory per call).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn run(
+    t: Task,
+    mut changes: watch::Receiver<Option<RxParams>>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move { receive(&t, &mut changes).await }
+}
+
+async fn receive(t: &Task, changes: &mut watch::Receiver<Option<RxParams>>) {
     let mut report =
         tokio::time::interval_at(tokio::time::Instant::now() + RTCP_INTERVAL, RTCP_INTERVAL);
     let mut params: Option<RxParams> = None;
@@ -282,12 +293,12 @@ async fn run(t: Task, mut changes: watch::Receiver<Option<RxParams>>) {
                 // keep theirs: the rollover counters and the replay window go on.
                 let mut st = t.state.lock().unwrap_or_else(|e| e.into_inner());
                 let keys = params.as_ref().and_then(|p| p.srtp.clone());
-                let same = matches!((&keys, &st.srtp), (Some(k), Some((old, _, _))) if k == old);
+                let same = matches!((&keys, st.srtp.as_deref()), (Some(k), Some((old, _, _))) if k == old);
                 if !same {
                     st.srtp = keys.map(|k| {
                         let (rx, tx) =
                             (SrtpReceiver::new(k.suite, &k.recv), SrtpSender::new(k.suite, &k.send));
-                        (k, rx, tx)
+                        Box::new((k, rx, tx))
                     });
                 }
             }
@@ -303,7 +314,9 @@ async fn run(t: Task, mut changes: watch::Receiver<Option<RxParams>>) {
                 let sending = sent > packets_at_last_report;
                 packets_at_last_report = sent;
                 if let Some(p) = &params {
-                    t.send_report(p, latched, sending).await;
+                    // Boxed: the report's future lives only while it is sent, not in the
+                    // task's state for the whole call.
+                    Box::pin(t.send_report(p, latched, sending)).await;
                 }
             }
         }
@@ -344,7 +357,7 @@ impl Task {
         // SRTP: only a packet that authenticates counts (it is then read decrypted, in place).
         let buf: &[u8] = match st
             .srtp
-            .as_mut()
+            .as_deref_mut()
             .map(|(_, rx, _)| rx.unprotect_in_place(buf))
         {
             None => buf,
@@ -450,7 +463,7 @@ impl Task {
         let Some(e) = echo.as_mut() else { return };
         let (ssrc, timestamp, marker, payload_type) = caller;
         e.write(ssrc, timestamp, marker, payload_type, payload, echo_buf);
-        if let Some((_, _, tx)) = st.srtp.as_mut() {
+        if let Some((_, _, tx)) = st.srtp.as_deref_mut() {
             let len = echo_buf.len();
             echo_buf.resize(len + tx.overhead(), 0);
             let n = tx.protect(echo_buf, len);
@@ -489,7 +502,11 @@ impl Task {
     fn on_rtcp(&self, buf: &[u8], from: SocketAddr, now: Instant) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let decrypted;
-        let buf = match st.srtp.as_mut().map(|(_, rx, _)| rx.unprotect_rtcp(buf)) {
+        let buf = match st
+            .srtp
+            .as_deref_mut()
+            .map(|(_, rx, _)| rx.unprotect_rtcp(buf))
+        {
             None => buf,
             Some(Ok(plain)) => {
                 decrypted = plain;
@@ -585,7 +602,7 @@ impl Task {
             let protected = {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.srtp
-                    .as_mut()
+                    .as_deref_mut()
                     .map(|(_, _, tx)| tx.protect_rtcp(&buf[..n]))
             };
             let _ = socket.send_to(protected.as_deref().unwrap_or(&buf[..n]), target);
