@@ -35,7 +35,7 @@ use milliwatt_signaling_core::sources::{Policy, Sources};
 
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
-    pub(crate) call_settings: Settings,
+    pub(crate) call_settings: Arc<Settings>,
     /// The media instances (one or a pool) and their health.
     pub(crate) media: MediaPool,
     pub(crate) stats: Arc<Stats>,
@@ -510,7 +510,7 @@ impl Signaling {
             ),
         };
         let shared = Arc::new(Shared {
-            call_settings,
+            call_settings: Arc::new(call_settings),
             cfg,
             media,
             stats: Arc::default(),

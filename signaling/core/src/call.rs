@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::session_timer::{self, BadTimerHeader, Refresher, SessionTimer, TimerFacts};
@@ -616,7 +617,7 @@ impl SdpState {
 /// One call. Create it with [`CallCore::new`] for each out-of-dialog INVITE.
 #[derive(Debug)]
 pub struct CallCore {
-    settings: Settings,
+    settings: Arc<Settings>,
     phase: Phase,
     started: Instant,
     acked_at: Option<Instant>,
@@ -652,13 +653,16 @@ pub struct CallCore {
 impl CallCore {
     /// A call for an INVITE received at `now`: screened at once (the first outputs are either
     /// `Refuse` and `Finished`, or `Trying` and `Allocate`).
+    /// `settings` is shared by every call of the instance (an `Arc`: cloning the settings
+    /// copied the plans, codecs and domains for every call).
     pub fn new(
-        settings: Settings,
+        settings: impl Into<Arc<Settings>>,
         invite: &InviteFacts<'_>,
         load: Load,
         sdp_session_id: u64,
         now: Instant,
     ) -> CallCore {
+        let settings = settings.into();
         let matched = settings.plan_for(invite.uri_user);
         let tone = matched.map_or_else(|| settings.default_tone(), |p| p.tone.clone());
         // A plan that takes URI parameters: the caller's values, checked.
@@ -757,7 +761,13 @@ impl CallCore {
 
     /// The next thing to do; drain until `None` after every [`CallCore::handle`].
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if self.out.is_empty() {
+            // The queue's room (768 bytes) is given back once it is drained: a call spends
+            // nearly all its life with nothing queued (memory per call).
+            self.out = VecDeque::new();
+        }
+        next
     }
 
     /// When [`Event::Timeout`] is due next.
