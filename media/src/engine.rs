@@ -18,13 +18,14 @@ use milliwatt_media_core::rtp::{RtpSender, PACKET_LEN};
 use milliwatt_media_core::srtp::{SrtpKeys, SrtpSender};
 
 /// A stream's SRTP context, with the keys it was made from (a resume with the same keys keeps
-/// it: its rollover counter goes on with the sequence numbers).
-type SrtpState = Option<(SrtpKeys, SrtpSender)>;
+/// it: its rollover counter goes on with the sequence numbers). Boxed: 0.4 KB of key schedule
+/// in every pacing thread's table entry, SRTP or not (memory per call).
+type SrtpState = Option<Box<(SrtpKeys, SrtpSender)>>;
 
 fn srtp_for(keys: &Option<SrtpKeys>, kept: SrtpState) -> SrtpState {
     match (keys, kept) {
-        (Some(k), Some((old, tx))) if *k == old => Some((old, tx)),
-        (Some(k), _) => Some((k.clone(), SrtpSender::new(k.suite, &k.send))),
+        (Some(k), Some(kept)) if *k == kept.0 => Some(kept),
+        (Some(k), _) => Some(Box::new((k.clone(), SrtpSender::new(k.suite, &k.send)))),
         (None, _) => None,
     }
 }
@@ -443,7 +444,7 @@ fn run_shard(
                 Relaxed,
             );
             s.counters.last_due_tick.store(due_tick, Relaxed);
-            let len = match &mut a.srtp {
+            let len = match a.srtp.as_deref_mut() {
                 Some((_, tx)) => tx.protect(&mut buf, w.len),
                 None => w.len,
             };
