@@ -13,6 +13,9 @@
 //!   calls/s of 2-second calls for SECS seconds: the established calls' loss, pacing and BYE time,
 //!   the burst's final-response time and answered share.
 //!
+//! - `duplex N` (default 2,500): `concurrent` whose callers also send RTP (50 packets/s of G.711
+//!   each, from the sink's address) through the measured window: media's loss, jitter and MOS of
+//!   every caller stream besides our stream's figures.
 //! - `memory N` (default 2,000): the all-in-one `milliwatt`, N tone calls up together: RSS at
 //!   idle and (peak − idle) / N per call.
 //! - `smoke`: 50 calls through the whole `concurrent` path, judged only for running through (CI
@@ -88,6 +91,9 @@ fn stats(rt: &tokio::runtime::Runtime, grpc: u16) -> pb::EngineStats {
 
 struct Sink {
     port: u16,
+    /// The sink's socket, for the callers' RTP (`duplex`): sent from the address our SDP names,
+    /// so media's symmetric RTP latches onto the sink, not elsewhere.
+    socket: UdpSocket,
     packets: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     /// While set, every RTP stream's inter-arrival times are recorded (kernel timestamps).
@@ -124,6 +130,7 @@ fn sink() -> Sink {
     setsockopt(&s, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
     let _ = setsockopt(&s, sockopt::RcvBuf, &(8 << 20));
     let port = s.local_addr().unwrap().port();
+    let socket = s.try_clone().expect("cloning the sink's socket");
     let packets = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let measure = Arc::new(AtomicBool::new(false));
@@ -190,6 +197,7 @@ fn sink() -> Sink {
     });
     Sink {
         port,
+        socket,
         packets,
         stop,
         measure,
@@ -424,7 +432,60 @@ enum Judge {
     Smoke,
 }
 
-fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) -> bool {
+fn sessions(rt: &tokio::runtime::Runtime, grpc: u16) -> Vec<pb::Session> {
+    rt.block_on(async {
+        let mut c = pb::media_client::MediaClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .expect("media gRPC");
+        c.list_sessions(pb::ListSessionsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sessions
+    })
+}
+
+/// The callers' side of `duplex`: one 172-byte G.711 RTP packet (silence) every 20 ms to each
+/// of `targets` (a session's RTP address and payload type), each stream its own SSRC, sequence
+/// and timestamp, sent from the sink's socket (the address our SDP offered) until `stop` (60 s
+/// at most). Returns the packets sent.
+fn callers(
+    socket: UdpSocket,
+    targets: Vec<(std::net::SocketAddr, u8)>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut packet = [0xffu8; 172];
+        let (mut tick, mut sent) = (0u32, 0u64);
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+            for (i, (to, pt)) in targets.iter().enumerate() {
+                packet[0] = 0x80;
+                packet[1] = *pt & 0x7f;
+                packet[2..4].copy_from_slice(&(tick as u16).to_be_bytes());
+                packet[4..8].copy_from_slice(&tick.wrapping_mul(160).to_be_bytes());
+                packet[8..12].copy_from_slice(&(0x4d57_0000 + i as u32).to_be_bytes());
+                if socket.send_to(&packet, to).is_ok() {
+                    sent += 1;
+                }
+            }
+            tick += 1;
+            let next = start + Duration::from_millis(20) * tick;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        sent
+    })
+}
+
+fn concurrent(
+    n: u32,
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    judge: Judge,
+    duplex: bool,
+) -> bool {
     let (sip, grpc) = (5160, 50160);
     let rate = 250;
     let overlap = if judge == Judge::Smoke { 14 } else { 20 };
@@ -453,6 +514,26 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
     std::thread::sleep(ramp + Duration::from_secs(3));
     let at_peak = stats(rt, grpc);
     let peak_rss = rss_kib(media_pid);
+    // `duplex`: every caller sends RTP too (50 packets/s of G.711, as phones do), through the
+    // measured window; media's receive statistics of each caller stream are read at its end.
+    let caller_stop = Arc::new(AtomicBool::new(false));
+    let caller_thread = duplex.then(|| {
+        let targets = sessions(rt, grpc)
+            .iter()
+            .map(|x| {
+                let port = u16::try_from(x.local_port).expect("a port");
+                (
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                    x.payload_type as u8,
+                )
+            })
+            .collect();
+        let socket = sink.socket.try_clone().expect("cloning the sink's socket");
+        let thread = callers(socket, targets, caller_stop.clone());
+        // Let every stream's first packets arrive before the window opens.
+        std::thread::sleep(Duration::from_secs(1));
+        thread
+    });
     sink.measure.store(true, Ordering::Relaxed);
     let (cpu_a, sent_a, recv_a, t_a) = (
         cpu_seconds(media_pid),
@@ -468,6 +549,13 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
         t_a.elapsed(),
     );
     sink.measure.store(false, Ordering::Relaxed);
+    caller_stop.store(true, Ordering::Relaxed);
+    let caller_sent = caller_thread.map(|t| t.join().expect("callers' thread"));
+    let caller_streams = duplex.then(|| {
+        // The last packets read before the figures are.
+        std::thread::sleep(Duration::from_millis(300));
+        sessions(rt, grpc)
+    });
     let received_rate = (recv_b - recv_a) as f64 / window.as_secs_f64();
     // Per stream: the p99 of |inter-arrival − 20 ms| at the receiver; then over the streams.
     let (mut stream_p99_us, gaps): (Vec<u32>, u64) = {
@@ -490,7 +578,13 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
     drop(procs);
     let base_us = baseline(n, if judge == Judge::Smoke { 2 } else { 10 });
     println!(
-        "## concurrent: {n} tone calls of {tone} s (SIPp ramp {rate} calls/s, {overlap} s all up)"
+        "## {}: {n} tone calls of {tone} s (SIPp ramp {rate} calls/s, {overlap} s all up){}",
+        if duplex { "duplex" } else { "concurrent" },
+        if duplex {
+            ", the callers sending RTP too"
+        } else {
+            ""
+        }
     );
     println!("- SIPp: all calls successful: {ok}");
     println!("- sending sessions at peak: {}", at_peak.sending_sessions);
@@ -530,8 +624,41 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
         "- media CPU: {us_per_packet:.2} µs per RTP packet sent; raw sendto baseline {base_us:.2} µs; ratio {:.2}",
         us_per_packet / base_us
     );
+    let callers_ok = match (&caller_streams, caller_sent) {
+        (Some(list), Some(sent)) => {
+            let expected = sent / u64::from(n.max(1));
+            let q: Vec<pb::Quality> = list
+                .iter()
+                .map(|x| x.quality.clone().unwrap_or_default())
+                .collect();
+            let with_rtp = q.iter().filter(|q| q.packets_received > 0).count();
+            let lost: u64 = q.iter().map(|q| q.packets_lost).sum();
+            let short = q
+                .iter()
+                .filter(|q| q.packets_received + 2 < expected)
+                .count();
+            let mut jitter_us: Vec<u32> = q.iter().map(|q| (q.jitter_ms * 1000.0) as u32).collect();
+            let mut mos: Vec<u32> = q.iter().map(|q| (q.mos * 100.0) as u32).collect();
+            println!(
+                "- callers' RTP: {sent} packets sent to {} sessions (about {expected} each); media received RTP on {with_rtp}, {short} short of it by more than 2, {lost} lost; jitter over the streams p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; MOS min {:.2}, p50 {:.2}",
+                list.len(),
+                quantile(&mut jitter_us, 0.5) as f64 / 1000.0,
+                quantile(&mut jitter_us, 0.99) as f64 / 1000.0,
+                quantile(&mut jitter_us, 1.0) as f64 / 1000.0,
+                quantile(&mut mos, 0.0) as f64 / 100.0,
+                quantile(&mut mos, 0.5) as f64 / 100.0,
+            );
+            list.len() == n as usize
+                && with_rtp == n as usize
+                && short == 0
+                && lost == 0
+                && quantile(&mut mos, 0.0) >= 400
+        }
+        _ => true,
+    };
     if judge == Judge::Smoke {
         return ok
+            && callers_ok
             && at_peak.sending_sessions == n
             && streams_measured == n as usize
             && end.send_errors == 0
@@ -547,7 +674,9 @@ fn concurrent(n: u32, rt: &tokio::runtime::Runtime, dir: &Path, judge: Judge) ->
         && end.lateness_p99_us <= 2_000
         && within_2ms * 100 >= streams_measured * 99
         && streams_measured == n as usize
-        && us_per_packet <= 1.5 * base_us
+        && callers_ok
+        // With callers' RTP media also receives: the CPU ratio is reported, not judged.
+        && (duplex || us_per_packet <= 1.5 * base_us)
         // Media's share of the 16 KiB per call (`memory` measures the whole all-in-one process).
         && peak_rss.saturating_sub(idle_rss) <= 16 * u64::from(n)
 }
@@ -902,7 +1031,7 @@ fn main() {
         let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(500);
         let d = dir.join("concurrent");
         std::fs::create_dir_all(&d).unwrap();
-        ok &= concurrent(n, &rt, &d, Judge::Targets);
+        ok &= concurrent(n, &rt, &d, Judge::Targets, false);
     }
     if what == "overload" {
         let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(500);
@@ -911,6 +1040,12 @@ fn main() {
         let d = dir.join("overload");
         std::fs::create_dir_all(&d).unwrap();
         ok &= overload(n, r, secs, &rt, &d);
+    }
+    if what == "duplex" {
+        let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(2500);
+        let d = dir.join("duplex");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= concurrent(n, &rt, &d, Judge::Targets, true);
     }
     if what == "memory" {
         let n = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(2000);
@@ -922,7 +1057,7 @@ fn main() {
         // What CI runs: 50 calls, the whole measurement path, judged only for running through.
         let d = dir.join("smoke");
         std::fs::create_dir_all(&d).unwrap();
-        ok &= concurrent(50, &rt, &d, Judge::Smoke);
+        ok &= concurrent(50, &rt, &d, Judge::Smoke, true);
     }
     if what == "rate" || what == "all" {
         let r = args
