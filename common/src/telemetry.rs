@@ -155,7 +155,7 @@ pub fn init(cfg: &Config, default_service_name: &str) -> Result<Telemetry, Telem
 /// formatting was the largest cost on signaling's answer path, whatever `log.level` said.
 /// Without an exporter only the spans are (they carry the trace ids of the log lines and of the
 /// gRPC calls to media): a span keeps each event recorded into it until it ends, so a call's log
-/// lines would stay in memory for the whole call, to be thrown away (≈ 5 KB per call).
+/// lines would stay in memory for the whole call, to be thrown away.
 fn traced(meta: &tracing::Metadata<'_>, exporting: bool) -> bool {
     meta.target().starts_with("milliwatt")
         && *meta.level() <= tracing::Level::INFO
