@@ -279,6 +279,20 @@ fn sipp(dir: &Path, sink_port: u16, sip: u16, args: &[String], bye_timeout_ms: u
     run_sipp(dir, "uac_tone.xml", &text, 5199, sip, args)
 }
 
+/// SIPp placing `n` tone calls at `rate` calls/s, all held together (`-l n`), each waiting for our
+/// BYE up to 15 s past its `tone_s`-second tone.
+fn ramp_calls(dir: &Path, sink_port: u16, sip: u16, n: u32, rate: u32, tone_s: u64) -> Child {
+    let args = [
+        "-r".into(),
+        rate.to_string(),
+        "-l".into(),
+        n.to_string(),
+        "-m".into(),
+        n.to_string(),
+    ];
+    sipp(dir, sink_port, sip, &args, (tone_s + 15) * 1000)
+}
+
 /// `uac_tone.xml` for a caller whose RTP goes to `sink_port` and who waits `bye_timeout_ms`.
 fn tone_scenario(sink_port: u16, bye_timeout_ms: u64) -> String {
     sipp_scenario("uac_tone.xml")
@@ -488,20 +502,7 @@ fn concurrent(
     let media_pid = procs.0[0].id();
     let idle_rss = rss_kib(media_pid);
     let sink = sink();
-    let s = sipp(
-        dir,
-        sink.port,
-        sip,
-        &[
-            "-r".into(),
-            rate.to_string(),
-            "-l".into(),
-            n.to_string(),
-            "-m".into(),
-            n.to_string(),
-        ],
-        (tone + 15) * 1000,
-    );
+    let s = ramp_calls(dir, sink.port, sip, n, rate, tone);
     // Ramp, then a steady 10 s window inside the overlap: CPU per packet, received rate, RSS.
     std::thread::sleep(ramp + Duration::from_secs(3));
     let at_peak = stats(rt, grpc);
@@ -686,20 +687,7 @@ fn memory(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss_kib(pid);
     let sink = sink();
-    let s = sipp(
-        dir,
-        sink.port,
-        sip,
-        &[
-            "-r".into(),
-            rate.to_string(),
-            "-l".into(),
-            n.to_string(),
-            "-m".into(),
-            n.to_string(),
-        ],
-        (tone + 15) * 1000,
-    );
+    let s = ramp_calls(dir, sink.port, sip, n, rate, tone);
     std::thread::sleep(ramp + Duration::from_secs(2));
     let up = stats(rt, grpc).sending_sessions;
     let mut peak = 0;
