@@ -18,6 +18,12 @@
 //!   every caller stream besides our stream's figures.
 //! - `memory N` (default 2,000): the all-in-one `milliwatt`, N tone calls up together: RSS at
 //!   idle and (peak − idle) / N per call.
+//! - `baresip [RATE ...]` (default 5 10 20 50 100 200 400 800): the ratio against baresip. 2-second
+//!   calls (the caller hangs up) for 10 s at each rate, answered by Debian's baresip with its
+//!   `ausine` 440 Hz tone, until baresip's audio is no longer clean (a call failed, or a caller
+//!   heard a short, gapped or impure tone: the receiver decodes every packet); then the same calls
+//!   answered by our two processes at baresip's highest clean rate and at its first unclean one,
+//!   and the CPU per call of each side at the former.
 //! - `smoke`: 50 calls through the whole `concurrent` path, judged only for running through (CI
 //!   runs it on the debug build; it measures nothing worth recording).
 //!
@@ -108,6 +114,29 @@ struct Arrivals {
     deviations_us: Vec<u32>,
     gaps: u64,
     packets: u64,
+    /// With a tone to look for (`sink_for_tone`): packets whose decoded μ-law audio is that tone
+    /// (tone purity ≥ 0.8: the share of the packet's energy at the frequency), and the others.
+    tone_packets: u64,
+    other_packets: u64,
+}
+
+/// The share of a 20 ms PCMU payload's energy at `hz` (1.0 for a pure tone; a window that is not
+/// a whole number of periods leaks a few percent). Silence is 0.
+fn tone_purity(payload: &[u8], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2, mut energy) = (0.0_f64, 0.0_f64, 0.0_f64);
+    for &b in payload {
+        let x = f64::from(milliwatt_media_core::g711::ulaw_to_linear(b));
+        energy += x * x;
+        let s0 = x + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if energy < 1.0 {
+        return 0.0;
+    }
+    2.0 * (s1 * s1 + s2 * s2 - c * s1 * s2) / (payload.len() as f64 * energy)
 }
 
 /// The kernel's receive time of a datagram (SO_TIMESTAMPNS), in ns.
@@ -124,6 +153,11 @@ fn kernel_ns(cmsgs: nix::sys::socket::CmsgIterator<'_>) -> Option<i128> {
 /// each RTP stream's (by SSRC) inter-arrival times from kernel receive timestamps — not the
 /// sender's own clock.
 fn sink() -> Sink {
+    sink_for_tone(None)
+}
+
+/// `sink`, which also judges each RTP packet's PCMU audio for a `tone` of that frequency.
+fn sink_for_tone(tone: Option<f64>) -> Sink {
     use nix::sys::socket::{recvmmsg, setsockopt, sockopt, MsgFlags, MultiHeaders, SockaddrIn};
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -183,6 +217,13 @@ fn sink() -> Sink {
                 let seq = u16::from_be_bytes([buf[2], buf[3]]);
                 let a = streams.entry(ssrc).or_default();
                 a.packets += 1;
+                if let Some(hz) = tone {
+                    if buf[1] & 0x7f == 0 && tone_purity(&buf[12..172], hz) >= 0.8 {
+                        a.tone_packets += 1;
+                    } else {
+                        a.other_packets += 1;
+                    }
+                }
                 match a.last {
                     Some((last_seq, last_at)) if seq == last_seq.wrapping_add(1) => {
                         let dev = ((at - last_at) - 20_000_000).unsigned_abs() / 1_000;
@@ -982,6 +1023,242 @@ fn overload(
         && answered * 5 >= u64::from(total)
 }
 
+/// What one rate of 2-second calls (the caller hangs up, `uac_burst_hangup.xml`) got from the
+/// answering side: calls, what the receiver heard, and the answering processes' CPU.
+struct HangupRun {
+    answered: u64,
+    shed: u64,
+    failed: u64,
+    sipp_ok: bool,
+    streams: usize,
+    /// Streams with fewer than 95 of the ~100 packets of a 2-second call.
+    short: usize,
+    gaps: u64,
+    /// Streams with fewer than 98 % of their packets the 440 Hz tone.
+    impure: usize,
+    /// Streams whose |inter-arrival − 20 ms| p99 is within 2 ms, and the worst stream's p99.
+    within_2ms: usize,
+    worst_p99_us: u32,
+    cpu_s: f64,
+}
+
+impl HangupRun {
+    /// Clean audio: every call answered, every caller heard a whole, gapless, pure tone.
+    fn clean(&self, total: u64) -> bool {
+        self.sipp_ok
+            && self.failed == 0
+            && self.shed == 0
+            && self.answered == total
+            && self.streams as u64 == total
+            && self.short == 0
+            && self.gaps == 0
+            && self.impure == 0
+    }
+
+    fn row(&self, who: &str, rate: u32, total: u64) -> String {
+        format!(
+            "| {who} | {rate} | {}/{total} ok, {} failed, {} shed | {} streams: {} short, {} gaps, {} not the tone | {:.1} % | {:.1} ms | {:.0} µs | {} |",
+            self.answered,
+            self.failed,
+            self.shed,
+            self.streams,
+            self.short,
+            self.gaps,
+            self.impure,
+            100.0 * self.within_2ms as f64 / self.streams.max(1) as f64,
+            f64::from(self.worst_p99_us) / 1000.0,
+            self.cpu_s * 1e6 / self.answered.max(1) as f64,
+            if self.clean(total) { "clean" } else { "NOT clean" },
+        )
+    }
+}
+
+/// `rate` calls/s of 2-second calls for `secs` seconds to `sip`, the caller hanging up; the CPU
+/// counted is that of the processes `pids` (the answering side) over the run.
+fn hangup_calls(dir: &Path, sip: u16, rate: u32, secs: u32, pids: &[u32]) -> HangupRun {
+    let sink = sink_for_tone(Some(440.0));
+    sink.measure.store(true, Ordering::Relaxed);
+    let text = sipp_scenario("uac_burst_hangup.xml").replace("@RTP_PORT@", &sink.port.to_string());
+    let total = rate * secs;
+    let cpu = || pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let cpu0 = cpu();
+    let child = run_sipp(
+        dir,
+        "uac_burst_hangup.xml",
+        &text,
+        5199,
+        sip,
+        &[
+            "-r".into(),
+            rate.to_string(),
+            "-l".into(),
+            (rate * 10).to_string(),
+            "-m".into(),
+            total.to_string(),
+            "-trace_rtt".into(),
+            "-rtt_freq".into(),
+            "1".into(),
+        ],
+    );
+    let sipp_ok = wait(child, Duration::from_secs(u64::from(secs) + 60));
+    // The last packets in flight.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_s = cpu() - cpu0;
+    sink.stop.store(true, Ordering::Relaxed);
+    let csv = std::fs::read_to_string(dir.join("stat.csv")).unwrap_or_default();
+    let completed = last_stat(&csv, "SuccessfulCall(C)");
+    let failed = last_stat(&csv, "FailedCall(C)");
+    let shed = response_times(dir)
+        .iter()
+        .filter(|(no, _)| *no == 2)
+        .count() as u64;
+    let mut streams = sink.streams.lock().unwrap();
+    let mut p99s: Vec<u32> = streams
+        .values_mut()
+        .map(|a| quantile(&mut a.deviations_us, 0.99))
+        .collect();
+    HangupRun {
+        answered: completed.saturating_sub(shed),
+        shed,
+        failed,
+        sipp_ok,
+        streams: streams.len(),
+        short: streams.values().filter(|a| a.packets < 95).count(),
+        gaps: streams.values().map(|a| a.gaps).sum(),
+        impure: streams
+            .values()
+            .filter(|a| a.tone_packets * 100 < (a.tone_packets + a.other_packets) * 98)
+            .count(),
+        within_2ms: p99s.iter().filter(|us| **us <= 2_000).count(),
+        worst_p99_us: quantile(&mut p99s, 1.0),
+        cpu_s,
+    }
+}
+
+/// baresip (Debian `baresip-core`) answering every call at once with its `ausine` 440 Hz tone,
+/// G.711 only, loopback only, its files in `dir`.
+fn start_baresip(dir: &Path, sip: u16, max_calls: u32) -> Procs {
+    let exe = Command::new("sh")
+        .args(["-c", "command -v baresip"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("baresip is missing (Debian package baresip-core)");
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    // ausine makes only 48 kHz stereo: baresip resamples it to the codec's 8 kHz mono.
+    let config = format!(
+        "poll_method\tepoll
+sip_listen\t127.0.0.1:{sip}
+net_interface\t127.0.0.1
+dns_server\t127.0.0.1:53
+call_max_calls\t{max_calls}
+audio_player\t
+audio_alert\t
+audio_source\tausine,440
+ausrc_srate\t48000
+ausrc_channels\t2
+audio_level\tno
+rtp_ports\t30000-39999
+rtcp_mux\tno
+rtp_stats\tno
+module_path\t/usr/lib/baresip/modules
+module\tg711.so
+module\tausine.so
+module_app\taccount.so
+"
+    );
+    std::fs::write(conf.join("config"), config).unwrap();
+    // answermode=auto: every incoming call answered at once; regint=0: never registers.
+    std::fs::write(
+        conf.join("accounts"),
+        "<sip:milliwatt@127.0.0.1>;regint=0;answermode=auto\n",
+    )
+    .unwrap();
+    let log = dir.join("baresip.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(exe)
+        .current_dir(dir)
+        .arg("-4")
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("starting baresip");
+    let procs = Procs(vec![child]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("baresip is ready")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "baresip was not ready within 10 s: {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    procs
+}
+
+/// The ratio against baresip: 2-second calls (the caller hangs up) for `secs` seconds at each
+/// of `rates` in turn, answered by baresip (a fresh process per rate) until its audio is no
+/// longer clean; then the same calls at baresip's highest clean rate (and at the first rate that
+/// was not clean) answered by our two processes, and the CPU per call of each side.
+fn versus_baresip(rates: &[u32], secs: u32, dir: &Path) -> bool {
+    let sip = 5400;
+    println!("## versus baresip: 2-second calls (the caller hangs up) for {secs} s at each rate");
+    println!("| answered by | calls/s | calls | what the callers heard | streams' p99 <= 2 ms | worst stream p99 | CPU per call | audio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut clean: Option<(u32, f64)> = None;
+    let mut unclean: Option<u32> = None;
+    for &rate in rates {
+        let d = dir.join(format!("baresip-{rate}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let procs = start_baresip(&d, sip, rate * 10);
+        let total = u64::from(rate * secs);
+        let run = hangup_calls(&d, sip, rate, secs, &[procs.0[0].id()]);
+        drop(procs);
+        println!("{}", run.row("baresip", rate, total));
+        if !run.clean(total) {
+            unclean = Some(rate);
+            break;
+        }
+        clean = Some((rate, run.cpu_s / run.answered.max(1) as f64));
+    }
+    let Some((rate, baresip_per_call)) = clean else {
+        println!("- baresip gave no clean audio at any rate: no ratio");
+        return false;
+    };
+    let mut ok = true;
+    let mut ours_per_call = 0.0;
+    for r in std::iter::once(rate).chain(unclean) {
+        let d = dir.join(format!("milliwatt-{r}"));
+        std::fs::create_dir_all(&d).unwrap();
+        // The tone outlasts the call: the caller hangs up, as with baresip.
+        let procs = start(&d, 30, sip, 50190);
+        let pids: Vec<u32> = procs.0.iter().map(Child::id).collect();
+        let total = u64::from(r * secs);
+        let run = hangup_calls(&d, sip, r, secs, &pids);
+        drop(procs);
+        println!("{}", run.row("milliwatt (both processes)", r, total));
+        ok &= run.clean(total);
+        if r == rate {
+            ours_per_call = run.cpu_s / run.answered.max(1) as f64;
+        }
+    }
+    println!(
+        "- at {rate} calls/s, baresip's highest rate with clean audio: CPU per call baresip {:.0} µs, milliwatt {:.0} µs: milliwatt / baresip = {:.2}",
+        baresip_per_call * 1e6,
+        ours_per_call * 1e6,
+        ours_per_call / baresip_per_call.max(1e-9)
+    );
+    ok
+}
+
 /// The last row's value of a SIPp statistics column.
 fn last_stat(csv: &str, column: &str) -> u64 {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
@@ -1032,6 +1309,17 @@ fn main() {
         let d = dir.join("memory");
         std::fs::create_dir_all(&d).unwrap();
         ok &= memory(n, &rt, &d);
+    }
+    if what == "baresip" {
+        let rates: Vec<u32> = args[1..].iter().filter_map(|v| v.parse().ok()).collect();
+        let rates = if rates.is_empty() {
+            vec![5, 10, 20, 50, 100, 200, 400, 800]
+        } else {
+            rates
+        };
+        let d = dir.join("baresip");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= versus_baresip(&rates, 10, &d);
     }
     if what == "smoke" {
         // What CI runs: 50 calls, the whole measurement path, judged only for running through.

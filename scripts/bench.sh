@@ -2,8 +2,10 @@
 # Benchmark: concurrent tone calls (sender loss, pacing lateness, media RSS, CPU per packet against
 # a raw sendto baseline) and calls/s of 2-second calls (failures), with SIPp on the same machine,
 # everything on loopback.
-# Usage: scripts/bench.sh [concurrent N | rate R SECONDS | overload N R SECONDS | memory N]
-#        (default: concurrent 500 and rate 200 10; memory: the all-in-one process, RSS per call)
+# Usage: scripts/bench.sh [concurrent N | rate R SECONDS | overload N R SECONDS | memory N |
+#                          duplex N | baresip [RATE ...]]
+#        (default: concurrent 500 and rate 200 10; memory: the all-in-one process, RSS per call;
+#        baresip: the CPU per call against Debian's baresip at its highest clean rate)
 #        scripts/bench.sh flood [SECONDS [RATE [SOURCES]]]    (default 60 s, 5000 messages/s, 200
 #        addresses: tests/e2e_flood.rs on the release build, longer and harder than in the tests)
 #        scripts/bench.sh soak [CALLS [RATE]]                  (default 1,000,000 calls at 500/s:
