@@ -27,7 +27,7 @@ use milliwatt_signaling_core::call::{
     CallCore, EndReason, Event, InviteFacts, Load, Output, Refusal, RefusalKind, Summary,
 };
 use milliwatt_signaling_core::info::{self, InfoAnswer};
-use milliwatt_signaling_core::overload::Signals;
+use milliwatt_signaling_core::overload::{Signals, LATE_ANSWERS};
 use milliwatt_signaling_core::rtp_stat::{self, RtpStat};
 use milliwatt_signaling_core::session_timer::{self, BadTimerHeader, SessionTimer, TimerFacts};
 use milliwatt_signaling_core::vq_report::{self, VqReport};
@@ -230,7 +230,7 @@ pub(crate) fn signals(shared: &Shared, now: Instant, invite_wait: Duration) -> S
         calls_in_setup: shared.stats.in_setup.load(Relaxed),
         pending_allocations: shared.stats.pending_allocations.load(Relaxed),
         event_loop_lag: Duration::from_micros(shared.stats.event_loop_lag_us.load(Relaxed)),
-        answer_lateness: shared.stats.answer_lateness(now),
+        answer_lateness: shared.stats.answer_queue_lateness(now, LATE_ANSWERS),
         invite_wait,
     }
 }

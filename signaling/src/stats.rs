@@ -139,6 +139,20 @@ impl Stats {
             })
     }
 
+    /// How far past its answer time the `k`-th oldest unanswered call is at `now` (zero when
+    /// fewer than `k` calls are unanswered or it is not due yet): what admission judges, a queue
+    /// of late answers rather than one slow call.
+    pub fn answer_queue_lateness(&self, now: Instant, k: usize) -> Duration {
+        self.answers_due
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .nth(k.saturating_sub(1))
+            .map_or(Duration::ZERO, |(due, _)| {
+                now.saturating_duration_since(*due)
+            })
+    }
+
     /// A SIP response we sent.
     pub fn response(&self, code: u16) {
         *self
@@ -374,5 +388,30 @@ mod tests {
         assert_eq!(stats.answer_lateness(t0 + ms(600)), ms(100));
         drop(later);
         assert_eq!(stats.answer_lateness(t0 + ms(600)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_answer_queues_lateness_is_its_kth_oldest_calls() {
+        let stats = Arc::new(Stats::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let one_slow = AnswerDue::new(stats.clone(), t0);
+        assert_eq!(stats.answer_lateness(t0 + ms(100)), ms(100));
+        assert_eq!(
+            stats.answer_queue_lateness(t0 + ms(100), 3),
+            Duration::ZERO,
+            "one late call is not a queue"
+        );
+        let queue: Vec<AnswerDue> = (1..=3)
+            .map(|i| AnswerDue::new(stats.clone(), t0 + ms(10 * i)))
+            .collect();
+        // Due at 0, 10, 20, 30 ms: the third oldest is due at 20.
+        assert_eq!(stats.answer_queue_lateness(t0 + ms(100), 3), ms(80));
+        assert_eq!(stats.answer_queue_lateness(t0 + ms(100), 1), ms(100));
+        assert_eq!(stats.answer_queue_lateness(t0 + ms(15), 3), Duration::ZERO);
+        drop(one_slow);
+        assert_eq!(stats.answer_queue_lateness(t0 + ms(100), 3), ms(70));
+        drop(queue);
+        assert_eq!(stats.answer_queue_lateness(t0 + ms(100), 1), Duration::ZERO);
     }
 }
