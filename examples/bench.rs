@@ -24,8 +24,9 @@
 //!   heard a short, gapped or impure tone: the receiver decodes every packet); then the same calls
 //!   answered by our two processes at baresip's highest clean rate and at its first unclean one,
 //!   and the CPU per call of each side at the former.
-//! - `smoke`: 50 calls through the whole `concurrent` path, judged only for running through (CI
-//!   runs it on the debug build; it measures nothing worth recording).
+//! - `smoke`: 50 calls through the whole `concurrent` path and 5 calls/s for 4 s through the
+//!   `baresip` path, judged only for running through (CI runs it on the debug build; it measures
+//!   nothing worth recording).
 //!
 //! Every loop is bounded; all traffic stays on 127.0.0.1.
 
@@ -1326,6 +1327,10 @@ fn main() {
         let d = dir.join("smoke");
         std::fs::create_dir_all(&d).unwrap();
         ok &= concurrent(50, &rt, &d, Judge::Smoke, true);
+        // And the baresip comparison's path: one rate, 4 s of calls, each side.
+        let d = dir.join("smoke-baresip");
+        std::fs::create_dir_all(&d).unwrap();
+        ok &= versus_baresip(&[5], 4, &d);
     }
     if what == "rate" || what == "all" {
         let r = args
