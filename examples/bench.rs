@@ -84,6 +84,61 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Each CPU's steal time so far (/proc/stat, in ms): time the hypervisor ran something else
+/// while this virtual CPU had work. A pacing thread's rare late wake-up with no work to explain
+/// it shows here when the host took the CPU.
+fn steal_ms() -> Vec<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            // cpuN user nice system idle iowait irq softirq steal ...: ticks of 10 ms.
+            l.split_whitespace()
+                .nth(8)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 10
+        })
+        .collect()
+}
+
+/// "- host: vCPU steal ..." since `before` (from [`steal_ms`]).
+fn steal_line(before: &[u64]) -> String {
+    let per_cpu: Vec<String> = steal_ms()
+        .iter()
+        .zip(before)
+        .enumerate()
+        .map(|(i, (now, then))| format!("cpu{i} {} ms", now.saturating_sub(*then)))
+        .collect();
+    format!(
+        "- host: vCPU steal over the run (the hypervisor running something else): {}",
+        per_cpu.join(", ")
+    )
+}
+
+/// Media's warnings of pacing threads that woke late (its log in `dir`; rate-limited there to
+/// one per 10 s per thread), one bench line each, so a skipped packet time has its cause beside
+/// it: late after a long poll (busy) or after a short one (not scheduled).
+fn late_wakes(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("milliwatt-media.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("pacing thread woke late"))
+        .map(|l| {
+            let fields: Vec<&str> = l
+                .split_whitespace()
+                .filter(|w| {
+                    ["late_ms=", "previous_poll_us=", "streams="]
+                        .iter()
+                        .any(|k| w.starts_with(k))
+                })
+                .collect();
+            format!("- media: a pacing thread woke late: {}", fields.join(" "))
+        })
+        .collect()
+}
+
 fn stats(rt: &tokio::runtime::Runtime, grpc: u16) -> pb::EngineStats {
     rt.block_on(async {
         let mut c = pb::media_client::MediaClient::connect(format!("http://127.0.0.1:{grpc}"))
@@ -541,6 +596,7 @@ fn concurrent(
     // Long enough that every call is up for `overlap` seconds together.
     let tone = ramp.as_secs() + 1 + overlap;
     let procs = start(dir, tone, sip, grpc);
+    let steal0 = steal_ms();
     let media_pid = procs.0[0].id();
     let idle_rss = rss_kib(media_pid);
     let sink = sink();
@@ -622,6 +678,10 @@ fn concurrent(
         }
     );
     println!("- SIPp: all calls successful: {ok}");
+    println!("{}", steal_line(&steal0));
+    for line in late_wakes(dir) {
+        println!("{line}");
+    }
     println!("- sending sessions at peak: {}", at_peak.sending_sessions);
     println!(
         "- RTP: {} packets sent, {} send errors, {} skipped packet times (lost at the sender: {})",
@@ -760,6 +820,7 @@ fn memory(n: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
 fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     let (sip, grpc) = (5170, 50170);
     let procs = start(dir, 2, sip, grpc);
+    let steal0 = steal_ms();
     let (media_pid, sig_pid) = (procs.0[0].id(), procs.0[1].id());
     let idle_rss = (rss_kib(media_pid), rss_kib(sig_pid));
     let cpu0 = (cpu_seconds(media_pid), cpu_seconds(sig_pid));
@@ -821,6 +882,10 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         "- SIPp: {successful} successful, {failed} failed, exit ok: {ok}, {:.1} s",
         elapsed.as_secs_f64()
     );
+    println!("{}", steal_line(&steal0));
+    for line in late_wakes(dir) {
+        println!("{line}");
+    }
     println!(
         "- INVITE->200 ({} calls): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         answer_us.len(),
@@ -875,6 +940,7 @@ fn overload(
     const TONE_S: u64 = 20;
     let (sip, grpc) = (5180, 50180);
     let procs = start(dir, TONE_S, sip, grpc);
+    let steal0 = steal_ms();
     let (media_pid, sig_pid) = (procs.0[0].id(), procs.0[1].id());
     let calls_sink = sink();
     calls_sink.measure.store(true, Ordering::Relaxed);
@@ -1000,6 +1066,10 @@ fn overload(
         quantile(&mut final_us, 1.0) as f64 / 1000.0,
         final_us.len()
     );
+    println!("{}", steal_line(&steal0));
+    for line in late_wakes(dir) {
+        println!("{line}");
+    }
     println!(
         "- RTP: {} packets sent, {} send errors, {} skipped; CPU during the burst: signaling {:.1} s, media {:.1} s",
         end.packets_sent,
