@@ -35,8 +35,9 @@ fn a_burst_over_capacity_is_shed_fast_and_established_calls_are_unharmed() {
     cfg.tone_seconds = TONE;
     // Every admitted call stays a second in setup, so the answer path holds at most IN_SETUP.
     cfg.answer_delay_ms = 1000;
-    cfg.extra =
-        format!("[overload]\nmax_calls_in_setup = {IN_SETUP}\n[log]\nstats_interval_seconds = 1\n");
+    cfg.overload
+        .push_str(&format!("max_calls_in_setup = {IN_SETUP}\n"));
+    cfg.extra = "[log]\nstats_interval_seconds = 1\n".into();
     // Ports for every call the answer path can admit: what sheds here is the overload check.
     cfg.rtp_range = common::rtp_port_block(200);
     let server = Server::start(cfg.clone(), Mode::AllInOne);
@@ -159,8 +160,8 @@ fn invites_that_waited_too_long_in_the_socket_are_shed_when_read() {
     let mut cfg = TestConfig::new();
     cfg.answer_delay_ms = 0;
     cfg.tone_seconds = 1;
-    cfg.extra = "[overload]\nmax_invite_wait_ms = 100\nmax_event_loop_lag_ms = 0\n\
-                 max_answer_lateness_ms = 0\n"
+    cfg.overload = "max_invite_wait_ms = 100\nmax_event_loop_lag_ms = 0\n\
+                    max_answer_lateness_ms = 0\n"
         .into();
     let server = Server::start(cfg.clone(), Mode::AllInOne);
     let pid = server
