@@ -431,6 +431,11 @@ fn run_sipp(dir: &Path, name: &str, text: &str, local: u16, sip: u16, args: &[St
             "127.0.0.1",
         ])
         .args(["-mp", &(local + 1000).to_string()])
+        // SIPp's socket buffers default to 64 KiB: in a 3,000 calls/s burst its own receive
+        // queue overflowed (30 drops at its socket, none at ours), and a dropped response costs
+        // a 500 ms INVITE retransmission, counted as our answer time. The load generator must
+        // not be where the burst is lost.
+        .args(["-buff_size", "4194304"])
         .args([
             "-nostdin",
             "-trace_err",
