@@ -103,40 +103,36 @@ fn steal_ms() -> Vec<u64> {
         .collect()
 }
 
-/// "- host: vCPU steal ..." since `before` (from [`steal_ms`]).
-fn steal_line(before: &[u64]) -> String {
+/// What the host and media's pacing threads went through since `before` (from [`steal_ms`]):
+/// each CPU's steal time, and media's warnings of pacing threads that woke late (its log in
+/// `dir`; rate-limited there to one per 10 s per thread), so a skipped packet time has its cause
+/// beside it: late after a long poll (busy) or after a short one (not scheduled).
+fn print_circumstances(before: &[u64], dir: &Path) {
     let per_cpu: Vec<String> = steal_ms()
         .iter()
         .zip(before)
         .enumerate()
         .map(|(i, (now, then))| format!("cpu{i} {} ms", now.saturating_sub(*then)))
         .collect();
-    format!(
+    println!(
         "- host: vCPU steal over the run (the hypervisor running something else): {}",
         per_cpu.join(", ")
-    )
-}
-
-/// Media's warnings of pacing threads that woke late (its log in `dir`; rate-limited there to
-/// one per 10 s per thread), one bench line each, so a skipped packet time has its cause beside
-/// it: late after a long poll (busy) or after a short one (not scheduled).
-fn late_wakes(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("milliwatt-media.log"))
-        .unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(dir.join("milliwatt-media.log")).unwrap_or_default();
+    for l in log
         .lines()
         .filter(|l| l.contains("pacing thread woke late"))
-        .map(|l| {
-            let fields: Vec<&str> = l
-                .split_whitespace()
-                .filter(|w| {
-                    ["late_ms=", "previous_poll_us=", "streams="]
-                        .iter()
-                        .any(|k| w.starts_with(k))
-                })
-                .collect();
-            format!("- media: a pacing thread woke late: {}", fields.join(" "))
-        })
-        .collect()
+    {
+        let fields: Vec<&str> = l
+            .split_whitespace()
+            .filter(|w| {
+                ["late_ms=", "previous_poll_us=", "streams="]
+                    .iter()
+                    .any(|k| w.starts_with(k))
+            })
+            .collect();
+        println!("- media: a pacing thread woke late: {}", fields.join(" "));
+    }
 }
 
 fn stats(rt: &tokio::runtime::Runtime, grpc: u16) -> pb::EngineStats {
@@ -396,6 +392,22 @@ fn ramp_calls(dir: &Path, sink_port: u16, sip: u16, n: u32, rate: u32, tone_s: u
         n.to_string(),
     ];
     sipp(dir, sink_port, sip, &args, (tone_s + 15) * 1000)
+}
+
+/// SIPp's arguments for `total` calls at `rate` calls/s (up to 10 s of them at once), each call's
+/// response times written (`-trace_rtt`, read back by [`response_times`]).
+fn paced_args(rate: u32, total: u32) -> [String; 9] {
+    [
+        "-r".into(),
+        rate.to_string(),
+        "-l".into(),
+        (rate * 10).to_string(),
+        "-m".into(),
+        total.to_string(),
+        "-trace_rtt".into(),
+        "-rtt_freq".into(),
+        "1".into(),
+    ]
 }
 
 /// `uac_tone.xml` for a caller whose RTP goes to `sink_port` and who waits `bye_timeout_ms`.
@@ -691,10 +703,7 @@ fn concurrent(
         }
     );
     println!("- SIPp: all calls successful: {ok}");
-    println!("{}", steal_line(&steal0));
-    for line in late_wakes(dir) {
-        println!("{line}");
-    }
+    print_circumstances(&steal0, dir);
     println!("- sending sessions at peak: {}", at_peak.sending_sessions);
     println!(
         "- RTP: {} packets sent, {} send errors, {} skipped packet times (lost at the sender: {})",
@@ -840,23 +849,7 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
     let sink = sink();
     let total = r * secs;
     let t0 = Instant::now();
-    let s = sipp(
-        dir,
-        sink.port,
-        sip,
-        &[
-            "-r".into(),
-            r.to_string(),
-            "-l".into(),
-            (r * 10).to_string(),
-            "-m".into(),
-            total.to_string(),
-            "-trace_rtt".into(),
-            "-rtt_freq".into(),
-            "1".into(),
-        ],
-        10_000,
-    );
+    let s = sipp(dir, sink.port, sip, &paced_args(r, total), 10_000);
     let sipp_pid = s.id();
     let mut sipp_cpu = 0.0_f64;
     let mut peak_rss = (0, 0);
@@ -895,10 +888,7 @@ fn rate(r: u32, secs: u32, rt: &tokio::runtime::Runtime, dir: &Path) -> bool {
         "- SIPp: {successful} successful, {failed} failed, exit ok: {ok}, {:.1} s",
         elapsed.as_secs_f64()
     );
-    println!("{}", steal_line(&steal0));
-    for line in late_wakes(dir) {
-        println!("{line}");
-    }
+    print_circumstances(&steal0, dir);
     println!(
         "- INVITE->200 ({} calls): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         answer_us.len(),
@@ -1005,17 +995,7 @@ fn overload(
         &burst_text,
         5299,
         sip,
-        &[
-            "-r".into(),
-            rate.to_string(),
-            "-l".into(),
-            (rate * 10).to_string(),
-            "-m".into(),
-            total.to_string(),
-            "-trace_rtt".into(),
-            "-rtt_freq".into(),
-            "1".into(),
-        ],
+        &paced_args(rate, total),
     );
     let burst_ok = wait(burst, Duration::from_secs(u64::from(secs) + 60));
     let cpu1 = (cpu_seconds(media_pid), cpu_seconds(sig_pid));
@@ -1079,10 +1059,7 @@ fn overload(
         quantile(&mut final_us, 1.0) as f64 / 1000.0,
         final_us.len()
     );
-    println!("{}", steal_line(&steal0));
-    for line in late_wakes(dir) {
-        println!("{line}");
-    }
+    print_circumstances(&steal0, dir);
     println!(
         "- RTP: {} packets sent, {} send errors, {} skipped; CPU during the burst: signaling {:.1} s, media {:.1} s",
         end.packets_sent,
@@ -1172,17 +1149,7 @@ fn hangup_calls(dir: &Path, sip: u16, rate: u32, secs: u32, pids: &[u32]) -> Han
         &text,
         5199,
         sip,
-        &[
-            "-r".into(),
-            rate.to_string(),
-            "-l".into(),
-            (rate * 10).to_string(),
-            "-m".into(),
-            total.to_string(),
-            "-trace_rtt".into(),
-            "-rtt_freq".into(),
-            "1".into(),
-        ],
+        &paced_args(rate, total),
     );
     let sipp_ok = wait(child, Duration::from_secs(u64::from(secs) + 60));
     // The last packets in flight.
@@ -1222,13 +1189,6 @@ fn hangup_calls(dir: &Path, sip: u16, rate: u32, secs: u32, pids: &[u32]) -> Han
 /// baresip (Debian `baresip-core`) answering every call at once with its `ausine` 440 Hz tone,
 /// G.711 only, loopback only, its files in `dir`.
 fn start_baresip(dir: &Path, sip: u16, max_calls: u32) -> Procs {
-    let exe = Command::new("sh")
-        .args(["-c", "command -v baresip"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .expect("baresip is missing (Debian package baresip-core)");
     let conf = dir.join("conf");
     std::fs::create_dir_all(&conf).unwrap();
     // ausine makes only 48 kHz stereo: baresip resamples it to the codec's 8 kHz mono.
@@ -1262,7 +1222,7 @@ module_app\taccount.so
     .unwrap();
     let log = dir.join("baresip.log");
     let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(exe)
+    let child = Command::new("baresip")
         .current_dir(dir)
         .arg("-4")
         .arg("-f")
@@ -1271,7 +1231,7 @@ module_app\taccount.so
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
-        .expect("starting baresip");
+        .unwrap_or_else(|e| panic!("starting baresip (Debian package baresip-core): {e}"));
     let procs = Procs(vec![child]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&log)
