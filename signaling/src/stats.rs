@@ -130,13 +130,7 @@ impl Drop for AnswerDue {
 impl Stats {
     /// How far past its answer time the oldest unanswered call is at `now` (zero when none is).
     pub fn answer_lateness(&self, now: Instant) -> Duration {
-        self.answers_due
-            .lock()
-            .expect("not poisoned")
-            .first()
-            .map_or(Duration::ZERO, |(due, _)| {
-                now.saturating_duration_since(*due)
-            })
+        self.answer_queue_lateness(now, 1)
     }
 
     /// How far past its answer time the `k`-th oldest unanswered call is at `now` (zero when
