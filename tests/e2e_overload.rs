@@ -3,7 +3,9 @@
 //! timeout), the shed calls are counted in `/metrics` and the statistics line, and the calls
 //! already established keep their whole tone and end on time. INVITEs that waited in the socket
 //! longer than `overload.max_invite_wait_ms` (the kernel's receive time, vendor patch 0022) are
-//! shed with 503 the moment they are read, and the next INVITE is answered.
+//! shed with 503 the moment they are read, and the next INVITE is answered. A shed INVITE gets
+//! the same answer whether it was refused from its bytes (the early shed, vendor patch 0033) or
+//! by the stack's path, and an INVITE retransmission of a call being answered is never shed.
 
 mod common;
 
@@ -233,6 +235,123 @@ fn invites_that_waited_too_long_in_the_socket_are_shed_when_read() {
     judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(1)));
     let m = metrics(cfg.admin_port);
     assert_eq!(m.get("milliwatt_calls_answered_total"), Some(&1.0), "{m:?}");
+}
+
+/// The early shed (vendor patch 0033) answers a new INVITE from its bytes: the 503 echoes the
+/// request's Via (with `rport` filled), From, To, Call-ID and CSeq, adds a To-tag, Retry-After
+/// and the reason. Its retransmission gets the same To-tag, and so does a copy that the scan
+/// leaves to the stack (two Content-Length headers): one request, one answer, on either path.
+/// The ACK of the 503 is dropped unanswered. A retransmission of the INVITE of a call being
+/// answered belongs to its transaction (its 180 again), even while new calls are refused, and
+/// that call goes on to its tone.
+#[test]
+fn a_shed_invite_gets_one_answer_on_either_path_and_a_live_calls_retransmission_is_not_shed() {
+    let mut cfg = TestConfig::new();
+    cfg.answer_delay_ms = 1500;
+    cfg.tone_seconds = 1;
+    cfg.overload = "max_calls_in_setup = 1\nmax_invite_wait_ms = 0\nmax_event_loop_lag_ms = 0\n\
+                    max_answer_lateness_ms = 0\n"
+        .into();
+    let server = Server::start(cfg.clone(), Mode::AllInOne);
+    let sink = RtpSink::bind();
+    let peer = RawSip::new(cfg.sip_addr());
+    let live = peer.invite("live", "live1", sink.port());
+    peer.send(&live);
+    let ringing = peer.recv_until(2 * SEC, |m| m.status() == Some(180));
+    assert!(
+        ringing.iter().any(|m| m.status() == Some(180)),
+        "the first call rings: {ringing:#?}"
+    );
+
+    // A second call while the first is in setup (overload.max_calls_in_setup = 1).
+    let shed = peer.invite("shed", "shed1", sink.port());
+    let final_to = |what: &str, request: &str| {
+        peer.send(request);
+        let got = peer.recv_until(2 * SEC, |m| m.status().is_some_and(|s| s >= 200));
+        got.into_iter()
+            .find(|m| m.status().is_some_and(|s| s >= 200))
+            .unwrap_or_else(|| panic!("{what}: no final response"))
+    };
+    let first = final_to("the shed INVITE", &shed);
+    assert_eq!(first.status(), Some(503), "{}", first.text);
+    let local = peer.local;
+    assert_eq!(
+        first.header("Via"),
+        Some(
+            format!(
+                "SIP/2.0/UDP {local};branch=z9hG4bKshed1;rport={}",
+                local.port()
+            )
+            .as_str()
+        ),
+        "{}",
+        first.text
+    );
+    assert_eq!(
+        first.header("From"),
+        Some(format!("<sip:raw@{local}>;tag=rawfrom").as_str())
+    );
+    let to = first.header("To").expect("To").to_string();
+    assert!(
+        to.starts_with(&format!("<sip:milliwatt@{}>;tag=", cfg.sip_addr())) && to.len() > 30,
+        "{to}"
+    );
+    assert_eq!(first.header("Call-ID"), Some("shed"));
+    assert_eq!(first.header("CSeq"), Some("1 INVITE"));
+    assert!(first.header("Retry-After").is_some(), "{}", first.text);
+    assert!(
+        first
+            .header("Warning")
+            .is_some_and(|w| w.contains("overload.max_calls_in_setup 1")),
+        "{}",
+        first.text
+    );
+
+    let again = final_to("its retransmission", &shed);
+    assert_eq!(again.status(), Some(503), "{}", again.text);
+    assert_eq!(again.header("To"), Some(to.as_str()), "the same To-tag");
+    let length = shed
+        .lines()
+        .find(|l| l.starts_with("Content-Length:"))
+        .expect("Content-Length");
+    let stack_path = shed.replacen(length, &format!("{length}\r\n{length}"), 1);
+    let by_stack = final_to("the copy left to the stack", &stack_path);
+    assert_eq!(by_stack.status(), Some(503), "{}", by_stack.text);
+    assert_eq!(
+        by_stack.header("To"),
+        Some(to.as_str()),
+        "the stack's path gives the same To-tag"
+    );
+
+    // The 503's ACK, then the live call's INVITE again (same branch: a retransmission).
+    peer.send(&peer.ack_for(&first, "shed", "shed1"));
+    peer.send(&live);
+    let replies = peer.recv_until(SEC, |_| false);
+    assert!(
+        replies
+            .iter()
+            .all(|m| m.header("Call-ID") == Some("live") && m.status() == Some(180)),
+        "only the live call's 180 again, nothing to the ACK: {replies:#?}"
+    );
+    assert!(!replies.is_empty(), "the retransmission gets its 180 again");
+
+    let ok = peer
+        .recv_until(3 * SEC, |m| m.status() == Some(200))
+        .pop()
+        .filter(|m| m.status() == Some(200))
+        .expect("the live call is answered");
+    peer.send(&peer.ack_for(&ok, "live", "liveack"));
+    let bye = peer
+        .recv_until(5 * SEC, |m| m.method() == Some("BYE"))
+        .pop()
+        .filter(|m| m.method() == Some("BYE"))
+        .expect("BYE after the tone");
+    peer.ok_to(&bye);
+    judge(&sink.finish(), &Expect::pcmu_440(Duration::from_secs(1)));
+    let m = metrics(cfg.admin_port);
+    assert_eq!(m.get("milliwatt_calls_shed_total"), Some(&3.0), "{m:?}");
+    assert_eq!(m.get("milliwatt_calls_answered_total"), Some(&1.0), "{m:?}");
+    drop(server);
 }
 
 fn percentile(v: &[f64], q: f64) -> f64 {

@@ -5,7 +5,11 @@
 //! Input: the first byte's low bit picks datagram (0) or stream (1); for a stream the rest of
 //! that byte sets the chunk size (1..=128 bytes), so framing across reads is exercised, and
 //! the messages must be the same as when the stream arrives in one read (RFC 3261 18.3: the
-//! head and Content-Length frame a message, not the reads).
+//! head and Content-Length frame a message, not the reads). A datagram also goes through the
+//! early shed's scan (`early::peek`, which answers an INVITE from its bytes under overload): where
+//! both it and the stack take a request, they must read the same Call-ID, From-tag, CSeq number
+//! and top Via branch (the stateless To-tag and the transaction depend on them), and the answer
+//! built from it must be a response the stack parses.
 #![no_main]
 
 use ezk_sip_core::fuzzing::{decode_stream, parse_datagram, Parsed};
@@ -25,12 +29,49 @@ fn framing(messages: &[Parsed]) -> Vec<(String, u32, Vec<u8>)> {
         .collect()
 }
 
+fn early_agrees(bytes: &[u8], parsed: Option<&Parsed>) {
+    use milliwatt_signaling_core::early::{answer, peek, Peek};
+    let head = match peek(bytes) {
+        Peek::NewInvite(h) | Peek::Ack(h) => h,
+        Peek::Other => return,
+    };
+    // What the stack refuses (a malformed From, say) may still be refused with the early 503
+    // under overload, echoing what it got; what it takes must get an answer it could parse.
+    let Some(m) = parsed else { return };
+    let reply = answer(
+        &head,
+        "127.0.0.1:5060".parse().unwrap(),
+        503,
+        "Service Unavailable",
+        "abc",
+        Some(5),
+        "overload",
+    );
+    assert!(
+        parse_datagram(&reply).is_some(),
+        "the early answer does not parse:\n{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let b = &m.base_headers;
+    assert_eq!(head.call_id, b.call_id.0.as_str(), "Call-ID");
+    assert_eq!(Some(head.from_tag), b.from.tag.as_deref(), "From-tag");
+    assert_eq!(head.to_tag, b.to.tag.as_deref(), "To-tag");
+    assert_eq!(head.cseq_number, b.cseq.cseq, "CSeq");
+    assert_eq!(
+        Some(head.branch),
+        b.via[0].params.get_val("branch").map(|v| v.as_str()),
+        "branch"
+    );
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, bytes)) = data.split_first() else {
         return;
     };
     let messages = if mode & 1 == 0 {
-        parse_datagram(bytes).into_iter().collect()
+        let parsed = parse_datagram(bytes);
+        early_agrees(bytes, parsed.as_ref());
+        parsed.into_iter().collect()
     } else {
         let chunked = decode_stream(bytes.chunks(usize::from(mode >> 1) + 1));
         let whole = decode_stream([bytes]);

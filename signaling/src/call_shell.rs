@@ -256,6 +256,32 @@ pub(crate) async fn shed(
     why: String,
     kind: Shed,
 ) {
+    let code = count_shed(
+        shared,
+        invite.base_headers.call_id.0.as_str(),
+        invite.tp_info.source,
+        &why,
+        kind,
+    );
+    let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
+    // Stateless (no INVITE server transaction kept for a call never taken): a retransmitted
+    // INVITE gets the same To-tag again.
+    ensure_to_tag(&mut resp, &crate::uas::stateless_tag(&invite));
+    refusal_headers(&mut resp, RefusalKind::Overloaded, &why);
+    if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
+        warn!(error = %e, "sending 503 to a shed INVITE failed");
+    }
+}
+
+/// A shed call's counters and log line (its answer is sent by the caller: [`shed`], or the
+/// early shed on the datagram's bytes); the status code to answer with.
+pub(crate) fn count_shed(
+    shared: &Shared,
+    call_id: &str,
+    source: std::net::SocketAddr,
+    why: &str,
+    kind: Shed,
+) -> u16 {
     shared.stats.total.fetch_add(1, Relaxed);
     let (counter, label, what) = match kind {
         Shed::Overload => (
@@ -274,20 +300,13 @@ pub(crate) async fn shed(
     let code = RefusalKind::Overloaded.code();
     shared.stats.response(code);
     info!(
-        call_id = %invite.base_headers.call_id.0,
-        source = %invite.tp_info.source,
+        call_id = %call_id,
+        source = %source,
         status = code,
         reason = %why,
         "{what}"
     );
-    let mut resp = endpoint.create_response(&invite, StatusCode::from(code), None);
-    // Stateless (no INVITE server transaction kept for a call never taken): a retransmitted
-    // INVITE gets the same To-tag again.
-    ensure_to_tag(&mut resp, &crate::uas::stateless_tag(&invite));
-    refusal_headers(&mut resp, RefusalKind::Overloaded, &why);
-    if let Err(e) = endpoint.send_outgoing_response(&mut resp).await {
-        warn!(error = %e, "sending 503 to a shed INVITE failed");
-    }
+    code
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

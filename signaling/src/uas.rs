@@ -10,7 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::transport::OutgoingResponse;
-use ezk_sip_core::{Endpoint, EndpointBuilder, IncomingRequest, Layer, MayTake, MessageLimits};
+use ezk_sip_core::{
+    DatagramScreen, Endpoint, EndpointBuilder, IncomingRequest, Layer, MayTake, MessageLimits,
+    Screened,
+};
 use ezk_sip_types::header::typed::{Accept, FromTo, Require};
 use ezk_sip_types::host::{Host, HostPort};
 use ezk_sip_types::{Method, Name, StatusCode};
@@ -26,10 +29,12 @@ use tracing::{info, warn, Instrument};
 use crate::call_shell::{self, Shed};
 use crate::media_pool::MediaPool;
 use crate::stats::Stats;
+use milliwatt_signaling_core::call::RefusalKind;
 use milliwatt_signaling_core::call::Settings;
 use milliwatt_signaling_core::dispatch::{
     dispatch, malformed, unsupported_required, Dispatch, RawRequest, SUPPORTED_EXTENSIONS,
 };
+use milliwatt_signaling_core::early::{self, Peek};
 use milliwatt_signaling_core::overload::{self, Thresholds};
 use milliwatt_signaling_core::sources::{Policy, Sources};
 
@@ -87,23 +92,94 @@ struct UasLayer {
 }
 
 /// The To-tag of a response sent without a transaction (RFC 3261 8.2.7): the same for every
-/// retransmission of the request (from its Call-ID, From-tag, top Via branch and CSeq, keyed per
-/// process), so that a retransmitted request gets the same answer.
+/// retransmission of the request (from its Call-ID, From-tag and CSeq number, keyed per
+/// process), so that a retransmitted request gets the same answer, and the ACK of a refused
+/// INVITE carries it back with the same three fields (17.1.1.3; not always the INVITE's branch:
+/// SIPp scenarios often give the ACK a new one), which is how [`EarlyShed`] knows it.
 pub(crate) fn stateless_tag(req: &IncomingRequest) -> BytesStr {
+    let b = &req.base_headers;
+    stateless_tag_of(
+        b.call_id.0.as_str(),
+        b.from.tag.as_ref().map(|t| t.as_str()),
+        b.cseq.cseq,
+    )
+    .into()
+}
+
+/// [`stateless_tag`] from the fields themselves (the early shed reads them off the bytes: see
+/// [`EarlyShed`]); both paths give a retransmission the same tag.
+fn stateless_tag_of(call_id: &str, from_tag: Option<&str>, cseq: u32) -> String {
     use std::hash::{BuildHasher, Hash, Hasher};
     static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
     let mut h = KEY.get_or_init(Default::default).build_hasher();
-    let b = &req.base_headers;
-    b.call_id.0.as_str().hash(&mut h);
-    b.from.tag.as_ref().map(|t| t.as_str()).hash(&mut h);
-    b.via[0]
-        .params
-        .get_val("branch")
-        .map(|v| v.as_str())
-        .hash(&mut h);
-    b.cseq.cseq.hash(&mut h);
-    format!("{:016x}", h.finish()).into()
+    call_id.hash(&mut h);
+    from_tag.hash(&mut h);
+    cseq.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The overload check on a new INVITE's bytes, before the SIP stack parses it (vendor patch
+/// 0033): a new call that `overload::admit` refuses gets its 503 built from the datagram
+/// ([`early`]) and sent at once, and the ACK of such a stateless answer (its To-tag is ours:
+/// same Call-ID, From-tag and CSeq number) is dropped unparsed. Under a
+/// burst this is most of signaling's work, and it costs a scan and a send instead of the
+/// parse, a task and the layers (README, Benchmark). What the scan does not take (a source
+/// outside `sources.allowed_networks`, an INVITE of a live transaction, anything unusual) goes
+/// the usual way, where the same check runs again.
+struct EarlyShed {
+    shared: Arc<Shared>,
+}
+
+impl DatagramScreen for EarlyShed {
+    fn screen(
+        &self,
+        endpoint: &Endpoint,
+        datagram: &[u8],
+        source: SocketAddr,
+        received: SystemTime,
+    ) -> Screened {
+        match early::peek(datagram) {
+            Peek::Other => Screened::Parse,
+            Peek::Ack(head) => {
+                let ours = stateless_tag_of(head.call_id, Some(head.from_tag), head.cseq_number);
+                if head.to_tag == Some(ours.as_str()) {
+                    Screened::Drop
+                } else {
+                    Screened::Parse
+                }
+            }
+            Peek::NewInvite(head) => {
+                let shared = &self.shared;
+                if !shared.source_allowed(source.ip()) {
+                    return Screened::Parse;
+                }
+                let waited = SystemTime::now()
+                    .duration_since(received)
+                    .unwrap_or_default();
+                let signals = call_shell::signals(shared, Instant::now(), waited);
+                let Err(why) = overload::admit(&shared.call_settings.overload, &signals) else {
+                    return Screened::Parse;
+                };
+                // A retransmission of an INVITE being answered belongs to its transaction.
+                if endpoint.has_invite_server_transaction(head.branch) {
+                    return Screened::Parse;
+                }
+                let tag = stateless_tag_of(head.call_id, Some(head.from_tag), head.cseq_number);
+                let code =
+                    call_shell::count_shed(shared, head.call_id, source, &why, Shed::Overload);
+                Screened::Answer(early::answer(
+                    &head,
+                    source,
+                    code,
+                    "Service Unavailable",
+                    &tag,
+                    RefusalKind::Overloaded.retry_after(),
+                    &why,
+                ))
+            }
+        }
+    }
 }
 
 /// Sends `resp` to `req` without a server transaction (RFC 3261 8.2.7): what this layer answers
@@ -536,6 +612,9 @@ impl Signaling {
             shared: shared.clone(),
         });
         builder.user_agent(concat!("milliwatt/", env!("CARGO_PKG_VERSION")));
+        builder.set_datagram_screen(Arc::new(EarlyShed {
+            shared: shared.clone(),
+        }));
         let sip = &shared.cfg.sip;
         builder.set_message_limits(MessageLimits {
             max_message_bytes: sip.max_message_bytes as usize,

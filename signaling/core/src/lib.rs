@@ -1,7 +1,7 @@
 //! milliwatt-signaling-core: what a call does, without I/O. [`call::CallCore`] is one call's
 //! state machine (str0m/quinn style: `handle(event, now)`, `poll_output()`, `poll_timeout()`);
 //! [`sdp`] is RFC 3264 offer/answer on text; [`dispatch`] decides what an out-of-dialog request
-//! gets; [`media_watch`] decides when a media instance is reachable, lost or restarted and
+//! gets and [`early`] the answer to a new INVITE shed from its bytes; [`media_watch`] decides when a media instance is reachable, lost or restarted and
 //! [`media_pool`] which of several takes a new session; [`overload`] and
 //! [`sources`] admit new calls by measured load and by source address; [`info`] reads the DTMF
 //! of an INFO inside a call; [`rtp_stat`] writes the caller's figures into our BYE;
@@ -13,6 +13,7 @@
 
 pub mod call;
 pub mod dispatch;
+pub mod early;
 pub mod info;
 pub mod media_pool;
 pub mod media_watch;

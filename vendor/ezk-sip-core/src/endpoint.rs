@@ -50,6 +50,8 @@ struct Inner {
     user_agent: Option<BytesStr>,
     /// PATCH(milliwatt)
     limits: MessageLimits,
+    /// PATCH(milliwatt): see [`DatagramScreen`]
+    screen: Option<Arc<dyn DatagramScreen>>,
 
     transports: Transports,
     transactions: Transactions,
@@ -97,6 +99,19 @@ impl Endpoint {
     /// PATCH(milliwatt): what peers may send (see [`MessageLimits`])
     pub fn message_limits(&self) -> &MessageLimits {
         &self.inner.limits
+    }
+
+    /// PATCH(milliwatt): the application's look at each UDP datagram before it is parsed
+    pub fn datagram_screen(&self) -> Option<&dyn DatagramScreen> {
+        self.inner.screen.as_deref()
+    }
+
+    /// PATCH(milliwatt): whether an INVITE server transaction with this top Via branch (an
+    /// RFC 3261 branch, `z9hG4bK...`) exists: a retransmitted INVITE belongs to it, not to a
+    /// new call.
+    pub fn has_invite_server_transaction(&self, branch: &str) -> bool {
+        self.transactions()
+            .contains(&crate::transaction::TsxKey::server_invite(branch))
     }
 
     pub fn allowed(&self) -> &Vec<Allow> {
@@ -644,10 +659,42 @@ impl Default for MessageLimits {
     }
 }
 
+/// PATCH(milliwatt): what the application decides about a UDP datagram from its bytes, before
+/// the SIP stack parses it (see [`DatagramScreen`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Screened {
+    /// Parsed and received as usual.
+    Parse,
+    /// Dropped, unparsed.
+    Drop,
+    /// These bytes are sent back to the datagram's source instead (a stateless response,
+    /// RFC 3261 8.2.7); the datagram is not parsed.
+    Answer(Vec<u8>),
+}
+
+/// PATCH(milliwatt): an application's look at each datagram the UDP transport reads, before it
+/// is parsed and handed to a task of its own. Under overload the cheapest answer to a new
+/// request is one built from its bytes (RFC 3261 21.5.4, 503): parsing, the task and the
+/// layers cost several times the send. Runs on the transport's receive task: it must not
+/// block. Stream transports (TCP, TLS) do not call it.
+pub trait DatagramScreen: Send + Sync + 'static {
+    /// `received`: the kernel's receive time of the datagram (its read time where the kernel
+    /// gives none).
+    fn screen(
+        &self,
+        endpoint: &Endpoint,
+        datagram: &[u8],
+        source: SocketAddr,
+        received: std::time::SystemTime,
+    ) -> Screened;
+}
+
 pub struct EndpointBuilder {
     sender: broadcast::Sender<Endpoint>,
     /// PATCH(milliwatt)
     limits: MessageLimits,
+    /// PATCH(milliwatt)
+    screen: Option<Arc<dyn DatagramScreen>>,
 
     // capabilities
     accept: Vec<Accept>,
@@ -672,6 +719,7 @@ impl EndpointBuilder {
         Self {
             sender,
             limits: MessageLimits::default(),
+            screen: None,
             accept: vec![],
             allow: vec![],
             supported: vec![],
@@ -684,6 +732,11 @@ impl EndpointBuilder {
     /// PATCH(milliwatt): what peers may send (see [`MessageLimits`])
     pub fn set_message_limits(&mut self, limits: MessageLimits) {
         self.limits = limits;
+    }
+
+    /// PATCH(milliwatt): the application's look at each UDP datagram (see [`DatagramScreen`])
+    pub fn set_datagram_screen(&mut self, screen: Arc<dyn DatagramScreen>) {
+        self.screen = Some(screen);
     }
 
     /// Add an ACCEPT header to the endpoints capabilities
@@ -835,6 +888,7 @@ impl EndpointBuilder {
             supported: take(&mut self.supported),
             user_agent: take(&mut self.user_agent),
             limits: self.limits,
+            screen: self.screen.take(),
             transports: self.transports.build(),
             transactions: Default::default(),
             layer,

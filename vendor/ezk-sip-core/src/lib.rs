@@ -63,6 +63,7 @@ pub static CLOSED_CONNECTIONS_SLOW: std::sync::atomic::AtomicU64 =
 pub use endpoint::Endpoint;
 pub use endpoint::EndpointBuilder;
 pub use endpoint::MessageLimits; // PATCH(milliwatt)
+pub use endpoint::{DatagramScreen, Screened}; // PATCH(milliwatt)
 pub use error::{Error, Result, StunError};
 pub use may_take::MayTake;
 

@@ -97,6 +97,15 @@ impl TsxKey {
         }))
     }
 
+    /// PATCH(milliwatt): the key of the INVITE server transaction of an RFC 3261 branch
+    pub(crate) fn server_invite(branch: &str) -> Self {
+        TsxKey(Repr::RFC3261(Rfc3261 {
+            role: Role::Server,
+            branch: BytesStr::from(branch),
+            method: None,
+        }))
+    }
+
     #[inline]
     pub fn branch(&self) -> &BytesStr {
         match &self.0 {

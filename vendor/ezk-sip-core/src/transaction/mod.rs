@@ -44,6 +44,11 @@ pub(crate) struct Transactions {
 }
 
 impl Transactions {
+    /// PATCH(milliwatt): whether a transaction with this key exists
+    pub(crate) fn contains(&self, tsx_key: &TsxKey) -> bool {
+        self.map.lock().contains_key(tsx_key)
+    }
+
     pub(crate) fn get_handler<'a: 'k, 'k>(
         &'a self,
         endoint: &Endpoint,

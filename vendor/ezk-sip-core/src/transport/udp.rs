@@ -92,6 +92,19 @@ async fn handle_msg(
 
     let bytes = &bytes[..len];
 
+    // PATCH(milliwatt): the application's look before the parse (see `DatagramScreen`)
+    if let Some(screen) = endpoint.datagram_screen() {
+        let received = received_at.unwrap_or_else(SystemTime::now);
+        match screen.screen(endpoint, bytes, remote, received) {
+            crate::Screened::Parse => {}
+            crate::Screened::Drop => return Ok(()),
+            crate::Screened::Answer(answer) => {
+                transport.socket.send_to(&answer, remote).await?;
+                return Ok(());
+            }
+        }
+    }
+
     match parse_complete(bytes) {
         Ok(CompleteItem::KeepAliveRequest) => {
             transport.socket.send_to(b"\r\n", remote).await?;
