@@ -99,7 +99,9 @@ async fn handle_msg(
             crate::Screened::Parse => {}
             crate::Screened::Drop => return Ok(()),
             crate::Screened::Answer(answer) => {
-                transport.socket.send_to(&answer, remote).await?;
+                if let Err(e) = transport.socket.send_to(&answer, remote).await {
+                    log::warn!("sending the screen's answer to {remote} failed: {e}");
+                }
                 return Ok(());
             }
         }
