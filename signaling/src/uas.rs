@@ -109,6 +109,11 @@ pub(crate) fn stateless_tag(req: &IncomingRequest) -> BytesStr {
 /// [`stateless_tag`] from the fields themselves (the early shed reads them off the bytes: see
 /// [`EarlyShed`]); both paths give a retransmission the same tag.
 fn stateless_tag_of(call_id: &str, from_tag: Option<&str>, cseq: u32) -> String {
+    format!("{:016x}", stateless_tag_hash(call_id, from_tag, cseq))
+}
+
+/// The number a stateless To-tag writes in 16 hex digits.
+fn stateless_tag_hash(call_id: &str, from_tag: Option<&str>, cseq: u32) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
@@ -116,7 +121,7 @@ fn stateless_tag_of(call_id: &str, from_tag: Option<&str>, cseq: u32) -> String 
     call_id.hash(&mut h);
     from_tag.hash(&mut h);
     cseq.hash(&mut h);
-    format!("{:016x}", h.finish())
+    h.finish()
 }
 
 /// The overload check on a new INVITE's bytes, before the SIP stack parses it (vendor patch
@@ -142,8 +147,17 @@ impl DatagramScreen for EarlyShed {
         match early::peek(datagram) {
             Peek::Other => Screened::Parse,
             Peek::Ack(head) => {
-                let ours = stateless_tag_of(head.call_id, Some(head.from_tag), head.cseq_number);
-                if head.to_tag == Some(ours.as_str()) {
+                // Every ACK of an answered call passes here: compared as a number, no allocation.
+                let ours = head
+                    .to_tag
+                    .filter(|t| {
+                        t.len() == 16 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                    })
+                    .and_then(|t| u64::from_str_radix(t, 16).ok())
+                    .is_some_and(|t| {
+                        t == stateless_tag_hash(head.call_id, Some(head.from_tag), head.cseq_number)
+                    });
+                if ours {
                     Screened::Drop
                 } else {
                     Screened::Parse

@@ -55,8 +55,8 @@ struct TopVia<'a> {
     /// host[:port], as written.
     sent_by: &'a str,
     host: &'a str,
-    /// Each parameter as written (`branch=...`, `rport`), in order.
-    params: Vec<&'a str>,
+    /// Each parameter (`branch=...`, `rport`), in order, as [`params`] reads them.
+    params: Vec<(&'a str, Option<&'a str>)>,
 }
 
 /// The RFC 3261 branch prefix (8.1.1.7); an older branch keys its transaction by other fields.
@@ -173,30 +173,29 @@ fn top_via(value: &str) -> Option<TopVia<'_>> {
     {
         return None;
     }
-    let parsed = params(list)?;
-    for (n, _) in &parsed {
-        if n.eq_ignore_ascii_case("maddr") || n.eq_ignore_ascii_case("received") {
-            return None;
-        }
+    let params = params(list)?;
+    if params
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("maddr") || n.eq_ignore_ascii_case("received"))
+    {
+        return None;
     }
     Some(TopVia {
         protocol,
         sent_by,
         host,
-        params: list.split(';').map(str::trim).collect(),
+        params,
     })
 }
 
 fn branch_of<'a>(via: &TopVia<'a>) -> Option<&'a str> {
     let mut found = None;
-    for p in &via.params {
-        if let Some((n, v)) = p.split_once('=') {
-            if n.trim() == "branch" {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(v.trim());
+    for &(n, v) in &via.params {
+        if n == "branch" {
+            if found.is_some() {
+                return None;
             }
+            found = Some(v?);
         }
     }
     found.filter(|b| b.starts_with(MAGIC_COOKIE))
@@ -237,23 +236,27 @@ fn scan(datagram: &[u8], is_invite: bool) -> Option<Peek<'_>> {
         }
         let (name, value) = l.split_once(':')?;
         let (name, value) = (name.trim_end(), value.trim());
-        let slot = match name.to_ascii_lowercase().as_str() {
-            "via" | "v" => {
-                vias.push(value);
-                continue;
+        // Header names are case-insensitive (RFC 3261 7.3.1); compact forms too (7.3.3).
+        let is = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+        let slot = if is(&["via", "v"]) {
+            vias.push(value);
+            continue;
+        } else if is(&["content-length", "l"]) {
+            lengths += 1;
+            if lengths > 1 || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
             }
-            "content-length" | "l" => {
-                lengths += 1;
-                if lengths > 1 || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                continue;
-            }
-            "from" | "f" => &mut from,
-            "to" | "t" => &mut to,
-            "call-id" | "i" => &mut call_id,
-            "cseq" => &mut cseq,
-            _ => continue,
+            continue;
+        } else if is(&["from", "f"]) {
+            &mut from
+        } else if is(&["to", "t"]) {
+            &mut to
+        } else if is(&["call-id", "i"]) {
+            &mut call_id
+        } else if is(&["cseq"]) {
+            &mut cseq
+        } else {
+            continue;
         };
         if slot.replace(value).is_some() {
             return None;
@@ -308,11 +311,17 @@ pub fn answer(
     use std::fmt::Write;
     let v = &head.top_via;
     let mut via = format!("{} {}", v.protocol, v.sent_by);
-    for p in &v.params {
-        if p.split('=').next().is_some_and(|n| n.trim() == "rport") {
-            let _ = write!(via, ";rport={}", source.port());
-        } else {
-            let _ = write!(via, ";{p}");
+    for &(n, value) in &v.params {
+        match (n, value) {
+            ("rport", _) => {
+                let _ = write!(via, ";rport={}", source.port());
+            }
+            (n, Some(value)) => {
+                let _ = write!(via, ";{n}={value}");
+            }
+            (n, None) => {
+                let _ = write!(via, ";{n}");
+            }
         }
     }
     let host = v.host.parse::<IpAddr>().ok();
