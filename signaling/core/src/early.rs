@@ -160,12 +160,7 @@ fn top_via(value: &str) -> Option<TopVia<'_>> {
             None => (sent_by, None),
         }
     };
-    let host_ok = host.parse::<IpAddr>().is_ok()
-        || (!host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            && host.bytes().any(|b| b.is_ascii_alphabetic()));
+    let host_ok = host.parse::<IpAddr>().is_ok() || is_hostname(host);
     if !host_ok
         || port.is_some_and(|p| {
             p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()
@@ -186,6 +181,23 @@ fn top_via(value: &str) -> Option<TopVia<'_>> {
         host,
         params,
     })
+}
+
+/// RFC 3261 25.1 `hostname`: dot-separated labels of letters, digits and inner `-`, the last
+/// (the top label) starting with a letter, an optional final dot.
+fn is_hostname(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    host.split('.').all(label_ok)
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|top| top.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 fn branch_of<'a>(via: &TopVia<'a>) -> Option<&'a str> {
@@ -552,6 +564,10 @@ Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb, SIP/2.0/UDP 10.0.0.2\r\nFrom: "
             (
                 "a bad sent-by port",
                 INVITE.replace("127.0.0.1:5299;", "127.0.0:051.70;"),
+            ),
+            (
+                "a host name whose top label is a number",
+                INVITE.replace("127.0.0.1:5299;", "127.0.0.1V5070;"),
             ),
             (
                 "a port out of range",
