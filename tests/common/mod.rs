@@ -62,18 +62,22 @@ pub fn require_tool(name: &str, package: &str) -> PathBuf {
     );
 }
 
-/// A port free for both UDP and TCP on loopback, not handed out before by this process.
+/// A port free for both UDP and TCP on loopback, not handed out before by this process. Ports
+/// come from 10000-19999, each process starting at its own offset (its PID) and wrapping around,
+/// so a process that starts near the top still has the whole range (a test binary starting at
+/// 19,900 once ran out after 100 ports).
 pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(
-        0,
-        10_000 + (std::process::id() % 100) as u16 * 100,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    const LOW: u16 = 10_000;
+    const SPAN: u16 = 10_000;
+    static HANDED: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 100) as u16 * 100;
     loop {
-        let p = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(p < 20_000, "ran out of test ports");
+        let k = HANDED.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            k < SPAN,
+            "ran out of test ports ({SPAN} handed out or busy)"
+        );
+        let p = LOW + (start + k) % SPAN;
         if UdpSocket::bind((LOOPBACK, p)).is_ok() && TcpListener::bind((LOOPBACK, p)).is_ok() {
             return p;
         }
