@@ -293,7 +293,7 @@ pub struct MediaConfig {
     pub session_grace_seconds: u32,
     pub rtp_start: RtpStart,
     /// Bearer token the media gRPC API requires (empty: none).
-    pub grpc_token: crate::grpc_auth::Secret,
+    pub grpc_token: Secret,
     /// Offers naming a private address get 488; StartTone to one INVALID_ARGUMENT.
     pub refuse_private_destinations: bool,
     /// TLS on the media gRPC API ([`crate::grpc_tls`]); empty: none.
@@ -921,6 +921,32 @@ pub fn first_non_loopback_ipv4() -> Option<IpAddr> {
         .filter(|i| !i.is_loopback())
         .map(|i| i.ip())
         .find(|ip| ip.is_ipv4())
+}
+
+/// A secret from the configuration: printed as `"(set)"` or `"(empty)"`, never itself
+/// (`--check-config` prints the configuration).
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub(crate) String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "(empty)"
+        } else {
+            "(set)"
+        })
+    }
 }
 
 #[cfg(test)]

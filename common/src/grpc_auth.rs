@@ -5,31 +5,7 @@
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::{Request, Status};
 
-/// A secret from the configuration: printed as `"(set)"` or `"(empty)"`, never itself
-/// (`--check-config` prints the configuration).
-#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "(empty)"
-        } else {
-            "(set)"
-        })
-    }
-}
+pub use crate::config::Secret;
 
 /// The `authorization` value for `token`; `None` for no token. The configuration check
 /// ([`crate::Config::validate`]) has made sure a token is a valid header value.

@@ -1,18 +1,30 @@
 //! Configuration and logging shared by milliwatt-signaling and milliwatt-media.
 
+//!
+//! The feature `services` (on by default) brings what the running services share: the admin
+//! HTTP server, gRPC authentication and TLS, telemetry, the runtime and the command line. Without
+//! it only the configuration is built (the fuzz targets load configurations and need nothing else).
+
+#[cfg(feature = "services")]
 pub mod admin;
 pub mod config;
+#[cfg(feature = "services")]
 pub mod grpc_auth;
+#[cfg(feature = "services")]
 pub mod grpc_tls;
+#[cfg(feature = "services")]
 pub mod telemetry;
 
+#[cfg(feature = "services")]
 pub use admin::{Admin, Health};
 pub use config::{Codec, Config, ConfigError, PacingPriority, Transport};
+#[cfg(feature = "services")]
 pub use prometheus_client;
 
 /// Exit code for a configuration error (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 
+#[cfg(feature = "services")]
 /// The async runtime `runtime.worker_threads` asks for (0: tokio's default, one worker per core).
 pub fn runtime(cfg: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -22,6 +34,7 @@ pub fn runtime(cfg: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
+#[cfg(feature = "services")]
 /// Subcommands every Milliwatt binary takes.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -33,6 +46,7 @@ pub enum Command {
     },
 }
 
+#[cfg(feature = "services")]
 /// Runs a subcommand and exits.
 pub fn run_command(cmd: &Command, cfg: &Config) -> ! {
     match cmd {
@@ -42,6 +56,7 @@ pub fn run_command(cmd: &Command, cfg: &Config) -> ! {
     }
 }
 
+#[cfg(feature = "services")]
 /// Flags every Milliwatt binary takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
@@ -56,6 +71,7 @@ pub struct ConfigArgs {
     pub check_config: bool,
 }
 
+#[cfg(feature = "services")]
 impl ConfigArgs {
     /// Loads the configuration, or prints the error naming the key and exits with [`EXIT_CONFIG`].
     pub fn load_or_exit(&self, program: &str) -> Config {
@@ -75,6 +91,7 @@ impl ConfigArgs {
     }
 }
 
+#[cfg(feature = "services")]
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
