@@ -6,10 +6,12 @@
 # memory fails the run; libFuzzer saves the input in fuzz/artifacts/TARGET/ and this script
 # prints the command that replays it.
 #
-# usage: bash scripts/fuzz.sh [--grow] [SECONDS [TARGET...]]   (default: 15 s, every target)
+# usage: bash scripts/fuzz.sh [--grow | --build-only] [SECONDS [TARGET...]]   (default: 15 s, every target)
 #
 # --grow: new inputs go into fuzz/corpus/TARGET itself, which is then minimized
 # (`cargo fuzz cmin`, keeping the coverage): how the committed corpus is grown after a long run.
+# --build-only: build the targets (and install cargo-fuzz if missing), run nothing: scripts/test.sh
+# builds them early at idle CPU priority and runs them later.
 #
 # Needs the nightly toolchain (`cargo +nightly`: sanitizer flags) and cargo-fuzz, installed
 # 0.13.2 from crates.io here when missing.
@@ -17,7 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 grow=false
+build_only=false
 if [ "${1-}" = --grow ]; then grow=true; shift; fi
+if [ "${1-}" = --build-only ]; then build_only=true; shift; fi
 seconds=${1:-15}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: SECONDS must be a positive integer, not '$seconds'" >&2; exit 2; }
 shift $(($# > 0 ? 1 : 0))
@@ -38,6 +42,10 @@ echo "fuzz.sh: building ${targets[*]}"
 for t in "${targets[@]}"; do
   cargo +nightly fuzz build "$t"
 done
+if $build_only; then
+  echo "fuzz.sh: built ${targets[*]}"
+  exit 0
+fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/milliwatt-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT

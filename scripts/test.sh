@@ -56,15 +56,83 @@ cargo test --workspace --lib --bins
 cargo test --test walls --test vendor_drift
 echo "== SIP framing through the vendored ezk's own receive parsing (signaling/tests/framing.rs)"
 cargo test -p milliwatt-signaling --test framing
-echo "== fuzz targets, a short bounded run each from the committed corpus (scripts/fuzz.sh)"
-bash scripts/fuzz.sh 15
+# The fuzz targets' sanitizer build and the container images take minutes of CPU and only the
+# last steps need them, while the end-to-end tests below mostly wait on real time (20 ms packets,
+# SIP timers) and leave most of the 2 cores idle. So both builds start now at idle CPU priority:
+# SCHED_IDLE for the fuzz build (chrt), and for the image build the cpu.idle knob of Docker's
+# cgroup (BuildKit runs its build steps in Docker's cgroup, not as our children), set for the
+# build and put back after it. A SCHED_IDLE task runs only when nothing else wants the CPU, so the
+# tests' processes are never kept waiting by it. Where Docker's cgroup cannot be made idle (not
+# root, cgroup v2 under systemd), the images are built in the foreground by tests/e2e_compose.rs.
+bg=$(mktemp -d "${TMPDIR:-/tmp}/milliwatt-test-bg.XXXXXX")
+fuzz_pid=""
+images_pid=""
+docker_idle=""
+docker_idle_was=""
+finish_bg() {
+  [ -z "$fuzz_pid" ] || kill -- -"$fuzz_pid" 2>/dev/null || true
+  [ -z "$images_pid" ] || kill -- -"$images_pid" 2>/dev/null || true
+  [ -z "$docker_idle" ] || echo "$docker_idle_was" >"$docker_idle" 2>/dev/null || true
+  rm -rf "$bg"
+}
+trap finish_bg EXIT
+set -m # each background job in a process group of its own (so that finish_bg can stop it whole)
+echo "== fuzz targets' build, in the background at idle CPU priority (scripts/fuzz.sh --build-only)"
+chrt --idle 0 bash scripts/fuzz.sh --build-only >"$bg/fuzz-build.log" 2>&1 &
+fuzz_pid=$!
+for d in /sys/fs/cgroup/cpu/docker /sys/fs/cgroup/docker; do
+  [ -d "$(dirname "$d")" ] || continue
+  [ "$d" = /sys/fs/cgroup/docker ] || mkdir -p "$d" 2>/dev/null || continue
+  if [ -w "$d/cpu.idle" ] && docker_idle_was=$(cat "$d/cpu.idle") && echo 1 >"$d/cpu.idle" 2>/dev/null; then
+    docker_idle=$d/cpu.idle
+    break
+  fi
+done
+if [ -n "$docker_idle" ]; then
+  echo "== container images' build, in the background at idle CPU priority ($docker_idle = 1 while it runs)"
+  chrt --idle 0 bash tests/compose/build-images.sh >"$bg/images.log" 2>&1 &
+  images_pid=$!
+else
+  echo "== container images: Docker's cgroup cannot be made idle here; tests/e2e_compose.rs builds them in the foreground"
+fi
+set +m
+
 # The end-to-end tests run in real time (20 ms packet pacing judged to 2 %, RFC 3261 timers to
-# 250 ms): one test at a time, so that they do not starve each other on 2 cores.
+# 250 ms): one test at a time, so that they do not starve each other on 2 cores. The Compose tests
+# come last (they need the images).
 for t in tests/e2e_*.rs; do
   name=$(basename "$t" .rs)
+  [ "$name" != e2e_compose ] || continue
   echo "== $name (one test at a time)"
   cargo test --test "$name" -- --test-threads=1
 done
+
+echo "== fuzz targets, a short bounded run each from the committed corpus (scripts/fuzz.sh)"
+if ! wait "$fuzz_pid"; then
+  fuzz_pid=""
+  echo "test.sh: the fuzz targets' build failed:" >&2
+  tail -n 60 "$bg/fuzz-build.log" >&2
+  exit 1
+fi
+fuzz_pid=""
+tail -n 1 "$bg/fuzz-build.log"
+bash scripts/fuzz.sh 15
+
+if [ -n "$images_pid" ]; then
+  if ! wait "$images_pid"; then
+    images_pid=""
+    echo "test.sh: the container images' build failed:" >&2
+    tail -n 100 "$bg/images.log" >&2
+    exit 1
+  fi
+  images_pid=""
+  cat "$bg/images.log"
+  echo "$docker_idle_was" >"$docker_idle"
+  docker_idle=""
+fi
+echo "== e2e_compose (one test at a time)"
+cargo test --test e2e_compose -- --test-threads=1
+
 echo "== benchmark smoke run (debug build: the benchmark's path runs through; no figures kept)"
 cargo build --example bench
 target/debug/examples/bench smoke
