@@ -44,34 +44,25 @@ fi
 # Not MILLIWATT_*: the services read every MILLIWATT_ variable as configuration (and reject unknown keys).
 export OPENMETRICS_PARSER_PYTHON=$PYENV/bin/python
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-(cd fuzz && cargo fmt -- --check) # its own workspace (README "Fuzzing")
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo build (the binaries the end-to-end tests start)"
-cargo build --workspace --bins
-echo "== unit tests (the pure cores in simulated time, the shells), design walls, vendor drift"
-cargo test --workspace --lib --bins
-cargo test --test walls --test vendor_drift
-echo "== SIP framing through the vendored ezk's own receive parsing (signaling/tests/framing.rs)"
-cargo test -p milliwatt-signaling --test framing
-# The fuzz targets' sanitizer build and the container images take minutes of CPU and only the
-# last steps need them, while the end-to-end tests below mostly wait on real time (20 ms packets,
-# SIP timers) and leave most of the 2 cores idle. So both builds start now at idle CPU priority:
-# SCHED_IDLE for the fuzz build (chrt), and for the image build the cpu.idle knob of Docker's
-# cgroup (BuildKit runs its build steps in Docker's cgroup, not as our children), set for the
-# build and put back after it. A SCHED_IDLE task runs only when nothing else wants the CPU, so the
-# tests' processes are never kept waiting by it. Where Docker's cgroup cannot be made idle (not
-# root, cgroup v2 under systemd), the images are built in the foreground by tests/e2e_compose.rs.
+# The fuzz targets' sanitizer build, the container images and the Helm checks take minutes of
+# CPU (and downloads) that only the last steps need, while the builds below leave a core idle in
+# their serial stretches and the end-to-end tests mostly wait on real time (20 ms packets, SIP
+# timers). So all three start now, in the background at idle CPU priority: SCHED_IDLE (chrt) for
+# our own processes, and for the image build the cpu.idle knob of Docker's cgroup (BuildKit runs
+# its build steps in Docker's cgroup, not as our children), set for the build and put back after
+# it. A SCHED_IDLE task runs only when nothing else wants the CPU, so the tests' processes are
+# never kept waiting by it. Where Docker's cgroup cannot be made idle (not root, cgroup v2 under
+# systemd), the images are built in the foreground by tests/e2e_compose.rs.
 bg=$(mktemp -d "${TMPDIR:-/tmp}/milliwatt-test-bg.XXXXXX")
 fuzz_pid=""
 images_pid=""
+helm_pid=""
 docker_idle=""
 docker_idle_was=""
 finish_bg() {
   [ -z "$fuzz_pid" ] || kill -- -"$fuzz_pid" 2>/dev/null || true
   [ -z "$images_pid" ] || kill -- -"$images_pid" 2>/dev/null || true
+  [ -z "$helm_pid" ] || kill -- -"$helm_pid" 2>/dev/null || true
   [ -z "$docker_idle" ] || echo "$docker_idle_was" >"$docker_idle" 2>/dev/null || true
   rm -rf "$bg"
 }
@@ -80,6 +71,9 @@ set -m # each background job in a process group of its own (so that finish_bg ca
 echo "== fuzz targets' build, in the background at idle CPU priority (scripts/fuzz.sh --build-only)"
 chrt --idle 0 bash scripts/fuzz.sh --build-only >"$bg/fuzz-build.log" 2>&1 &
 fuzz_pid=$!
+echo "== helm chart checks, in the background at idle CPU priority (tests/helm/run.sh: lint, template, Kubernetes schema validation, negative cases)"
+chrt --idle 0 bash tests/helm/run.sh >"$bg/helm.log" 2>&1 &
+helm_pid=$!
 for d in /sys/fs/cgroup/cpu/docker /sys/fs/cgroup/docker; do
   [ -d "$(dirname "$d")" ] || continue
   [ "$d" = /sys/fs/cgroup/docker ] || mkdir -p "$d" 2>/dev/null || continue
@@ -97,14 +91,30 @@ else
 fi
 set +m
 
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check) # its own workspace (README "Fuzzing")
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build (the binaries the end-to-end tests start)"
+cargo build --workspace --bins
+echo "== unit tests (the pure cores in simulated time, the shells), design walls, vendor drift"
+cargo test --workspace --lib --bins
+cargo test --test walls --test vendor_drift
+echo "== SIP framing through the vendored ezk's own receive parsing (signaling/tests/framing.rs)"
+cargo test -p milliwatt-signaling --test framing
 # The end-to-end tests run in real time (20 ms packet pacing judged to 2 %, RFC 3261 timers to
-# 250 ms): one test at a time, so that they do not starve each other on 2 cores. The Compose tests
-# come last (they need the images).
+# 250 ms): one test at a time, so that they do not starve each other on 2 cores. Except
+# e2e_sipp, two at a time: each of its tests is one call or a few that mostly wait (the
+# session-timer test 63 s, the PRACK test 33 s), ports come from one allocator in the process,
+# and two at a time halve its 3.3 minutes. The Compose tests come last (they need the images).
 for t in tests/e2e_*.rs; do
   name=$(basename "$t" .rs)
   [ "$name" != e2e_compose ] || continue
-  echo "== $name (one test at a time)"
-  cargo test --test "$name" -- --test-threads=1
+  threads=1
+  [ "$name" != e2e_sipp ] || threads=2
+  echo "== $name ($threads test(s) at a time)"
+  cargo test --test "$name" -- --test-threads=$threads
 done
 
 echo "== fuzz targets, a short bounded run each from the committed corpus (scripts/fuzz.sh)"
@@ -136,5 +146,12 @@ cargo test --test e2e_compose -- --test-threads=1
 echo "== benchmark smoke run (debug build: the benchmark's path runs through; no figures kept)"
 cargo build --example bench
 target/debug/examples/bench smoke
-echo "== helm chart (lint, template, Kubernetes schema validation, negative cases)"
-bash tests/helm/run.sh
+echo "== helm chart checks (started in the background at the beginning)"
+if ! wait "$helm_pid"; then
+  helm_pid=""
+  cat "$bg/helm.log" >&2
+  echo "test.sh: the Helm checks failed" >&2
+  exit 1
+fi
+helm_pid=""
+grep -v '^ok ' "$bg/helm.log" || true
