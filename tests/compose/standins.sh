@@ -36,8 +36,9 @@ if ! have "$BUILDER"; then
   sysroot=$(rustc --print sysroot)
   ctx=$(mktemp -d)
   trap 'rm -rf "$ctx"' EXIT
-  cp -a "$sysroot" "$ctx/toolchain"
-  rm -rf "$ctx/toolchain/share/doc" "$ctx/toolchain/lib/rustlib/src"
+  # Without its documentation (about 800 MB of the 1.4 GB) and library sources.
+  mkdir "$ctx/toolchain"
+  tar -C "$sysroot" --exclude=./share/doc --exclude=./lib/rustlib/src -c . | tar -C "$ctx/toolchain" -x
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
   cat > "$ctx/Dockerfile" <<'DOCKERFILE'
 FROM debian:bookworm-slim
