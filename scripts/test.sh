@@ -67,6 +67,14 @@ finish_bg() {
   rm -rf "$bg"
 }
 trap finish_bg EXIT
+# wait_bg PID LOG WHAT: waits for a background job; when it failed, prints its log and stops.
+wait_bg() {
+  if ! wait "$1"; then
+    echo "test.sh: $3 failed; its log:" >&2
+    tail -n 100 "$2" >&2
+    exit 1
+  fi
+}
 set -m # each background job in a process group of its own (so that finish_bg can stop it whole)
 echo "== fuzz targets' build, in the background at idle CPU priority (scripts/fuzz.sh --build-only)"
 chrt --idle 0 bash scripts/fuzz.sh --build-only >"$bg/fuzz-build.log" 2>&1 &
@@ -118,23 +126,13 @@ for t in tests/e2e_*.rs; do
 done
 
 echo "== fuzz targets, a short bounded run each from the committed corpus (scripts/fuzz.sh)"
-if ! wait "$fuzz_pid"; then
-  fuzz_pid=""
-  echo "test.sh: the fuzz targets' build failed:" >&2
-  tail -n 60 "$bg/fuzz-build.log" >&2
-  exit 1
-fi
+wait_bg "$fuzz_pid" "$bg/fuzz-build.log" "the fuzz targets' build"
 fuzz_pid=""
 tail -n 1 "$bg/fuzz-build.log"
 bash scripts/fuzz.sh 15
 
 if [ -n "$images_pid" ]; then
-  if ! wait "$images_pid"; then
-    images_pid=""
-    echo "test.sh: the container images' build failed:" >&2
-    tail -n 100 "$bg/images.log" >&2
-    exit 1
-  fi
+  wait_bg "$images_pid" "$bg/images.log" "the container images' build"
   images_pid=""
   cat "$bg/images.log"
   echo "$docker_idle_was" >"$docker_idle"
@@ -147,11 +145,6 @@ echo "== benchmark smoke run (debug build: the benchmark's path runs through; no
 cargo build --example bench
 target/debug/examples/bench smoke
 echo "== helm chart checks (started in the background at the beginning)"
-if ! wait "$helm_pid"; then
-  helm_pid=""
-  cat "$bg/helm.log" >&2
-  echo "test.sh: the Helm checks failed" >&2
-  exit 1
-fi
+wait_bg "$helm_pid" "$bg/helm.log" "the Helm checks"
 helm_pid=""
 grep -v '^ok ' "$bg/helm.log" || true

@@ -1,5 +1,4 @@
 //! Configuration and logging shared by milliwatt-signaling and milliwatt-media.
-
 //!
 //! The feature `services` (on by default) brings what the running services share: the admin
 //! HTTP server, gRPC authentication and TLS, telemetry, the runtime and the command line. Without
