@@ -421,19 +421,29 @@ pub fn judge_stream_tolerating(
         "only {} packets arrived",
         packets.len()
     );
-    // The rate is the inverse of the least-squares slope of arrival time over packet index: a
-    // late first or last arrival (scheduling on a busy machine) barely moves it.
+    // The rate (packet times per second) is the inverse of the least-squares slope of arrival
+    // time over packet time, the RTP timestamp in units of 160 samples: a late first or last
+    // arrival (scheduling on a busy machine) barely moves it, and a tolerated skipped packet
+    // time is a packet time that passed, not 20 ms of lateness spread over the stream (over a
+    // 1 s stream, one skip in the middle counted by packet index read as 48.5/s).
     let n = packets.len() as f64;
-    let times: Vec<f64> = packets
+    let ts0 = u32::from_be_bytes(packets[0].data[4..8].try_into().unwrap());
+    let points: Vec<(f64, f64)> = packets
         .iter()
-        .map(|p| p.at.duration_since(first_at).as_secs_f64())
+        .map(|p| {
+            let ts = u32::from_be_bytes(p.data[4..8].try_into().unwrap());
+            (
+                f64::from(ts.wrapping_sub(ts0)) / 160.0,
+                p.at.duration_since(first_at).as_secs_f64(),
+            )
+        })
         .collect();
-    let mean_i = (n - 1.0) / 2.0;
-    let mean_t = times.iter().sum::<f64>() / n;
+    let mean_k = points.iter().map(|(k, _)| k).sum::<f64>() / n;
+    let mean_t = points.iter().map(|(_, t)| t).sum::<f64>() / n;
     let (mut num, mut den) = (0.0, 0.0);
-    for (i, t) in times.iter().enumerate() {
-        num += (i as f64 - mean_i) * (t - mean_t);
-        den += (i as f64 - mean_i).powi(2);
+    for (k, t) in &points {
+        num += (k - mean_k) * (t - mean_t);
+        den += (k - mean_k).powi(2);
     }
     let rate = den / num;
     assert!(
@@ -478,6 +488,62 @@ mod tests {
         assert_eq!(encode_mu(0), 0xFF);
         assert_eq!(encode_mu(i16::MAX), 0x80);
         assert_eq!(encode_mu(i16::MIN), 0x00);
+    }
+
+    /// A 1 s PCMU stream whose packets leave every 20 ms except that packet time `skip` (if
+    /// any) is skipped, arriving `period` apart in real time per packet time.
+    fn stream(period: Duration, skip: Option<u32>) -> Vec<Packet> {
+        let start = Instant::now();
+        let from: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mut out = Vec::new();
+        let mut seq = 0u16;
+        for k in 0..51u32 {
+            if Some(k) == skip {
+                continue;
+            }
+            let mut data = vec![0x80, if seq == 0 { 0x80 } else { 0 }];
+            data.extend(seq.to_be_bytes());
+            data.extend((k * 160).to_be_bytes());
+            data.extend(0x1234_5678u32.to_be_bytes());
+            data.extend((0..160).map(|j| {
+                let t = f64::from(k * 160 + j) / 8000.0;
+                encode_mu((10_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16)
+            }));
+            out.push(Packet {
+                at: start + period * k,
+                from,
+                data,
+            });
+            seq += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn a_skipped_packet_time_does_not_bias_the_packet_rate() {
+        let e = Expect::pcmu_440(Duration::from_secs(1));
+        let (_, report) = judge_stream(&stream(Duration::from_millis(20), Some(25)), &e);
+        assert!((report.rate - 50.0).abs() < 0.01, "{}", report.rate);
+    }
+
+    #[test]
+    #[should_panic(expected = "packet rate")]
+    fn a_slow_sender_fails_the_packet_rate() {
+        let e = Expect::pcmu_440(Duration::from_secs(1));
+        judge_stream(&stream(Duration::from_micros(20_500), None), &e);
+    }
+
+    #[test]
+    #[should_panic(expected = "timestamp step")]
+    fn a_second_skipped_packet_time_fails() {
+        let e = Expect::pcmu_440(Duration::from_secs(1));
+        let mut packets = stream(Duration::from_millis(20), Some(10));
+        // Skip a second packet time: every later timestamp moves on by one packet time.
+        for p in packets.iter_mut().skip(30) {
+            let ts = u32::from_be_bytes(p.data[4..8].try_into().unwrap()) + 160;
+            p.data[4..8].copy_from_slice(&ts.to_be_bytes());
+        }
+        judge_stream(&packets, &e);
     }
 
     #[test]
