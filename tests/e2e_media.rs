@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::rtp::{judge, Expect, Law, RtpSink};
+use common::rtp::{judge, judge_tolerating, Expect, Law, RtpSink};
 use common::{
     bin_path, grpc, reject_scenario, scenario, sipp, temp_dir, tone_scenario, Mode, Server,
     TestConfig,
@@ -494,4 +494,105 @@ fn all_in_one_over_tls_and_its_configuration_errors() {
             assert!(err.contains(n), "case {i}: {n:?} not in: {err}");
         }
     }
+}
+
+/// `media.pacing_catch_up_ms` (60 ms by default): the media process stopped for 40 ms mid-call
+/// (SIGSTOP, as a host that deschedules a virtual CPU does) leaves no gap in the caller's stream
+/// (the packets owed arrive together, in order, every timestamp step 160); stopped for 200 ms,
+/// the packet times older than the window (one packet time plus three) are skipped, the
+/// sequence goes on, the timestamp jumps by the skipped time, and media counts them.
+#[test]
+fn a_short_pacing_stall_is_caught_up_and_a_long_one_skips_only_past_the_window() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let mut cfg = TestConfig::new();
+    cfg.tone_seconds = 4;
+    let server = Server::start(cfg.clone(), Mode::Split);
+    let media = server
+        .pids()
+        .into_iter()
+        .find(|(name, _)| name == "milliwatt-media")
+        .map(|(_, pid)| Pid::from_raw(pid as i32))
+        .expect("the media process's pid");
+    let stop_for = |d: Duration| -> (Instant, Duration) {
+        let at = Instant::now();
+        kill(media, Signal::SIGSTOP).expect("SIGSTOP media");
+        std::thread::sleep(d);
+        kill(media, Signal::SIGCONT).expect("SIGCONT media");
+        (at, at.elapsed())
+    };
+    let sink = RtpSink::bind();
+    let dir = temp_dir("scn");
+    let sc = tone_scenario(&dir, sink.port(), "0", 10000);
+    let (short, long) = std::thread::scope(|s| {
+        let target = server.cfg.sip_addr();
+        let sc = &sc;
+        let caller = s.spawn(move || common::sipp_to(target, sc, &[], Duration::from_secs(15)));
+        let deadline = Instant::now() + 5 * SEC;
+        while sink.packets().is_empty() {
+            assert!(Instant::now() < deadline, "the call never got RTP");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(SEC);
+        let short = stop_for(Duration::from_millis(40));
+        std::thread::sleep(SEC);
+        let long = stop_for(Duration::from_millis(200));
+        caller.join().unwrap().assert_ok();
+        (short, long)
+    });
+    eprintln!("media stopped for {:?} and {:?}", short.1, long.1);
+    let packets = sink.finish();
+    let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
+    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
+    let jumps: Vec<(usize, u32)> = packets
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| ts(&w[1]).wrapping_sub(ts(&w[0])) != 160)
+        .map(|(i, w)| (i + 1, ts(&w[1]).wrapping_sub(ts(&w[0])) / 160 - 1))
+        .collect();
+    assert!(
+        packets
+            .windows(2)
+            .all(|w| seq(&w[1]) == seq(&w[0]).wrapping_add(1)),
+        "the sequence has a gap"
+    );
+    assert_eq!(jumps.len(), 1, "one skip, at the long stop: {jumps:?}");
+    let (at, skipped) = jumps[0];
+    assert!(
+        packets[at].at >= long.0,
+        "the skip is at the long stop, not before"
+    );
+    // Woken at least 200 ms late, the pacer sends the last 80 ms of packet times: 6 skipped for
+    // a 200 ms stop; more if it woke later.
+    let longest = long.1.as_millis() as u32;
+    assert!(
+        (5..=(longest / 20).saturating_sub(3)).contains(&skipped),
+        "{skipped} packet times skipped for a {longest} ms stop"
+    );
+    // The short stop: a gap in arrival, then the packets owed together, none skipped. Everything
+    // before the long stop is a whole stream (headers, every step 160, the tone).
+    let before: Vec<_> = packets[..at].to_vec();
+    let gap = before
+        .windows(2)
+        .position(|w| w[1].at >= short.0 && w[1].at - w[0].at >= Duration::from_millis(35))
+        .expect("the short stop shows as a gap in arrival");
+    assert!(
+        before[gap + 2].at - before[gap + 1].at < Duration::from_millis(5),
+        "the packets owed after the short stop arrive together"
+    );
+    judge_tolerating(
+        &before,
+        &Expect {
+            duration: Duration::from_millis(20 * before.len() as u64),
+            ..Expect::pcmu_440(SEC)
+        },
+        0,
+    );
+    let m = common::metrics(cfg.media_admin_port);
+    let counted = m
+        .iter()
+        .find(|(k, _)| k.starts_with("milliwatt_media_rtp_packets_skipped"))
+        .map(|(_, v)| *v);
+    assert_eq!(counted, Some(f64::from(skipped)), "media's count");
 }

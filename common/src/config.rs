@@ -289,6 +289,8 @@ pub struct MediaConfig {
     pub endpoint: Vec<String>,
     pub pacing_threads: usize,
     pub pacing_priority: PacingPriority,
+    /// After a stall, a stream still sends the packets due this far back (whole packet times).
+    pub pacing_catch_up_ms: u32,
     pub lease_seconds: u32,
     pub session_grace_seconds: u32,
     pub rtp_start: RtpStart,
@@ -739,6 +741,15 @@ impl Config {
             return Err(invalid(
                 "runtime.worker_threads",
                 "must be 0 (one per core) to 256",
+            ));
+        }
+        if m.pacing_catch_up_ms > 200 || !m.pacing_catch_up_ms.is_multiple_of(20) {
+            return Err(invalid(
+                "media.pacing_catch_up_ms",
+                format!(
+                    "{} must be a whole number of 20 ms packet times from 0 to 200",
+                    m.pacing_catch_up_ms
+                ),
             ));
         }
         if m.lease_seconds < 2 {
@@ -1477,6 +1488,14 @@ mod tests {
                 "[overload]\nmax_answer_lateness_ms = 70000\n",
                 "overload.max_answer_lateness_ms",
             ),
+            (
+                "[media]\npacing_catch_up_ms = 30\n",
+                "media.pacing_catch_up_ms",
+            ),
+            (
+                "[media]\npacing_catch_up_ms = 220\n",
+                "media.pacing_catch_up_ms",
+            ),
         ];
         for (file, key) in cases {
             let e = err(load(Some(file), &[], &[]));
@@ -1505,6 +1524,9 @@ mod tests {
             PacingPriority::Realtime,
             "the embedded default"
         );
+        assert_eq!(load(None, &[], &[]).unwrap().media.pacing_catch_up_ms, 60);
+        let c = load(Some("[media]\npacing_catch_up_ms = 0\n"), &[], &[]).unwrap();
+        assert_eq!(c.media.pacing_catch_up_ms, 0);
         let e = err(load(Some("[media]\nrtp_start = \"later\"\n"), &[], &[]));
         assert!(e.contains("later") && e.contains("rtp_start"), "{e}");
         let c = load(Some("[media]\nrtp_start = \"on_caller_rtp\"\n"), &[], &[]).unwrap();

@@ -192,11 +192,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `threads` pacing threads (at real-time priority when `realtime` and permitted).
-    /// Streams that end by themselves are reported on `finished`.
+    /// Starts `threads` pacing threads (at real-time priority when `realtime` and permitted),
+    /// which after a stall still send the packets of the last `catch_up` packet times
+    /// ([`Pacer::with_catch_up`]). Streams that end by themselves are reported on `finished`.
     pub fn start(
         threads: usize,
         realtime: bool,
+        catch_up: u32,
         finished: tokio::sync::mpsc::UnboundedSender<Finished>,
     ) -> Engine {
         let counters = Arc::new(EngineCounters::default());
@@ -222,7 +224,7 @@ impl Engine {
                         if realtime {
                             raise_priority(i);
                         }
-                        run_shard(epoch, rx, counters, finished, retire)
+                        run_shard(epoch, catch_up, rx, counters, finished, retire)
                     })
                     .expect("spawning a pacing thread at startup");
                 tx
@@ -313,6 +315,7 @@ struct Active {
 
 fn run_shard(
     epoch: Instant,
+    catch_up: u32,
     rx: mpsc::Receiver<Command>,
     counters: Arc<EngineCounters>,
     finished: tokio::sync::mpsc::UnboundedSender<Finished>,
@@ -323,7 +326,9 @@ fn run_shard(
         let _ = retire.send(a.stream);
         (a.sender, a.srtp)
     };
-    let mut pacer: Pacer<u64> = Pacer::new(epoch);
+    let mut pacer: Pacer<u64> = Pacer::with_catch_up(epoch, catch_up);
+    // Later than this, a stream's oldest packet times owed are skipped.
+    let window = Duration::from_millis((u64::from(catch_up) + 1) * 20);
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut parked: HashMap<u64, (RtpSender, SrtpState)> = HashMap::new();
     // Room for an SRTP authentication tag.
@@ -410,12 +415,18 @@ fn run_shard(
         if late >= STALL_WARN && !pacer.is_empty() {
             stalls += 1;
             if last_stall_log.is_none_or(|t: Instant| now.duration_since(t) >= STALL_LOG_EVERY) {
+                let what = if late < window {
+                    "pacing thread woke late: the packets owed go out together (jitter, no gap)"
+                } else {
+                    "pacing thread woke late: packet times past the catch-up window are skipped"
+                };
                 tracing::warn!(
                     late_ms = late.as_millis() as u64,
+                    catch_up_ms = u64::from(catch_up) * 20,
                     previous_poll_us = last_poll.as_micros() as u64,
                     streams = pacer.len(),
                     stalls,
-                    "pacing thread woke late: packet times may be skipped"
+                    "{what}"
                 );
                 last_stall_log = Some(now);
             }
@@ -503,7 +514,7 @@ mod tests {
     #[test]
     fn a_stopped_stream_continues_without_a_round_trip_and_forget_ends_it() {
         let (finished, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = Engine::start(1, false, finished);
+        let engine = Engine::start(1, false, 0, finished);
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         sink.set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();

@@ -84,6 +84,7 @@ impl Media {
                 default_lease: Duration::from_secs(u64::from(m.lease_seconds)),
                 grace: Duration::from_secs(u64::from(m.session_grace_seconds)),
                 realtime_pacing: m.pacing_priority == milliwatt_common::PacingPriority::Realtime,
+                pacing_catch_up: m.pacing_catch_up_ms / 20,
             },
             threads,
         );

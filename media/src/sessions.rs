@@ -40,6 +40,8 @@ pub struct RegistryConfig {
     pub grace: Duration,
     /// Pacing threads at SCHED_FIFO where permitted.
     pub realtime_pacing: bool,
+    /// Packet times a pacing thread still sends after a stall (`media.pacing_catch_up_ms` / 20).
+    pub pacing_catch_up: u32,
 }
 
 /// A session's I/O: its sockets, counters and receive task.
@@ -79,7 +81,12 @@ impl Registry {
     pub fn new(cfg: RegistryConfig, pacing_threads: usize) -> (Arc<Registry>, RegistryInputs) {
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
         let (rx_tx, rx_rx) = tokio::sync::mpsc::unbounded_channel();
-        let engine = Engine::start(pacing_threads, cfg.realtime_pacing, finished_tx);
+        let engine = Engine::start(
+            pacing_threads,
+            cfg.realtime_pacing,
+            cfg.pacing_catch_up,
+            finished_tx,
+        );
         let (events, _) = broadcast::channel(4096);
         let inner = Inner {
             table: SessionTable::new(TableConfig {
@@ -595,6 +602,7 @@ mod tests {
                 default_lease: Duration::from_secs(30),
                 grace: Duration::from_secs(5),
                 realtime_pacing: false,
+                pacing_catch_up: 0,
             },
             1,
         )

@@ -125,7 +125,10 @@ pub(crate) fn handle_invite(
     } else {
         "TCP"
     };
-    info!(%from, %to, %source, transport, "incoming INVITE");
+    // How long the INVITE waited between reaching the host (the kernel's receive time over
+    // UDP) and its admission: what `overload.max_invite_wait_ms` compared.
+    let waited_ms = signals.invite_wait.as_secs_f64() * 1e3;
+    info!(%from, %to, %source, transport, waited_ms = format_args!("{waited_ms:.1}"), "incoming INVITE");
     let from_tag = invite.base_headers.from.tag.as_ref().map(|t| t.to_string());
     shared.stats.total.fetch_add(1, Relaxed);
 

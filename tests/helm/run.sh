@@ -239,6 +239,8 @@ expect_fail "schema rejects a plan frequency of 4000" 'plans/0/frequency.*(maxim
   render --set-json 'behavior.plans=[{"number":"1","frequency":4000}]'
 expect_fail "schema rejects sip.advertisedPort=70000" 'advertisedPort.*(maximum|65535)' \
   render --set sip.advertisedPort=70000
+expect_fail "schema rejects media.pacingCatchUpMs=30 (not whole packet times)" 'pacingCatchUpMs.*(multiple|20)' \
+  render --set media.pacingCatchUpMs=30
 expect_fail "schema rejects a podMonitor interval without a unit" 'interval.*(pattern|does not match)' \
   render --set monitoring.podMonitor.enabled=true --set-string monitoring.podMonitor.interval=15
 

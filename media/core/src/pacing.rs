@@ -4,7 +4,11 @@
 //! Every session sends one packet per 20 ms. A session is placed in one of 20 one-millisecond
 //! phase slots (the least loaded), so the sessions' packets spread evenly over the packet time
 //! instead of all leaving at once. A poll walks the slots whose time has come since the previous
-//! poll, at most one full packet time: after a stall each session sends once, never a burst.
+//! poll, at most one packet time plus the catch-up window: after a stall (a pacing thread, or
+//! the virtual CPU under it, not scheduled for a while) a session sends the packets it owes from
+//! the last `catch_up` packet times too, in order, so the caller's audio has no gap, only
+//! jitter; packet times further back are skipped (the sequence goes on, the RTP timestamp jumps).
+//! With a catch-up of 0, a session sends once per poll, never a burst.
 
 use std::time::{Duration, Instant};
 
@@ -20,15 +24,25 @@ pub struct Pacer<K> {
     /// The last tick (ms since epoch) whose slot was processed.
     done_through: Option<u64>,
     len: usize,
+    /// How many ticks back a poll walks at most: one packet time plus the catch-up window.
+    window: u64,
 }
 
 impl<K: Copy + PartialEq> Pacer<K> {
+    /// A pacer that never catches up: after a stall each session sends once.
     pub fn new(epoch: Instant) -> Self {
+        Self::with_catch_up(epoch, 0)
+    }
+
+    /// A pacer that, after a stall, still sends the packets due in the last `catch_up` packet
+    /// times (besides the one due now); older packet times are skipped.
+    pub fn with_catch_up(epoch: Instant, catch_up: u32) -> Self {
         Pacer {
             epoch,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             done_through: None,
             len: 0,
+            window: (u64::from(catch_up) + 1) * PTIME_MS,
         }
     }
 
@@ -78,12 +92,13 @@ impl<K: Copy + PartialEq> Pacer<K> {
     }
 
     /// Calls `due(key, due_tick)` for every session whose packet time has come since the previous
-    /// poll (each at most once per call), and returns when to poll next.
+    /// poll, in order of due tick (a session at most 1 + catch-up times per call, for packet
+    /// times a whole packet time apart), and returns when to poll next.
     pub fn poll(&mut self, now: Instant, mut due: impl FnMut(K, u64)) -> Instant {
         let now_tick = self.tick_of(now);
         let first = match self.done_through {
             Some(t) if t >= now_tick => return self.instant_of(t + 1),
-            Some(t) => (t + 1).max(now_tick.saturating_sub(SLOTS as u64 - 1)),
+            Some(t) => (t + 1).max(now_tick.saturating_sub(self.window - 1)),
             None => now_tick,
         };
         for tick in first..=now_tick {
@@ -167,6 +182,56 @@ mod tests {
             .map(|t| t.iter().filter(|&&x| (116..=135).contains(&x)).count())
             .sum();
         assert_eq!(after, 40);
+    }
+
+    /// Polls every millisecond from 0 to 400 but for a stall (no poll) over `stall`; returns
+    /// each session's due ticks in the order sent.
+    fn run_with_stall(
+        catch_up: u32,
+        stall: std::ops::RangeInclusive<u64>,
+    ) -> HashMap<u32, Vec<u64>> {
+        let t0 = Instant::now();
+        let mut p = Pacer::with_catch_up(t0, catch_up);
+        for k in 0..40u32 {
+            p.insert(k);
+        }
+        let mut sends: HashMap<u32, Vec<u64>> = HashMap::new();
+        for ms in (0..=400u64).filter(|ms| !stall.contains(ms)) {
+            p.poll(t0 + Duration::from_millis(ms), |k, tick| {
+                sends.entry(k).or_default().push(tick)
+            });
+        }
+        sends
+    }
+
+    #[test]
+    fn a_stall_within_the_catch_up_window_leaves_no_packet_time_out() {
+        // 59 ms without a poll; a catch-up of 3 packet times covers it.
+        let sends = run_with_stall(3, 41..=99);
+        assert_eq!(sends.len(), 40);
+        for ticks in sends.values() {
+            assert!(ticks.windows(2).all(|w| w[1] - w[0] == 20), "{ticks:?}");
+            assert!(ticks[0] < 20 && *ticks.last().unwrap() > 380, "{ticks:?}");
+        }
+        // The poll at 100 sent what was owed: some sessions two or three packets at once.
+        let burst = sends
+            .values()
+            .filter(|t| t.iter().filter(|&&x| (41..=100).contains(&x)).count() == 3)
+            .count();
+        assert!(burst > 0);
+    }
+
+    #[test]
+    fn a_stall_past_the_catch_up_window_skips_only_the_oldest_packet_times() {
+        // 99 ms without a poll; the poll at 140 walks ticks 61..=140 (1 + 3 packet times), so
+        // each session skips exactly its packet time in 41..=60.
+        let sends = run_with_stall(3, 41..=139);
+        for ticks in sends.values() {
+            let steps: Vec<u64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
+            assert_eq!(steps.iter().filter(|&&s| s == 40).count(), 1, "{ticks:?}");
+            assert!(steps.iter().all(|&s| s == 20 || s == 40), "{ticks:?}");
+            assert!(ticks.iter().all(|t| !(41..=60).contains(t)), "{ticks:?}");
+        }
     }
 
     #[test]
