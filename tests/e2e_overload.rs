@@ -170,26 +170,19 @@ fn invites_that_waited_too_long_in_the_socket_are_shed_when_read() {
         .pids()
         .into_iter()
         .find(|(name, _)| name == "milliwatt")
-        .map(|(_, pid)| pid.to_string())
+        .map(|(_, pid)| pid)
         .expect("the all-in-one's pid");
-    let signal = |sig: &str| {
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill(1)");
-        assert!(st.success(), "kill {sig} {pid}");
-    };
     let sink = RtpSink::bind();
     let peer = RawSip::new(cfg.sip_addr());
     // Linux turns receive timestamps on in deferred work (net_enable_timestamp); a datagram that
     // arrives before it ran is stamped when it is read. Give it time.
     std::thread::sleep(Duration::from_millis(300));
-    signal("-STOP");
+    common::stop_process(pid);
     for n in 0..WAITING {
         peer.send(&peer.invite(&format!("waited-{n}"), &format!("w{n}"), sink.port()));
     }
     std::thread::sleep(Duration::from_millis(400));
-    signal("-CONT");
+    common::continue_process(pid);
     let replies = peer.recv_until(3 * SEC, |_| false);
     let finals: Vec<_> = replies
         .iter()

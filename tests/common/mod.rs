@@ -913,6 +913,41 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> D
     t0.elapsed()
 }
 
+/// Stops process `pid` (SIGSTOP) and returns once every one of its threads is stopped. The
+/// signal takes effect asynchronously: a thread running on another CPU (or on a virtual CPU the
+/// host has descheduled) goes on until it next enters the kernel, so without this wait a
+/// datagram sent "after the stop" may still be read at once (seen: an INVITE read and admitted
+/// before the process stopped, while the ones sent before it waited out the stop).
+pub fn stop_process(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
+    let stopped = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+        tasks.flatten().all(|t| {
+            // "tid (comm) S ...": the state follows the last ')' (comm may hold one).
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state == "T" || state == "t")
+            })
+        })
+    };
+    let t0 = Instant::now();
+    while !stopped() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "process {pid} not stopped 5 s after SIGSTOP"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Resumes a process [`stop_process`] stopped.
+pub fn continue_process(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGCONT).expect("SIGCONT");
+}
+
 /// Waits for a child, killing it after `limit`.
 /// Reads `r` to its end on a thread of its own (a child's pipe, drained while it runs).
 pub fn read_all(r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
