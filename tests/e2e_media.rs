@@ -506,12 +506,7 @@ fn a_short_pacing_stall_is_caught_up_and_a_long_one_skips_only_past_the_window()
     let mut cfg = TestConfig::new();
     cfg.tone_seconds = 4;
     let server = Server::start(cfg.clone(), Mode::Split);
-    let media = server
-        .pids()
-        .into_iter()
-        .find(|(name, _)| name == "milliwatt-media")
-        .map(|(_, pid)| pid)
-        .expect("the media process's pid");
+    let media = server.pid("milliwatt-media");
     // (when the stop began, how long it lasted at most)
     let stop_for = |d: Duration| -> (Instant, Duration) {
         let at = Instant::now();

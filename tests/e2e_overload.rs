@@ -166,12 +166,7 @@ fn invites_that_waited_too_long_in_the_socket_are_shed_when_read() {
                     max_answer_lateness_ms = 0\n"
         .into();
     let server = Server::start(cfg.clone(), Mode::AllInOne);
-    let pid = server
-        .pids()
-        .into_iter()
-        .find(|(name, _)| name == "milliwatt")
-        .map(|(_, pid)| pid)
-        .expect("the all-in-one's pid");
+    let pid = server.pid("milliwatt");
     let sink = RtpSink::bind();
     let peer = RawSip::new(cfg.sip_addr());
     // Linux turns receive timestamps on in deferred work (net_enable_timestamp); a datagram that

@@ -74,7 +74,7 @@ impl Collector for MediaCollector {
         counter(
             &mut enc,
             "milliwatt_media_rtp_packets_skipped",
-            "Packet times skipped because a pacing thread was late by a whole packet time",
+            "Packet times skipped because a pacing thread woke later than its catch-up window (media.pacing_catch_up_ms)",
             c.packets_skipped.load(Relaxed),
         )?;
         counter(

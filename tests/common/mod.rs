@@ -556,6 +556,15 @@ impl Server {
             .collect()
     }
 
+    /// The PID of the server's process `name` (`milliwatt`, `milliwatt-media`, ...).
+    pub fn pid(&self, name: &str) -> u32 {
+        self.pids()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, pid)| pid)
+            .unwrap_or_else(|| panic!("no process {name} in this server"))
+    }
+
     /// Resident memory of the server's processes together, in KiB (/proc/PID/status VmRSS).
     pub fn rss_kib(&self) -> u64 {
         self.pids()
