@@ -152,9 +152,11 @@ pub struct TestConfig {
     /// More `[media]` keys, one `key = value` a line.
     pub media_extra: String,
     /// The `[overload]` keys, one `key = value` a line. By default the answer-lateness and
-    /// INVITE-wait thresholds are 250 and 50 ms, not the release defaults (30 and 30): the test
+    /// INVITE-wait thresholds are both 250 ms, not the release defaults (30 and 30): the test
     /// command runs debug builds on 2 shared cores, where answers tens of ms late are ordinary
-    /// and no test but the overload tests is about shedding.
+    /// and the host takes the virtual CPUs away for 50-90 ms at times (an INVITE waited 54-64 ms
+    /// in a cold run of the test command, with 50 here: 503s in the soak test), and no test but
+    /// the overload tests is about shedding.
     pub overload: String,
     pub extra: String,
     /// `RUST_LOG` for both programs (it overrides `log.level`): "info" unless a test wants less.
@@ -186,7 +188,7 @@ impl TestConfig {
             rtp_start: "on_answer",
             sip_extra: String::new(),
             media_extra: String::new(),
-            overload: "max_answer_lateness_ms = 250\nmax_invite_wait_ms = 50\n".into(),
+            overload: "max_answer_lateness_ms = 250\nmax_invite_wait_ms = 250\n".into(),
             extra: String::new(),
             log_level: "info",
             grpc_scheme: "http",
