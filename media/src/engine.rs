@@ -327,8 +327,6 @@ fn run_shard(
         (a.sender, a.srtp)
     };
     let mut pacer: Pacer<u64> = Pacer::with_catch_up(epoch, catch_up);
-    // Later than this, a stream's oldest packet times owed are skipped.
-    let window = Duration::from_millis((u64::from(catch_up) + 1) * 20);
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut parked: HashMap<u64, (RtpSender, SrtpState)> = HashMap::new();
     // Room for an SRTP authentication tag.
@@ -415,7 +413,7 @@ fn run_shard(
         if late >= STALL_WARN && !pacer.is_empty() {
             stalls += 1;
             if last_stall_log.is_none_or(|t: Instant| now.duration_since(t) >= STALL_LOG_EVERY) {
-                let what = if late < window {
+                let what = if late < pacer.catch_up_window() {
                     "pacing thread woke late: the packets owed go out together (jitter, no gap)"
                 } else {
                     "pacing thread woke late: packet times past the catch-up window are skipped"

@@ -15,6 +15,18 @@ pub struct Packet {
     pub data: Vec<u8>,
 }
 
+impl Packet {
+    /// The RTP sequence number (bytes 2-3; the caller has checked the header's length).
+    pub fn seq(&self) -> u16 {
+        u16::from_be_bytes([self.data[2], self.data[3]])
+    }
+
+    /// The RTP timestamp (bytes 4-7).
+    pub fn timestamp(&self) -> u32 {
+        u32::from_be_bytes(self.data[4..8].try_into().unwrap())
+    }
+}
+
 /// A UDP socket on loopback that records everything it receives.
 pub struct RtpSink {
     pub addr: SocketAddr,
@@ -427,13 +439,12 @@ pub fn judge_stream_tolerating(
     // time is a packet time that passed, not 20 ms of lateness spread over the stream (over a
     // 1 s stream, one skip in the middle counted by packet index read as 48.5/s).
     let n = packets.len() as f64;
-    let ts0 = u32::from_be_bytes(packets[0].data[4..8].try_into().unwrap());
+    let ts0 = packets[0].timestamp();
     let points: Vec<(f64, f64)> = packets
         .iter()
         .map(|p| {
-            let ts = u32::from_be_bytes(p.data[4..8].try_into().unwrap());
             (
-                f64::from(ts.wrapping_sub(ts0)) / 160.0,
+                f64::from(p.timestamp().wrapping_sub(ts0)) / 160.0,
                 p.at.duration_since(first_at).as_secs_f64(),
             )
         })
@@ -540,7 +551,7 @@ mod tests {
         let mut packets = stream(Duration::from_millis(20), Some(10));
         // Skip a second packet time: every later timestamp moves on by one packet time.
         for p in packets.iter_mut().skip(30) {
-            let ts = u32::from_be_bytes(p.data[4..8].try_into().unwrap()) + 160;
+            let ts = p.timestamp() + 160;
             p.data[4..8].copy_from_slice(&ts.to_be_bytes());
         }
         judge_stream(&packets, &e);

@@ -86,6 +86,12 @@ impl<K: Copy + PartialEq> Pacer<K> {
         t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    /// How late a poll may be before a session's oldest packet times owed are skipped: one
+    /// packet time plus the catch-up window.
+    pub fn catch_up_window(&self) -> Duration {
+        SLOT * self.window as u32
+    }
+
     /// The instant of a tick.
     pub fn instant_of(&self, tick: u64) -> Instant {
         self.epoch + SLOT * tick as u32
@@ -226,6 +232,10 @@ mod tests {
         // 99 ms without a poll; the poll at 140 walks ticks 61..=140 (1 + 3 packet times), so
         // each session skips exactly its packet time in 41..=60.
         let sends = run_with_stall(3, 41..=139);
+        assert_eq!(
+            Pacer::<u32>::with_catch_up(Instant::now(), 3).catch_up_window(),
+            Duration::from_millis(80)
+        );
         for ticks in sends.values() {
             let steps: Vec<u64> = ticks.windows(2).map(|w| w[1] - w[0]).collect();
             assert_eq!(steps.iter().filter(|&&s| s == 40).count(), 1, "{ticks:?}");
