@@ -260,13 +260,11 @@ fn symmetric_rtp_follows_the_real_source_and_bad_packets_are_counted() {
             p.from
         );
     }
-    let header = |p: &common::rtp::Packet| {
-        (
-            u32::from_be_bytes(p.data[8..12].try_into().unwrap()),
-            u16::from_be_bytes([p.data[2], p.data[3]]),
-        )
-    };
-    let mut all: Vec<(u32, u16)> = to_sdp.iter().chain(&to_nat).map(header).collect();
+    let mut all: Vec<(u32, u16)> = to_sdp
+        .iter()
+        .chain(&to_nat)
+        .map(|p| (p.ssrc(), p.seq()))
+        .collect();
     assert!(
         all.iter().all(|(ssrc, _)| *ssrc == all[0].0),
         "SSRC changed at the switch"
@@ -360,7 +358,7 @@ fn media_sends_rtcp_sender_reports_and_reads_receiver_reports() {
             assert!(Instant::now() < deadline, "no RTP");
             std::thread::sleep(Duration::from_millis(20));
         }
-        u32::from_be_bytes(rtp.packets()[0].data[8..12].try_into().unwrap())
+        rtp.packets()[0].ssrc()
     };
     let sr = sender_report(&rtcp, "no RTCP sender report within 7 s");
     assert_eq!(sr.data[0] >> 6, 2, "RTCP version");
@@ -418,7 +416,7 @@ fn with_rtcp_mux_rtcp_shares_the_rtp_port_and_media_holds_one_socket() {
     // Sender reports come on the RTP port, from media's RTP port.
     let sr = sender_report(&sink, "no multiplexed RTCP sender report within 7 s");
     assert_eq!(sr.from, media, "RTCP from the RTP port");
-    let ssrc = u32::from_be_bytes(sink.packets()[0].data[8..12].try_into().unwrap());
+    let ssrc = sink.packets()[0].ssrc();
     assert_eq!(u32::from_be_bytes(sr.data[4..8].try_into().unwrap()), ssrc);
     // The caller's receiver report, sent to the RTP port, is read there.
     let rr = receiver_report(ssrc);
@@ -503,7 +501,7 @@ fn an_rfc_6035_report_goes_to_the_quality_collector_when_the_call_ends() {
     // The call itself: our whole tone, judged as in every call test.
     let report = judge(&ours, &Expect::pcmu_440(3 * SEC));
     eprintln!("the reported call's tone: {report:?}");
-    let our_ssrc = u32::from_be_bytes(ours[0].data[8..12].try_into().unwrap());
+    let our_ssrc = ours[0].ssrc();
     assert_eq!(header(publish, "Event"), "vq-rtcpxr");
     for line in [
         "VQSessionReport: CallTerm".to_string(),

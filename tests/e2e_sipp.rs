@@ -515,23 +515,21 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
 
     // The RTP: PCMU, nothing while held, PCMU again with the same SSRC and the next sequence
     // number (the timestamp advanced over the pause), then PCMA on a new stream.
-    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
     let pcmu: Vec<_> = packets
         .iter()
-        .filter(|p| p.data[1] & 0x7f == 0)
+        .filter(|p| p.payload_type() == 0)
         .cloned()
         .collect();
     let pcma: Vec<_> = packets
         .iter()
-        .filter(|p| p.data[1] & 0x7f == 8)
+        .filter(|p| p.payload_type() == 8)
         .cloned()
         .collect();
     assert_eq!(pcmu.len() + pcma.len(), packets.len(), "only PT 0 and 8");
     let held = Duration::from_millis(PHASE_MS);
     let (before, after, gap) = split_at_hold(&pcmu, held);
-    let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
     let (last, first) = (before.last().unwrap(), &after[0]);
-    let ts_packets = f64::from(ts(first).wrapping_sub(ts(last))) / 160.0;
+    let ts_packets = f64::from(first.timestamp().wrapping_sub(last.timestamp())) / 160.0;
     let gap_packets = gap.as_secs_f64() / 0.020;
     assert!(
         (ts_packets - gap_packets).abs() <= 3.0,
@@ -550,8 +548,8 @@ fn reinvites_hold_resume_change_codec_and_offerless_keep_the_session_and_count_v
         eprintln!("PCMU {what}: {r:?}");
     }
     assert_ne!(
-        ssrc_of(&pcma[0]),
-        ssrc_of(&before[0]),
+        pcma[0].ssrc(),
+        before[0].ssrc(),
         "a new stream for the new codec"
     );
     let r = judge(&pcma, &expect(Law::A, 8, &pcma));
@@ -588,15 +586,13 @@ fn split_at_hold(
         "nothing sent for {gap:?} while held ({held:?})"
     );
     let (before, after) = packets.split_at(gap_at);
-    let ssrc_of = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[8..12].try_into().unwrap());
     assert!(
-        packets.iter().all(|p| ssrc_of(p) == ssrc_of(&before[0])),
+        packets.iter().all(|p| p.ssrc() == before[0].ssrc()),
         "one SSRC across the hold"
     );
-    let seq = |p: &common::rtp::Packet| u16::from_be_bytes([p.data[2], p.data[3]]);
     assert_eq!(
-        seq(&after[0]),
-        seq(before.last().unwrap()).wrapping_add(1),
+        after[0].seq(),
+        before.last().unwrap().seq().wrapping_add(1),
         "sequence goes on"
     );
     (before, after, gap)
@@ -931,13 +927,12 @@ fn the_dialed_number_picks_its_test_plan() {
 /// The signal at each packet: its RTP timestamp's offset from the stream's first (in samples),
 /// its arrival, and its decoded audio.
 fn packet_audio(packets: &[common::rtp::Packet]) -> Vec<(u32, Instant, Vec<f64>)> {
-    let ts = |p: &common::rtp::Packet| u32::from_be_bytes(p.data[4..8].try_into().unwrap());
-    let ts0 = ts(&packets[0]);
+    let ts0 = packets[0].timestamp();
     packets
         .iter()
         .map(|p| {
             let audio = p.data[12..].iter().map(|&b| common::rtp::decode_mu(b));
-            (ts(p).wrapping_sub(ts0), p.at, audio.collect())
+            (p.timestamp().wrapping_sub(ts0), p.at, audio.collect())
         })
         .collect()
 }
@@ -1310,7 +1305,7 @@ fn the_echo_plan_sends_the_callers_rtp_straight_back() {
         sent.len(),
         "every packet echoed once, nothing else sent"
     );
-    let ssrc = u32::from_be_bytes(echoes[0].data[8..12].try_into().unwrap());
+    let ssrc = echoes[0].ssrc();
     assert_ne!(ssrc, caller.ssrc, "the echo is a stream of ours");
     let mut turnaround = Vec::new();
     for (i, (e, (at, p))) in echoes.iter().zip(&sent).enumerate() {
@@ -1320,23 +1315,17 @@ fn the_echo_plan_sends_the_callers_rtp_straight_back() {
             "packet {i}: version 2, no padding, extension or CSRC"
         );
         assert_eq!(d[1] & 0x7F, 0, "packet {i}: PCMU");
-        assert_eq!(
-            u32::from_be_bytes(d[8..12].try_into().unwrap()),
-            ssrc,
-            "packet {i}: SSRC"
-        );
+        assert_eq!(e.ssrc(), ssrc, "packet {i}: SSRC");
         assert_eq!(
             d[12..],
             p[12..],
             "packet {i}: the caller's payload, byte for byte"
         );
         if i > 0 {
-            let prev = &echoes[i - 1].data;
-            let seq = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
-            let ts = |b: &[u8]| u32::from_be_bytes(b[4..8].try_into().unwrap());
-            assert_eq!(seq(d), seq(prev).wrapping_add(1), "packet {i}: sequence");
+            let prev = &echoes[i - 1];
+            assert_eq!(e.seq(), prev.seq().wrapping_add(1), "packet {i}: sequence");
             assert_eq!(
-                ts(d).wrapping_sub(ts(prev)),
+                e.timestamp().wrapping_sub(prev.timestamp()),
                 160,
                 "packet {i}: timestamp step"
             );

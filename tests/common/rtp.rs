@@ -25,6 +25,16 @@ impl Packet {
     pub fn timestamp(&self) -> u32 {
         u32::from_be_bytes(self.data[4..8].try_into().unwrap())
     }
+
+    /// The RTP SSRC (bytes 8-11).
+    pub fn ssrc(&self) -> u32 {
+        u32::from_be_bytes(self.data[8..12].try_into().unwrap())
+    }
+
+    /// The RTP payload type (byte 1 without the marker bit).
+    pub fn payload_type(&self) -> u8 {
+        self.data[1] & 0x7f
+    }
 }
 
 /// A UDP socket on loopback that records everything it receives.
@@ -291,7 +301,7 @@ pub struct Report {
 pub fn streams(packets: &[Packet]) -> std::collections::BTreeMap<u32, Vec<Packet>> {
     let mut by = std::collections::BTreeMap::<u32, Vec<Packet>>::new();
     for p in packets.iter().filter(|p| p.data.len() >= 12) {
-        let ssrc = u32::from_be_bytes(p.data[8..12].try_into().unwrap());
+        let ssrc = p.ssrc();
         by.entry(ssrc).or_default().push(p.clone());
     }
     by
@@ -366,7 +376,7 @@ pub fn judge_stream_tolerating(
     let mut audio = Vec::with_capacity(packets.len() * 160);
     let mut prev: Option<(u16, u32)> = None;
     let mut skipped = 0u32;
-    let ssrc = u32::from_be_bytes(packets[0].data[8..12].try_into().unwrap());
+    let ssrc = packets[0].ssrc();
     for (i, p) in packets.iter().enumerate() {
         let d = &p.data;
         assert!(
@@ -384,14 +394,9 @@ pub fn judge_stream_tolerating(
             i == 0,
             "packet {i}: marker must be set on the first packet only"
         );
-        assert_eq!(d[1] & 0x7F, e.payload_type, "packet {i}: payload type");
-        let seq = u16::from_be_bytes([d[2], d[3]]);
-        let ts = u32::from_be_bytes(d[4..8].try_into().unwrap());
-        assert_eq!(
-            u32::from_be_bytes(d[8..12].try_into().unwrap()),
-            ssrc,
-            "packet {i}: SSRC changed"
-        );
+        assert_eq!(p.payload_type(), e.payload_type, "packet {i}: payload type");
+        let (seq, ts) = (p.seq(), p.timestamp());
+        assert_eq!(p.ssrc(), ssrc, "packet {i}: SSRC changed");
         assert_eq!(
             d.len(),
             12 + 160,
