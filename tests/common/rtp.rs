@@ -445,8 +445,8 @@ pub fn judge_stream_tolerating(
     // (over a 1 s stream, one skip in the middle counted by packet index read as 48.5/s). The
     // median, not a least-squares fit: after a pacing stall the sender catches up
     // (`media.pacing_catch_up_ms`) and a few packets arrive together, late; near the start or
-    // the end of a 1 s stream they pulled a least-squares slope 2 % off (a catch-up burst of
-    // four packets 60–80 ms late at the start read as 51.1/s), while they move only a few of
+    // the end of a 1 s stream they pulled a least-squares slope 2 % off (four packets sent
+    // together, up to 80 ms late, at the start read as 51.1/s), while they move only a few of
     // the pairs here. Half a stream apart, a millisecond of jitter is 0.2 % of a 1 s stream.
     let ts0 = packets[0].timestamp();
     let points: Vec<(f64, f64)> = packets
@@ -560,6 +560,7 @@ mod tests {
         assert!((report.rate - 50.0).abs() < 0.01, "{}", report.rate);
         // The same at the end (a least-squares fit: 49.2/s).
         let mut packets = stream(Duration::from_millis(20), None);
+        let start = packets[0].at;
         for p in &mut packets[46..50] {
             p.at = start + Duration::from_millis(990);
         }
