@@ -1314,7 +1314,7 @@ fn the_echo_plan_sends_the_callers_rtp_straight_back() {
             d[0], 0x80,
             "packet {i}: version 2, no padding, extension or CSRC"
         );
-        assert_eq!(d[1] & 0x7F, 0, "packet {i}: PCMU");
+        assert_eq!(e.payload_type(), 0, "packet {i}: PCMU");
         assert_eq!(e.ssrc(), ssrc, "packet {i}: SSRC");
         assert_eq!(
             d[12..],
